@@ -1,0 +1,414 @@
+//! The one failure taxonomy: every way a connection can fail, and each of its faces (HTTP status,
+//! RFC 9209 `Proxy-Status` token, SOCKS5 reply, log name). Pure: no I/O here.
+//!
+//! Each face is one exhaustive `match` on [`ErrorKind`] with no `_` arm, so a new kind does not
+//! compile until it has all of them.
+
+use std::fmt;
+
+/// Which party misbehaved or failed: decides who a log reader should blame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The client sent something we cannot accept, or went away.
+    Client,
+    /// The destination, the DNS, or the upstream proxy.
+    Upstream,
+    /// ward itself: policy, limits, local resources.
+    Local,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Local => "local",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A policy rule (or the default) denied the requested target.
+    PolicyDenied,
+    /// Proxy credentials missing or wrong.
+    AuthRequired,
+    /// The name does not resolve, or the resolver failed.
+    DnsError,
+    /// The resolver did not answer in time.
+    DnsTimeout,
+    /// The destination answered the SYN with a RST (ECONNREFUSED).
+    ConnectionRefused,
+    /// No answer to the connect within `timeouts.connect`.
+    ConnectionTimeout,
+    /// ENETUNREACH / EHOSTUNREACH: no route to the destination.
+    Unreachable,
+    /// The resolved address is in a range ward refuses (loopback, private, ...).
+    DestinationProhibited,
+    /// The request (HTTP head or SOCKS5 message) could not be parsed.
+    MalformedRequest,
+    /// The HTTP request head exceeded the head size cap.
+    HeadTooLarge,
+    /// SOCKS5 command other than CONNECT.
+    UnsupportedCommand,
+    /// SOCKS5 address type we do not know.
+    UnsupportedAddressType,
+    /// The chained upstream proxy refused or failed.
+    UpstreamProxy,
+    /// `max_connections` reached.
+    ConnectionLimit,
+    /// Inspecting: the origin's certificate failed verification.
+    TlsCertificate,
+    /// The origin's TLS handshake failed for a reason other than its certificate.
+    TlsHandshake,
+    /// The policy denied the name in the ClientHello, after the tunnel opened.
+    SniDenied,
+    /// The tunnel's first client bytes are not TLS and `non_tls: deny`.
+    NonTlsDenied,
+    /// The CONNECT host and the SNI name different sites and `sni_mismatch: deny`.
+    SniMismatch,
+    /// No complete ClientHello (nor server bytes) within `timeouts.client_hello`.
+    ClientHelloTimeout,
+    /// The client did not finish its request head or handshake in time.
+    ClientTimeout,
+    /// An I/O error on an established connection.
+    Io,
+    /// A local resource ran out or a local invariant failed.
+    Internal,
+}
+
+/// Every kind, in table order: for exhaustive tests and documentation.
+pub const ALL_KINDS: [ErrorKind; 23] = [
+    ErrorKind::PolicyDenied,
+    ErrorKind::AuthRequired,
+    ErrorKind::DnsError,
+    ErrorKind::DnsTimeout,
+    ErrorKind::ConnectionRefused,
+    ErrorKind::ConnectionTimeout,
+    ErrorKind::Unreachable,
+    ErrorKind::DestinationProhibited,
+    ErrorKind::MalformedRequest,
+    ErrorKind::HeadTooLarge,
+    ErrorKind::UnsupportedCommand,
+    ErrorKind::UnsupportedAddressType,
+    ErrorKind::UpstreamProxy,
+    ErrorKind::ConnectionLimit,
+    ErrorKind::TlsCertificate,
+    ErrorKind::TlsHandshake,
+    ErrorKind::SniDenied,
+    ErrorKind::NonTlsDenied,
+    ErrorKind::SniMismatch,
+    ErrorKind::ClientHelloTimeout,
+    ErrorKind::ClientTimeout,
+    ErrorKind::Io,
+    ErrorKind::Internal,
+];
+
+/// SOCKS5 reply codes (RFC 1928 section 6).
+pub mod socks5_reply {
+    pub const SUCCEEDED: u8 = 0x00;
+    pub const GENERAL_FAILURE: u8 = 0x01;
+    pub const NOT_ALLOWED: u8 = 0x02;
+    pub const NETWORK_UNREACHABLE: u8 = 0x03;
+    pub const HOST_UNREACHABLE: u8 = 0x04;
+    pub const CONNECTION_REFUSED: u8 = 0x05;
+    pub const TTL_EXPIRED: u8 = 0x06;
+    pub const COMMAND_NOT_SUPPORTED: u8 = 0x07;
+    pub const ADDRESS_TYPE_NOT_SUPPORTED: u8 = 0x08;
+}
+
+impl ErrorKind {
+    /// The HTTP status a proxy client receives.
+    pub fn http_status(self) -> u16 {
+        use ErrorKind::*;
+        match self {
+            PolicyDenied | DestinationProhibited | SniDenied | NonTlsDenied | SniMismatch => 403,
+            AuthRequired => 407,
+            DnsError | ConnectionRefused | Unreachable | UpstreamProxy | TlsCertificate
+            | TlsHandshake | Io => 502,
+            DnsTimeout | ConnectionTimeout => 504,
+            MalformedRequest | UnsupportedCommand | UnsupportedAddressType => 400,
+            HeadTooLarge => 431,
+            ConnectionLimit => 503,
+            ClientHelloTimeout | ClientTimeout => 408,
+            Internal => 500,
+        }
+    }
+
+    /// The RFC 9209 `error=` token; `None` where the reply carries no Proxy-Status error.
+    pub fn proxy_status(self) -> Option<&'static str> {
+        use ErrorKind::*;
+        match self {
+            PolicyDenied | SniDenied | NonTlsDenied | SniMismatch => Some("http_request_denied"),
+            AuthRequired => None,
+            DnsError => Some("dns_error"),
+            DnsTimeout => Some("dns_timeout"),
+            ConnectionRefused => Some("connection_refused"),
+            ConnectionTimeout => Some("connection_timeout"),
+            Unreachable => Some("destination_ip_unroutable"),
+            DestinationProhibited => Some("destination_ip_prohibited"),
+            MalformedRequest | HeadTooLarge | UnsupportedCommand | UnsupportedAddressType => {
+                Some("http_request_error")
+            }
+            UpstreamProxy => Some("proxy_internal_error"),
+            ConnectionLimit => Some("connection_limit_reached"),
+            TlsCertificate => Some("tls_certificate_error"),
+            TlsHandshake => Some("tls_protocol_error"),
+            ClientHelloTimeout | ClientTimeout => Some("http_request_error"),
+            Io => Some("proxy_internal_error"),
+            Internal => Some("proxy_internal_error"),
+        }
+    }
+
+    /// The SOCKS5 reply code (`REP`) a SOCKS5 client receives. Authentication failures are
+    /// answered in the method/sub-negotiation, not with a reply, hence `None`.
+    pub fn socks5_reply(self) -> Option<u8> {
+        use ErrorKind::*;
+        use socks5_reply as r;
+        match self {
+            PolicyDenied | DestinationProhibited | SniDenied | NonTlsDenied | SniMismatch => {
+                Some(r::NOT_ALLOWED)
+            }
+            AuthRequired => None,
+            DnsError | DnsTimeout => Some(r::HOST_UNREACHABLE),
+            ConnectionRefused => Some(r::CONNECTION_REFUSED),
+            ConnectionTimeout => Some(r::TTL_EXPIRED),
+            Unreachable => Some(r::NETWORK_UNREACHABLE),
+            MalformedRequest | HeadTooLarge => Some(r::GENERAL_FAILURE),
+            UnsupportedCommand => Some(r::COMMAND_NOT_SUPPORTED),
+            UnsupportedAddressType => Some(r::ADDRESS_TYPE_NOT_SUPPORTED),
+            UpstreamProxy | ConnectionLimit | TlsCertificate | TlsHandshake => {
+                Some(r::GENERAL_FAILURE)
+            }
+            ClientHelloTimeout | ClientTimeout | Io | Internal => Some(r::GENERAL_FAILURE),
+        }
+    }
+
+    /// The stable snake_case name used in logs and metrics.
+    pub fn log_name(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            PolicyDenied => "policy_denied",
+            AuthRequired => "auth_required",
+            DnsError => "dns_error",
+            DnsTimeout => "dns_timeout",
+            ConnectionRefused => "connection_refused",
+            ConnectionTimeout => "connection_timeout",
+            Unreachable => "destination_unreachable",
+            DestinationProhibited => "destination_prohibited",
+            MalformedRequest => "malformed_request",
+            HeadTooLarge => "head_too_large",
+            UnsupportedCommand => "unsupported_command",
+            UnsupportedAddressType => "unsupported_address_type",
+            UpstreamProxy => "upstream_proxy_error",
+            ConnectionLimit => "connection_limit",
+            TlsCertificate => "tls_certificate_error",
+            TlsHandshake => "tls_handshake_error",
+            SniDenied => "sni_denied",
+            NonTlsDenied => "non_tls_denied",
+            SniMismatch => "sni_mismatch",
+            ClientHelloTimeout => "client_hello_timeout",
+            ClientTimeout => "client_timeout",
+            Io => "io_error",
+            Internal => "internal_error",
+        }
+    }
+
+    /// A short human sentence for reply bodies.
+    pub fn summary(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            PolicyDenied => "The proxy policy denies this destination.",
+            AuthRequired => "The proxy requires authentication.",
+            DnsError => "The destination name could not be resolved.",
+            DnsTimeout => "The DNS lookup for the destination timed out.",
+            ConnectionRefused => "The destination refused the connection.",
+            ConnectionTimeout => "Connecting to the destination timed out.",
+            Unreachable => "The destination is unreachable from the proxy.",
+            DestinationProhibited => "The destination address is not allowed through this proxy.",
+            MalformedRequest => "The proxy could not parse the request.",
+            HeadTooLarge => "The request head is too large.",
+            UnsupportedCommand => "The proxy supports only CONNECT.",
+            UnsupportedAddressType => "The address type is not supported.",
+            UpstreamProxy => "The upstream proxy failed.",
+            ConnectionLimit => "The proxy is at its connection limit; retry later.",
+            TlsCertificate => "The destination's TLS certificate failed verification.",
+            TlsHandshake => "The TLS handshake with the destination failed.",
+            SniDenied => "The proxy policy denies the TLS server name.",
+            NonTlsDenied => "The proxy accepts only TLS in tunnels.",
+            SniMismatch => "The TLS server name does not match the requested host.",
+            ClientHelloTimeout => "No TLS ClientHello arrived in time.",
+            ClientTimeout => "The request did not arrive in time.",
+            Io => "A network error occurred.",
+            Internal => "The proxy had an internal error.",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.log_name())
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure on a connection's path: what kind, whose fault, and what a user needs to act on it.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} ({side}): {detail}", side = side.as_str())]
+pub struct ProxyError {
+    pub kind: ErrorKind,
+    pub side: Side,
+    /// Names the host, port and OS error, e.g. "connect 203.0.113.5:443: connection refused".
+    pub detail: String,
+    #[source]
+    pub source: Option<Source>,
+}
+
+impl ProxyError {
+    pub fn new(kind: ErrorKind, side: Side, detail: impl Into<String>) -> Self {
+        ProxyError {
+            kind,
+            side,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub fn client(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Self::new(kind, Side::Client, detail)
+    }
+
+    pub fn upstream(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Self::new(kind, Side::Upstream, detail)
+    }
+
+    pub fn local(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Self::new(kind, Side::Local, detail)
+    }
+
+    /// Classifies an OS error from connecting to `what` (e.g. "203.0.113.5:443").
+    pub fn from_connect_io(what: &str, err: std::io::Error) -> Self {
+        let kind = connect_error_kind(&err);
+        let detail = format!("connect {what}: {}", describe_io(&err));
+        ProxyError::upstream(kind, detail).with_source(err)
+    }
+}
+
+/// Maps an OS connect error to its kind. Pure over the errno so that it is testable.
+pub fn connect_error_kind(err: &std::io::Error) -> ErrorKind {
+    use std::io::ErrorKind as Io;
+    match err.raw_os_error() {
+        Some(libc::ECONNREFUSED) => return ErrorKind::ConnectionRefused,
+        Some(libc::ETIMEDOUT) => return ErrorKind::ConnectionTimeout,
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN | libc::EHOSTDOWN) => {
+            return ErrorKind::Unreachable;
+        }
+        _ => {}
+    }
+    match err.kind() {
+        Io::ConnectionRefused => ErrorKind::ConnectionRefused,
+        Io::TimedOut => ErrorKind::ConnectionTimeout,
+        Io::NetworkUnreachable | Io::HostUnreachable => ErrorKind::Unreachable,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// "connection refused (os error 111)" reads worse than the bare strerror text users know.
+pub fn describe_io(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_lowercase(),
+        None => text,
+    }
+}
+
+/// Renders an RFC 9209 `Proxy-Status` value: `ward; error=TOKEN; details="..."`.
+/// `details` is an sf-string: only printable ASCII, with `"` and `\` escaped.
+pub fn proxy_status_value(kind: ErrorKind, detail: &str) -> Option<String> {
+    let token = kind.proxy_status()?;
+    let mut out = format!("ward; error={token}");
+    if !detail.is_empty() {
+        out.push_str("; details=\"");
+        for c in detail.chars() {
+            match c {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                ' '..='~' => out.push(c),
+                _ => out.push('?'),
+            }
+        }
+        out.push('"');
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DESIGN.md's "What a client sees" table, row by row.
+    #[test]
+    fn design_error_table() {
+        use ErrorKind::*;
+        let rows: &[(ErrorKind, u16, Option<&str>, Option<u8>)] = &[
+            (PolicyDenied, 403, Some("http_request_denied"), Some(0x02)),
+            (AuthRequired, 407, None, None),
+            (DnsError, 502, Some("dns_error"), Some(0x04)),
+            (DnsTimeout, 504, Some("dns_timeout"), Some(0x04)),
+            (ConnectionRefused, 502, Some("connection_refused"), Some(0x05)),
+            (ConnectionTimeout, 504, Some("connection_timeout"), Some(0x06)),
+            (Unreachable, 502, Some("destination_ip_unroutable"), Some(0x03)),
+            (DestinationProhibited, 403, Some("destination_ip_prohibited"), Some(0x02)),
+            (MalformedRequest, 400, Some("http_request_error"), Some(0x01)),
+            (HeadTooLarge, 431, Some("http_request_error"), Some(0x01)),
+            (UnsupportedCommand, 400, Some("http_request_error"), Some(0x07)),
+            (UnsupportedAddressType, 400, Some("http_request_error"), Some(0x08)),
+            (UpstreamProxy, 502, Some("proxy_internal_error"), Some(0x01)),
+            (ConnectionLimit, 503, Some("connection_limit_reached"), Some(0x01)),
+            (TlsCertificate, 502, Some("tls_certificate_error"), Some(0x01)),
+        ];
+        for &(kind, status, token, rep) in rows {
+            assert_eq!(kind.http_status(), status, "{kind:?} status");
+            assert_eq!(kind.proxy_status(), token, "{kind:?} token");
+            assert_eq!(kind.socks5_reply(), rep, "{kind:?} socks5");
+        }
+    }
+
+    #[test]
+    fn log_names_are_unique() {
+        let mut names: Vec<_> = ALL_KINDS.iter().map(|k| k.log_name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL_KINDS.len());
+    }
+
+    #[test]
+    fn connect_errors_classified_by_errno() {
+        let e = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(connect_error_kind(&e), ErrorKind::ConnectionRefused);
+        let e = std::io::Error::from_raw_os_error(libc::EHOSTUNREACH);
+        assert_eq!(connect_error_kind(&e), ErrorKind::Unreachable);
+        let e = std::io::Error::from_raw_os_error(libc::ENETUNREACH);
+        assert_eq!(connect_error_kind(&e), ErrorKind::Unreachable);
+        let err = ProxyError::from_connect_io(
+            "203.0.113.5:443",
+            std::io::Error::from_raw_os_error(libc::ECONNREFUSED),
+        );
+        assert_eq!(err.detail, "connect 203.0.113.5:443: connection refused");
+    }
+
+    #[test]
+    fn proxy_status_escapes_details() {
+        let v = proxy_status_value(ErrorKind::DnsError, "name \"x\\y\" not found\n").unwrap();
+        assert_eq!(v, r#"ward; error=dns_error; details="name \"x\\y\" not found?""#);
+        assert_eq!(proxy_status_value(ErrorKind::AuthRequired, "x"), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! TODO
+pub mod ca;
+pub mod certs;
