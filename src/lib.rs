@@ -15,10 +15,12 @@
 //! and `admin` own the process.
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod config;
 pub mod conn;
 pub mod dial;
 pub mod error;
+pub mod forward;
 pub mod front;
 pub mod io;
 pub mod log;

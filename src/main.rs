@@ -1,1 +1,201 @@
-fn main(){}
+//! ward's command line: run | check | explain | ca. The only place that uses anyhow and decides
+//! exit codes; everything else returns typed errors.
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use ward::config::{self, Config};
+use ward::mitm::ca::Ca;
+use ward::policy::{self, Facts};
+use ward::target::{Host, Target};
+
+#[derive(Parser)]
+#[command(name = "ward", version, about = "A forward proxy that reads every TLS ClientHello")]
+struct Cli {
+    /// The policy file. Default: ./policy.yaml, or the embedded default policy if it is missing.
+    #[arg(short = 'c', long = "config", global = true)]
+    config: Option<PathBuf>,
+    /// Log format: human text, or one JSON object per line for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve; creates the CA in ca_dir at start if the policy inspects and it is missing.
+    Run,
+    /// Validate the policy file: a one-line summary, or every error with file:line:column.
+    Check,
+    /// Show which rule decides for a destination, and the facts it used.
+    Explain {
+        /// HOST or HOST:PORT (default port 443).
+        target: String,
+        /// The TLS server name, when it differs from HOST.
+        #[arg(long)]
+        sni: Option<String>,
+        /// The client's address.
+        #[arg(long, default_value = "127.0.0.1")]
+        client: IpAddr,
+        /// The authenticated user.
+        #[arg(long)]
+        user: Option<String>,
+        /// The resolved destination address.
+        #[arg(long)]
+        dst: Option<IpAddr>,
+    },
+    /// The interception CA.
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaAction {
+    /// Create ca.pem and ca.key in ca_dir (refuses to overwrite unless --force).
+    Init {
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the CA's path, SHA-256 fingerprint and how to trust it.
+    Show,
+    /// Print the CA certificate (PEM, or DER with --der).
+    Export {
+        #[arg(long)]
+        der: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ward: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run => {
+            let (config, path) = load_config(cli.config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            runtime.block_on(ward::server::run(config, path))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => match load_config(cli.config.as_deref()) {
+            Ok((config, _)) => {
+                println!("{}", config.summary());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Explain {
+            target,
+            sni,
+            client,
+            user,
+            dst,
+        } => {
+            let (config, _) = load_config(cli.config.as_deref())?;
+            let target = Target::parse_with_default_port(&target, 443)
+                .with_context(|| format!("target {target:?}"))?;
+            let sni = sni
+                .map(|s| Host::parse(&s).with_context(|| format!("--sni {s:?}")))
+                .transpose()?;
+            let facts = Facts {
+                host: Some(sni.as_ref().unwrap_or(&target.host)),
+                port: target.port,
+                client,
+                user: user.as_deref(),
+                dst,
+                sni: sni.as_ref(),
+            };
+            print!("{}", policy::explain(&config, &facts));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ca { action } => {
+            let (config, _) = load_config(cli.config.as_deref())?;
+            ca_command(&config, action)
+        }
+    }
+}
+
+fn ca_command(config: &Config, action: CaAction) -> anyhow::Result<ExitCode> {
+    let dir = &config.ca_dir;
+    match action {
+        CaAction::Init { force } => {
+            let ca = Ca::init(dir, force).with_context(|| format!("create the CA in {}", dir.display()))?;
+            print!("{}", ca.show_text(dir));
+        }
+        CaAction::Show => {
+            let ca = Ca::load(dir).with_context(|| format!("load the CA from {} (run `ward ca init`)", dir.display()))?;
+            print!("{}", ca.show_text(dir));
+        }
+        CaAction::Export { der } => {
+            use std::io::Write;
+            let ca = Ca::load(dir).with_context(|| format!("load the CA from {} (run `ward ca init`)", dir.display()))?;
+            let mut out = std::io::stdout().lock();
+            if der {
+                out.write_all(ca.cert_der())?;
+            } else {
+                out.write_all(ca.cert_pem().as_bytes())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `-c FILE`, else ./policy.yaml, else the embedded default (relative paths then resolve
+/// against the working directory). Returns the path to watch for reloads.
+fn load_config(explicit: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let local = PathBuf::from("policy.yaml");
+            if !local.exists() {
+                tracing::info!("no ./policy.yaml: using the embedded default policy");
+                let config = config::parse(config::EMBEDDED_POLICY, Path::new("<embedded>"))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                return Ok((config, None));
+            }
+            local
+        }
+    };
+    let config = config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((config, Some(path)))
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}

@@ -1,1 +1,289 @@
-//! TODO
+//! The process: listeners, the connection limit, policy hot reload (file watch + SIGHUP),
+//! and graceful shutdown (SIGTERM/Ctrl-C: stop accepting, drain for `shutdown_grace`, exit).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Config};
+use crate::conn::{self, Context};
+use crate::error::{ErrorKind, ProxyError, socks5_reply};
+use crate::front::{http, socks5};
+use crate::mitm::{InterceptSettings, Interceptor};
+use crate::policy::Action;
+
+/// After EMFILE/ENFILE, accepting again at once would spin: wait for descriptors to free up.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Editors save in bursts (write, rename, chmod): one reload per burst.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
+/// Over the limit, a client gets this long to say which protocol it speaks before we close.
+const OVER_LIMIT_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("interception setup: {0}")]
+    Intercept(String),
+}
+
+/// The live state shared by the accept loops and the reloader.
+struct State {
+    config: ArcSwap<Config>,
+    interceptor: ArcSwap<Option<Arc<Interceptor>>>,
+    open: AtomicUsize,
+    force_close: CancellationToken,
+}
+
+/// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
+pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerError> {
+    let interceptor = build_interceptor(&config, None)?;
+    let mut listeners = Vec::with_capacity(config.listen.len());
+    for &addr in &config.listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = l.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        tracing::info!(addr = %local, "listening");
+        listeners.push(l);
+    }
+    let state = Arc::new(State {
+        config: ArcSwap::from_pointee(config),
+        interceptor: ArcSwap::from_pointee(interceptor),
+        open: AtomicUsize::new(0),
+        force_close: CancellationToken::new(),
+    });
+    let stop_accepting = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    for l in listeners {
+        tokio::spawn(accept_loop(l, state.clone(), tracker.clone(), stop_accepting.clone()));
+    }
+    let (reload_tx, reload_rx) = mpsc::channel(8);
+    let _watcher = path.as_deref().and_then(|p| watch(p, reload_tx.clone()));
+    tokio::spawn(reloader(path, state.clone(), reload_rx));
+    tokio::spawn(forward_sighup(reload_tx));
+
+    wait_for_shutdown_signal().await;
+    stop_accepting.cancel();
+    tracker.close();
+    let grace = state.config.load().shutdown_grace;
+    let open = state.open.load(Ordering::Relaxed);
+    tracing::info!(open, grace = %humantime::format_duration(grace), "shutting down: draining open connections");
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::info!(open = state.open.load(Ordering::Relaxed), "grace period over: closing the rest");
+        state.force_close.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn accept_loop(l: TcpListener, state: Arc<State>, tracker: TaskTracker, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = l.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(ok) => ok,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                tracing::warn!(error = %e, "out of file descriptors: pausing accept");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+            Err(e) => {
+                // ECONNABORTED and friends concern one connection, not the listener.
+                tracing::debug!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let cfg = state.config.load_full();
+        let open = state.open.fetch_add(1, Ordering::AcqRel) + 1;
+        let guard = OpenGuard(state.clone());
+        if open > cfg.max_connections {
+            tracing::warn!(client = %peer, limit = cfg.max_connections, "connection limit reached");
+            tracker.spawn(async move {
+                refuse_over_limit(stream, cfg.max_connections).await;
+                drop(guard);
+            });
+            continue;
+        }
+        let ctx = Context {
+            config: cfg,
+            interceptor: state.interceptor.load().as_ref().clone(),
+            force_close: state.force_close.clone(),
+        };
+        tracker.spawn(async move {
+            conn::handle(stream, peer, ctx).await;
+            drop(guard);
+        });
+    }
+}
+
+/// Counts a client connection for as long as its task lives.
+struct OpenGuard(Arc<State>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answers a connection over the limit in its own protocol, promptly, instead of leaving it in
+/// the backlog: 503 for HTTP, reply 0x01 for SOCKS5.
+async fn refuse_over_limit(mut stream: TcpStream, limit: usize) {
+    let err = ProxyError::local(
+        ErrorKind::ConnectionLimit,
+        format!("{limit} connections open (max_connections)"),
+    );
+    let mut first = [0u8; 1];
+    let answer = async {
+        stream.peek(&mut first).await?;
+        if first[0] == 0x05 {
+            // Greeting, "no auth", then the request: the reply needs the request's framing.
+            let mut buf = [0u8; 512];
+            let _ = stream.read(&mut buf).await?;
+            stream.write_all(&socks5::encode_method_choice(socks5::METHOD_NO_AUTH)).await?;
+            let _ = stream.read(&mut buf).await?;
+            stream.write_all(&socks5::encode_reply(socks5_reply::GENERAL_FAILURE, None)).await?;
+        } else {
+            stream.write_all(&http::encode_error_response(&err, true)).await?;
+        }
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(OVER_LIMIT_GRACE, answer).await;
+}
+
+fn needs_interception(cfg: &Config) -> bool {
+    cfg.policy.default_action() == Action::Inspect
+        || (0..cfg.policy.rules_len()).any(|i| cfg.policy.rule(i).action == Action::Inspect)
+}
+
+/// Builds the interceptor when the policy inspects anything (creating the CA on first need);
+/// keeps the current one when its settings did not change, so its leaf cache survives reloads.
+fn build_interceptor(
+    cfg: &Config,
+    current: Option<&Arc<Interceptor>>,
+) -> Result<Option<Arc<Interceptor>>, ServerError> {
+    if !needs_interception(cfg) {
+        return Ok(None);
+    }
+    let settings = InterceptSettings {
+        ca_dir: cfg.ca_dir.clone(),
+        upstream_ca: cfg.upstream_ca.clone(),
+        flows: cfg.flows.clone(),
+        handshake_timeout: cfg.timeouts.client_hello,
+        idle: cfg.timeouts.idle,
+    };
+    if let Some(cur) = current
+        && cur.settings() == &settings
+    {
+        return Ok(Some(cur.clone()));
+    }
+    let interceptor = Interceptor::new(&settings).map_err(|e| ServerError::Intercept(e.to_string()))?;
+    Ok(Some(Arc::new(interceptor)))
+}
+
+async fn reloader(path: Option<PathBuf>, state: Arc<State>, mut rx: mpsc::Receiver<&'static str>) {
+    while let Some(why) = rx.recv().await {
+        // Coalesce the burst of events one save produces.
+        tokio::time::sleep(RELOAD_DEBOUNCE).await;
+        while rx.try_recv().is_ok() {}
+        let Some(path) = path.as_deref() else {
+            tracing::info!(why, "reload requested, but ward runs on the embedded policy");
+            continue;
+        };
+        reload(path, &state, why);
+    }
+}
+
+fn reload(path: &Path, state: &State, why: &str) {
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(why, file = %path.display(), errors = %e, "policy reload failed: keeping the previous rules");
+            return;
+        }
+    };
+    let old = state.config.load();
+    if new.listen != old.listen {
+        tracing::warn!("listen addresses changed: restart ward to apply them");
+    }
+    let current = state.interceptor.load();
+    match build_interceptor(&new, current.as_ref().as_ref()) {
+        Ok(i) => state.interceptor.store(Arc::new(i)),
+        Err(e) => {
+            tracing::error!(error = %e, "policy reload failed: keeping the previous rules");
+            return;
+        }
+    }
+    tracing::info!(why, summary = %new.summary(), "policy reloaded");
+    state.config.store(Arc::new(new));
+}
+
+/// Watches the policy file's folder, not the file: editors and Kubernetes ConfigMaps replace
+/// files by rename, which a watch on the file itself would lose.
+fn watch(path: &Path, tx: mpsc::Sender<&'static str>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name()?.to_owned();
+    let handler = move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev
+            && !ev.kind.is_access()
+            && ev.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()))
+        {
+            let _ = tx.try_send("file changed");
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the policy file; SIGHUP still reloads");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy folder; SIGHUP still reloads");
+        return None;
+    }
+    Some(watcher)
+}
+
+async fn forward_sighup(tx: mpsc::Sender<&'static str>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let _ = tx.send("SIGHUP").await;
+    }
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        _ = terminated => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,3 +1,346 @@
-//! TODO
+//! The front-end: sniff the protocol on a fresh client connection, drive the HTTP or SOCKS5
+//! codec over the socket, authenticate, and hand back what the client asked for. It replies to
+//! the client itself when the handshake fails; replies after dialing go through
+//! [`TunnelRequest::reply_ok`] / [`TunnelRequest::reply_err`]. No policy, no dialing here.
+
 pub mod http;
 pub mod socks5;
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::config::{Config, User};
+use crate::error::{ErrorKind, ProxyError, socks5_reply};
+use crate::io::{ReadError, read_until};
+use crate::request::{Credentials, Request, Via};
+
+use self::http::{HttpError, ProxyRequest, RequestTarget};
+
+/// SOCKS5 messages are tiny (a request is at most 262 bytes); this bounds a hostile client.
+const SOCKS5_MESSAGE_CAP: usize = 1024;
+/// First byte of every SOCKS5 greeting (RFC 1928 section 3).
+const SOCKS5_VERSION: u8 = 0x05;
+
+/// What a client asked for, once its handshake succeeded.
+pub enum Accepted {
+    /// CONNECT or SOCKS5 CONNECT: the caller dials, then replies.
+    Tunnel(TunnelRequest),
+    /// Absolute-form HTTP: the forwarder serves this and later requests on the connection.
+    /// `buffered` holds every byte read so far, the first request head included.
+    Forward {
+        stream: TcpStream,
+        buffered: BytesMut,
+        first: Box<ProxyRequest>,
+        user: Option<String>,
+    },
+}
+
+/// How a tunnel's success or failure is told to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replier {
+    Http,
+    Socks5,
+}
+
+pub struct TunnelRequest {
+    pub stream: TcpStream,
+    /// Bytes the client sent after its request (e.g. the start of a ClientHello, pipelined).
+    pub leftover: BytesMut,
+    pub request: Request,
+    replier: Replier,
+}
+
+impl TunnelRequest {
+    pub async fn reply_ok(&mut self, bound: Option<SocketAddr>) -> std::io::Result<()> {
+        match self.replier {
+            Replier::Http => self.stream.write_all(http::CONNECT_OK).await,
+            Replier::Socks5 => {
+                let reply = socks5::encode_reply(socks5_reply::SUCCEEDED, bound);
+                self.stream.write_all(&reply).await
+            }
+        }
+    }
+
+    /// Tells the client why its tunnel failed. Best effort: the client may be gone.
+    pub async fn reply_err(&mut self, err: &ProxyError) {
+        reply_error(&mut self.stream, self.replier, err).await;
+    }
+}
+
+async fn reply_error<S: AsyncWrite + Unpin>(stream: &mut S, replier: Replier, err: &ProxyError) {
+    let bytes = match replier {
+        Replier::Http => http::encode_error_response(err, true),
+        Replier::Socks5 => match err.kind.socks5_reply() {
+            Some(rep) => socks5::encode_reply(rep, None),
+            None => return,
+        },
+    };
+    // The client may already have gone: nothing more to tell it then.
+    let _ = stream.write_all(&bytes).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Runs the front-end handshake on a fresh connection, within `cfg.timeouts.handshake`.
+pub async fn accept(
+    mut stream: TcpStream,
+    client: SocketAddr,
+    cfg: &Config,
+) -> Result<Accepted, ProxyError> {
+    let deadline = Instant::now() + cfg.timeouts.handshake;
+    let mut first = [0u8; 1];
+    let n = tokio::time::timeout_at(deadline, stream.peek(&mut first))
+        .await
+        .map_err(|_| {
+            ProxyError::client(ErrorKind::ClientTimeout, "no request before the handshake timeout")
+        })?
+        .map_err(|e| ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e))?;
+    if n == 0 {
+        return Err(ProxyError::client(ErrorKind::Io, "client closed before a request"));
+    }
+    if first[0] == SOCKS5_VERSION {
+        accept_socks5(stream, client, cfg, deadline).await
+    } else {
+        accept_http(stream, client, cfg, deadline).await
+    }
+}
+
+async fn accept_http(
+    mut stream: TcpStream,
+    client: SocketAddr,
+    cfg: &Config,
+    deadline: Instant,
+) -> Result<Accepted, ProxyError> {
+    let mut buf = BytesMut::with_capacity(4096);
+    let read = read_until(
+        &mut stream,
+        &mut buf,
+        http::MAX_HEAD,
+        deadline,
+        http::parse_request_head,
+    )
+    .await;
+    let (req, consumed) = match read {
+        Ok(done) => done,
+        Err(e) => {
+            let err = read_error_to_proxy(e, |h: HttpError| {
+                ProxyError::client(h.kind(), h.to_string())
+            });
+            if err.kind != ErrorKind::Io {
+                reply_error(&mut stream, Replier::Http, &err).await;
+            }
+            return Err(err);
+        }
+    };
+    let user = match authenticate(&cfg.users, req.credentials.as_ref()) {
+        Ok(user) => user,
+        Err(err) => {
+            reply_error(&mut stream, Replier::Http, &err).await;
+            return Err(err);
+        }
+    };
+    match &req.target {
+        RequestTarget::Connect(target) => {
+            let leftover = buf.split_off(consumed);
+            let request = Request {
+                client,
+                user,
+                target: target.clone(),
+                via: Via::HttpConnect,
+            };
+            Ok(Accepted::Tunnel(TunnelRequest {
+                stream,
+                leftover,
+                request,
+                replier: Replier::Http,
+            }))
+        }
+        RequestTarget::Absolute { .. } => Ok(Accepted::Forward {
+            stream,
+            buffered: buf,
+            first: Box::new(req),
+            user,
+        }),
+        RequestTarget::Origin(path) => {
+            let err = ProxyError::client(
+                ErrorKind::MalformedRequest,
+                format!(
+                    "{} {path}: ward is a proxy; send CONNECT host:port or an absolute URI",
+                    req.method
+                ),
+            );
+            reply_error(&mut stream, Replier::Http, &err).await;
+            Err(err)
+        }
+    }
+}
+
+async fn accept_socks5(
+    mut stream: TcpStream,
+    client: SocketAddr,
+    cfg: &Config,
+    deadline: Instant,
+) -> Result<Accepted, ProxyError> {
+    let mut buf = BytesMut::with_capacity(512);
+    let greeting = read_socks5(&mut stream, &mut buf, deadline, socks5::parse_greeting).await?;
+    let auth_required = !cfg.users.is_empty();
+    let method = socks5::choose_method(&greeting, auth_required);
+    write_client(&mut stream, &socks5::encode_method_choice(method)).await?;
+    let user = match method {
+        socks5::METHOD_NO_AUTH => None,
+        socks5::METHOD_USER_PASS => {
+            let creds = read_socks5(&mut stream, &mut buf, deadline, socks5::parse_auth).await?;
+            let verdict = authenticate(&cfg.users, Some(&creds));
+            write_client(&mut stream, &socks5::encode_auth_status(verdict.is_ok())).await?;
+            verdict?
+        }
+        _ => {
+            return Err(ProxyError::client(
+                ErrorKind::AuthRequired,
+                "SOCKS5 client offered no acceptable authentication method",
+            ));
+        }
+    };
+    let req = match read_socks5(&mut stream, &mut buf, deadline, socks5::parse_request).await {
+        Ok(req) => req,
+        Err(err) => {
+            reply_error(&mut stream, Replier::Socks5, &err).await;
+            return Err(err);
+        }
+    };
+    if req.command != socks5::CMD_CONNECT {
+        let err = ProxyError::client(
+            ErrorKind::UnsupportedCommand,
+            format!("SOCKS5 command {:#04x}: only CONNECT is supported", req.command),
+        );
+        reply_error(&mut stream, Replier::Socks5, &err).await;
+        return Err(err);
+    }
+    let request = Request {
+        client,
+        user,
+        target: req.target,
+        via: Via::Socks5,
+    };
+    Ok(Accepted::Tunnel(TunnelRequest {
+        stream,
+        leftover: buf,
+        request,
+        replier: Replier::Socks5,
+    }))
+}
+
+/// Reads one SOCKS5 message and removes it from the front of `buf`.
+async fn read_socks5<T>(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+    parse: impl FnMut(&[u8]) -> Result<crate::Parsed<T>, socks5::Socks5Error>,
+) -> Result<T, ProxyError> {
+    match read_until(stream, buf, SOCKS5_MESSAGE_CAP, deadline, parse).await {
+        Ok((value, consumed)) => {
+            let _ = buf.split_to(consumed);
+            Ok(value)
+        }
+        Err(e) => Err(read_error_to_proxy(e, |s: socks5::Socks5Error| {
+            ProxyError::client(s.kind(), s.to_string())
+        })),
+    }
+}
+
+async fn write_client<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), ProxyError> {
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(|e| ProxyError::client(ErrorKind::Io, format!("write: {e}")).with_source(e))
+}
+
+fn read_error_to_proxy<E>(e: ReadError<E>, parse: impl FnOnce(E) -> ProxyError) -> ProxyError {
+    match e {
+        ReadError::Parse(p) => parse(p),
+        ReadError::TooLarge => {
+            ProxyError::client(ErrorKind::HeadTooLarge, "request head over the size limit")
+        }
+        ReadError::Timeout => ProxyError::client(
+            ErrorKind::ClientTimeout,
+            "request incomplete at the handshake timeout",
+        ),
+        ReadError::Closed => {
+            ProxyError::client(ErrorKind::Io, "client closed in the middle of its request")
+        }
+        ReadError::Io(e) => {
+            ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e)
+        }
+    }
+}
+
+/// Checks credentials against `users` (no users: everyone is let in, anonymously). Every
+/// configured password is compared in constant time, so timing reveals neither which user
+/// exists nor how much of a password matched.
+pub fn authenticate(
+    users: &[User],
+    creds: Option<&Credentials>,
+) -> Result<Option<String>, ProxyError> {
+    if users.is_empty() {
+        return Ok(None);
+    }
+    let Some(creds) = creds else {
+        return Err(ProxyError::client(
+            ErrorKind::AuthRequired,
+            "proxy credentials required",
+        ));
+    };
+    let mut matched: Option<&User> = None;
+    for user in users {
+        let name_ok = user.name.as_bytes().ct_eq(creds.user.as_bytes());
+        let pass_ok = user.password.as_bytes().ct_eq(creds.password.as_bytes());
+        if bool::from(name_ok & pass_ok) && matched.is_none() {
+            matched = Some(user);
+        }
+    }
+    match matched {
+        Some(user) => Ok(Some(user.name.clone())),
+        None => Err(ProxyError::client(
+            ErrorKind::AuthRequired,
+            format!("wrong credentials for user {:?}", creds.user),
+        )),
+    }
+}
+
+/// Lets other stages speak the front-end's error dialect on any stream (used by the forwarder).
+pub async fn reply_http_error<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, err: &ProxyError) {
+    reply_error(stream, Replier::Http, err).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> Vec<User> {
+        vec![User {
+            name: "alice".into(),
+            password: "s3cret".into(),
+        }]
+    }
+
+    #[test]
+    fn authentication() {
+        let c = |u: &str, p: &str| Credentials {
+            user: u.into(),
+            password: p.into(),
+        };
+        assert_eq!(authenticate(&[], None).unwrap(), None);
+        assert_eq!(
+            authenticate(&users(), Some(&c("alice", "s3cret"))).unwrap(),
+            Some("alice".into())
+        );
+        let kind = |r: Result<_, ProxyError>| r.unwrap_err().kind;
+        assert_eq!(kind(authenticate(&users(), None)), ErrorKind::AuthRequired);
+        assert_eq!(kind(authenticate(&users(), Some(&c("alice", "s3cre")))), ErrorKind::AuthRequired);
+        assert_eq!(kind(authenticate(&users(), Some(&c("bob", "s3cret")))), ErrorKind::AuthRequired);
+    }
+}
