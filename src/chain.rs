@@ -59,7 +59,10 @@ async fn http_connect(
     deadline: Instant,
 ) -> Result<Bytes, String> {
     let request = http::encode_connect_request(target, up.credentials.as_ref());
-    stream.write_all(&request).await.map_err(|e| format!("write: {e}"))?;
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
     let mut buf = BytesMut::with_capacity(1024);
     let (head, consumed) = read_until(
         stream,
@@ -105,19 +108,29 @@ async fn socks5_connect(
                 return Err("SOCKS5 authentication rejected".into());
             }
         }
-        (m, _) => return Err(format!("SOCKS5 proxy chose method {m:#04x}, which ward cannot use")),
+        (m, _) => {
+            return Err(format!(
+                "SOCKS5 proxy chose method {m:#04x}, which ward cannot use"
+            ));
+        }
     }
     let request = socks5::encode_client_request(target).map_err(|e| e.to_string())?;
     write(stream, &request).await?;
     let (rep, _bound) = read_msg(stream, &mut buf, deadline, socks5::parse_reply).await?;
     if rep != crate::error::socks5_reply::SUCCEEDED {
-        return Err(format!("SOCKS5 reply {rep:#04x} ({})", socks5::reply_text(rep)));
+        return Err(format!(
+            "SOCKS5 reply {rep:#04x} ({})",
+            socks5::reply_text(rep)
+        ));
     }
     Ok(buf.freeze())
 }
 
 async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
-    stream.write_all(bytes).await.map_err(|e| format!("write: {e}"))
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(|e| format!("write: {e}"))
 }
 
 /// Reads one SOCKS5 message, leaving what follows it in `buf`.

@@ -96,11 +96,17 @@ pub async fn accept(
     let n = tokio::time::timeout_at(deadline, stream.peek(&mut first))
         .await
         .map_err(|_| {
-            ProxyError::client(ErrorKind::ClientTimeout, "no request before the handshake timeout")
+            ProxyError::client(
+                ErrorKind::ClientTimeout,
+                "no request before the handshake timeout",
+            )
         })?
         .map_err(|e| ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e))?;
     if n == 0 {
-        return Err(ProxyError::client(ErrorKind::Io, "client closed before a request"));
+        return Err(ProxyError::client(
+            ErrorKind::Io,
+            "client closed before a request",
+        ));
     }
     if first[0] == SOCKS5_VERSION {
         accept_socks5(stream, client, cfg, deadline).await
@@ -215,7 +221,10 @@ async fn accept_socks5(
     if req.command != socks5::CMD_CONNECT {
         let err = ProxyError::client(
             ErrorKind::UnsupportedCommand,
-            format!("SOCKS5 command {:#04x}: only CONNECT is supported", req.command),
+            format!(
+                "SOCKS5 command {:#04x}: only CONNECT is supported",
+                req.command
+            ),
         );
         reply_error(&mut stream, Replier::Socks5, &err).await;
         return Err(err);
@@ -252,7 +261,10 @@ async fn read_socks5<T>(
     }
 }
 
-async fn write_client<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), ProxyError> {
+async fn write_client<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+) -> Result<(), ProxyError> {
     stream
         .write_all(bytes)
         .await
@@ -272,9 +284,7 @@ fn read_error_to_proxy<E>(e: ReadError<E>, parse: impl FnOnce(E) -> ProxyError) 
         ReadError::Closed => {
             ProxyError::client(ErrorKind::Io, "client closed in the middle of its request")
         }
-        ReadError::Io(e) => {
-            ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e)
-        }
+        ReadError::Io(e) => ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e),
     }
 }
 
@@ -340,7 +350,13 @@ mod tests {
         );
         let kind = |r: Result<_, ProxyError>| r.unwrap_err().kind;
         assert_eq!(kind(authenticate(&users(), None)), ErrorKind::AuthRequired);
-        assert_eq!(kind(authenticate(&users(), Some(&c("alice", "s3cre")))), ErrorKind::AuthRequired);
-        assert_eq!(kind(authenticate(&users(), Some(&c("bob", "s3cret")))), ErrorKind::AuthRequired);
+        assert_eq!(
+            kind(authenticate(&users(), Some(&c("alice", "s3cre")))),
+            ErrorKind::AuthRequired
+        );
+        assert_eq!(
+            kind(authenticate(&users(), Some(&c("bob", "s3cret")))),
+            ErrorKind::AuthRequired
+        );
     }
 }
