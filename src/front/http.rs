@@ -140,6 +140,10 @@ fn malformed(msg: impl fmt::Display) -> HttpError {
 
 /// Parses a proxy request head. `consumed` ends after the blank line; any body follows it.
 pub fn parse_request_head(buf: &[u8]) -> Result<Parsed<ProxyRequest>, HttpError> {
+    // Wait for the whole preface line, so that the refusal says why rather than "bad version".
+    if buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(buf) {
+        return Ok(Parsed::Incomplete);
+    }
     if buf.starts_with(H2_PREFACE) {
         return Err(malformed(
             "HTTP/2 connection preface: a proxy port speaks HTTP/1.1 (use CONNECT for h2)",
@@ -215,9 +219,9 @@ fn own_headers(fields: &[httparse::Header<'_>]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn header_values<'a, 'n>(
+fn header_values<'a>(
     headers: &'a [(String, Vec<u8>)],
-    name: &'n str,
+    name: &str,
 ) -> impl Iterator<Item = &'a [u8]> {
     headers
         .iter()
@@ -226,9 +230,9 @@ fn header_values<'a, 'n>(
 }
 
 /// The comma-separated elements of every line of a list-valued field, trimmed.
-fn list_elements<'a, 'n>(
+fn list_elements<'a>(
     headers: &'a [(String, Vec<u8>)],
-    name: &'n str,
+    name: &str,
 ) -> impl Iterator<Item = &'a [u8]> {
     header_values(headers, name)
         .flat_map(|v| v.split(|&b| b == b','))
@@ -314,11 +318,14 @@ fn check_host(
 /// RFC 9112 section 6: refuse every framing two parsers could read differently, so that no
 /// request can be smuggled past ward to an origin.
 fn check_framing(headers: &[(String, Vec<u8>)], version: u8) -> Result<(), HttpError> {
-    let mut length: Option<&[u8]> = None;
-    for value in list_elements(headers, "content-length") {
-        if !value.iter().all(u8::is_ascii_digit) {
-            return Err(malformed("Content-Length is not a number"));
-        }
+    let mut length: Option<u64> = None;
+    for element in list_elements(headers, "content-length") {
+        // Digits only: `+1` or ` 1` would parse in Rust but not in every origin server.
+        let value = std::str::from_utf8(element)
+            .ok()
+            .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| malformed("Content-Length is not a number"))?;
         if length.is_some_and(|seen| seen != value) {
             return Err(malformed("conflicting Content-Length values"));
         }
@@ -642,6 +649,8 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -651,14 +660,19 @@ mod tests {
         }
         // Agreeing duplicates are one length (RFC 9110 section 8.6).
         let req = request(
-            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3, 03\r\n\r\n",
         );
         assert_eq!(req.header("content-length"), Some(&b"3"[..]));
     }
 
     #[test]
     fn http2_preface_is_refused_with_a_reason() {
-        let err = error(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        for i in 0..H2_PREFACE.len() {
+            assert_eq!(parse_request_head(&preface[..i]), Ok(Parsed::Incomplete));
+        }
+        let err = error(&preface[..H2_PREFACE.len()]);
+        assert_eq!(err, error(preface));
         assert_eq!(err.kind(), ErrorKind::MalformedRequest);
         assert!(err.to_string().contains("HTTP/2"), "{err}");
     }
