@@ -100,8 +100,8 @@ async fn socks5_connect(
     write(stream, &socks5::encode_client_greeting(creds.is_some())).await?;
     let method = read_msg(stream, &mut buf, deadline, socks5::parse_method_choice).await?;
     match (method, creds) {
-        (socks5::METHOD_NO_AUTH, _) => {}
-        (socks5::METHOD_USER_PASS, Some(c)) => {
+        (socks5::method::NO_AUTH, _) => {}
+        (socks5::method::USER_PASSWORD, Some(c)) => {
             let auth = socks5::encode_client_auth(c).map_err(|e| e.to_string())?;
             write(stream, &auth).await?;
             if !read_msg(stream, &mut buf, deadline, socks5::parse_auth_status).await? {
@@ -116,12 +116,10 @@ async fn socks5_connect(
     }
     let request = socks5::encode_client_request(target).map_err(|e| e.to_string())?;
     write(stream, &request).await?;
-    let (rep, _bound) = read_msg(stream, &mut buf, deadline, socks5::parse_reply).await?;
-    if rep != crate::error::socks5_reply::SUCCEEDED {
-        return Err(format!(
-            "SOCKS5 reply {rep:#04x} ({})",
-            socks5::reply_text(rep)
-        ));
+    let reply = read_msg(stream, &mut buf, deadline, socks5::parse_reply).await?;
+    if reply.rep != crate::error::socks5_reply::SUCCEEDED {
+        let rep = reply.rep;
+        return Err(format!("SOCKS5 reply {rep:#04x} ({})", socks5::reply_name(rep)));
     }
     Ok(buf.freeze())
 }

@@ -171,7 +171,7 @@ async fn refuse_over_limit(mut stream: TcpStream, limit: usize) {
             let mut buf = [0u8; 512];
             let _ = stream.read(&mut buf).await?;
             stream
-                .write_all(&socks5::encode_method_choice(socks5::METHOD_NO_AUTH))
+                .write_all(&socks5::encode_method_choice(socks5::method::NO_AUTH))
                 .await?;
             let _ = stream.read(&mut buf).await?;
             stream
