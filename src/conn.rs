@@ -17,6 +17,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::front::{self, Accepted, TunnelRequest};
 use crate::io::{PrefixedStream, ReadError, read_until};
 use crate::log::{AccessRecord, Stage};
+use crate::metrics::Metrics;
 use crate::mitm::{FlowContext, Interceptor};
 use crate::policy::{Action, Decision, Facts, Verdict};
 use crate::request::Request;
@@ -32,12 +33,13 @@ pub struct Context {
     pub interceptor: Option<Arc<Interceptor>>,
     /// Fired when the shutdown grace period is over: open tunnels end then.
     pub force_close: CancellationToken,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves one client connection to its end and emits its access record.
 pub async fn handle(stream: TcpStream, client: SocketAddr, ctx: Context) {
     let _ = stream.set_nodelay(true);
-    let mut rec = AccessRecord::new(client);
+    let mut rec = AccessRecord::new(client, ctx.metrics.clone());
     let accepted = match front::accept(stream, client, &ctx.config).await {
         Ok(a) => a,
         Err(err) => {
