@@ -228,7 +228,9 @@ fn read_key(path: &Path) -> Result<String, MitmError> {
 /// Writes through a temporary file and a rename, so a reader never sees half a file and the
 /// key is never, even briefly, readable by others.
 fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), MitmError> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let _ = fs::remove_file(&tmp);
     let write = || -> io::Result<()> {
         let mut f = fs::OpenOptions::new()

@@ -136,13 +136,12 @@ impl Interceptor {
         let ca = Arc::new(Ca::load_or_create(&s.ca_dir)?);
         let client_base = upstream::client_config(provider.clone(), s.upstream_ca.as_deref())?;
         let leaves = LeafCache::new(ca, certs::DEFAULT_CAPACITY)?;
-        // The resolver is replaced per connection; this one only satisfies the builder.
-        let placeholder =
-            leaves.get_or_forge(&Host::Name("ward.invalid".into()), &[], SystemTime::now())?;
+        // The resolver is replaced per connection; this empty one only satisfies the builder.
+        let placeholder = rustls::server::ResolvesServerCertUsingSni::new();
         let server_base = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SingleCertAndKey::from(placeholder)));
+            .with_cert_resolver(Arc::new(placeholder));
         Ok(Interceptor {
             leaves,
             client_base: Arc::new(client_base),

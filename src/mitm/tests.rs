@@ -196,6 +196,17 @@ impl Ward {
         DuplexStream,
         tokio::task::JoinHandle<Result<Intercepted, ProxyError>>,
     ) {
+        self.connect_with(origin, CancellationToken::new()).await
+    }
+
+    async fn connect_with(
+        &self,
+        origin: std::net::SocketAddr,
+        shutdown: CancellationToken,
+    ) -> (
+        DuplexStream,
+        tokio::task::JoinHandle<Result<Intercepted, ProxyError>>,
+    ) {
         let (client, proxy_side) = tokio::io::duplex(64 * 1024);
         let upstream = TcpStream::connect(origin).await.unwrap();
         let ctx = FlowContext {
@@ -207,10 +218,8 @@ impl Ward {
             alpn_offered: vec![],
         };
         let i = self.interceptor.clone();
-        let task = tokio::spawn(async move {
-            i.intercept(proxy_side, upstream, ctx, CancellationToken::new())
-                .await
-        });
+        let task =
+            tokio::spawn(async move { i.intercept(proxy_side, upstream, ctx, shutdown).await });
         (client, task)
     }
 
@@ -516,4 +525,36 @@ async fn garbage_instead_of_client_hello_is_an_error() {
         .unwrap()
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::MalformedRequest);
+}
+
+#[tokio::test]
+async fn shutdown_drains_an_idle_keep_alive_connection() {
+    let origin = start_origin("origin CA").await;
+    let ward = ward(&origin.ca_pem, None);
+    let token = CancellationToken::new();
+    let (client, task) = ward.connect_with(origin.addr, token.clone()).await;
+    let tls = client_tls(client, Some(ward.interceptor.ca().cert_der()), &[b"h2"])
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(format!("https://{ORIGIN}/"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    // The client keeps its connection open; only shutdown can end it now.
+    token.cancel();
+    let done = tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(done.outcome, InterceptOutcome::Finished(Ending::Shutdown)),
+        "{done:?}"
+    );
+    drop(send);
 }

@@ -138,3 +138,35 @@ fn describe_certificate_error(err: &CertificateError, name: &Host) -> String {
         other => rustls::Error::InvalidCertificate(other.clone()).to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls_io_error(e: rustls::Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn certificate_failures_name_their_reason() {
+        let host = Host::parse("origin.test").unwrap();
+        let cases = [
+            (CertificateError::UnknownIssuer, "unknown issuer"),
+            (CertificateError::Expired, "expired"),
+            (CertificateError::NotValidForName, "name mismatch"),
+        ];
+        for (cert_err, reason) in cases {
+            let err = classify(
+                &host,
+                &tls_io_error(rustls::Error::InvalidCertificate(cert_err)),
+            );
+            assert_eq!(err.kind, ErrorKind::TlsCertificate);
+            assert!(err.detail.contains(reason), "{}", err.detail);
+            assert!(err.detail.contains("origin.test"));
+        }
+        let other = classify(&host, &tls_io_error(rustls::Error::HandshakeNotComplete));
+        assert_eq!(other.kind, ErrorKind::TlsHandshake);
+        let reset = classify(&host, &io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(reset.kind, ErrorKind::TlsHandshake);
+    }
+}
