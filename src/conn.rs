@@ -18,7 +18,7 @@ use crate::front::{self, Accepted, TunnelRequest};
 use crate::io::{PrefixedStream, ReadError, read_until};
 use crate::log::{AccessRecord, Stage};
 use crate::metrics::Metrics;
-use crate::mitm::{FlowContext, Interceptor};
+use crate::mitm::{FlowContext, InterceptOutcome, Interceptor};
 use crate::policy::{Action, Decision, Facts, Verdict};
 use crate::request::Request;
 use crate::target::Host;
@@ -141,7 +141,7 @@ async fn tunnel_path(
                 .sni
                 .clone()
                 .unwrap_or_else(|| t.request.target.host.clone());
-            if interceptor.pinned_passthrough(&host, std::time::SystemTime::now()) {
+            if interceptor.pinned_passthrough(&host, std::time::Instant::now()) {
                 rec.outcome = Some("pinned_passthrough");
                 return relay(t.stream, upstream, buf, ctx, rec).await;
             }
@@ -162,7 +162,14 @@ async fn tunnel_path(
             rec.bytes_down = done.bytes_down;
             rec.alpn = done.alpn;
             rec.outcome = Some(done.outcome.as_str());
-            Ok(())
+            match done.outcome {
+                InterceptOutcome::UpstreamTlsFailed(err) => Err(err),
+                InterceptOutcome::ClientRejectedCertificate { alert } => Err(ProxyError::client(
+                    ErrorKind::TlsHandshake,
+                    format!("client rejected the forged certificate for {host} (alert {alert}): it does not trust ward's CA, or pins"),
+                )),
+                InterceptOutcome::Finished(_) => Ok(()),
+            }
         }
         _ => relay(t.stream, upstream, buf, ctx, rec).await,
     }

@@ -20,6 +20,7 @@ use crate::conn::{self, Context};
 use crate::error::{ErrorKind, ProxyError, socks5_reply};
 use crate::front::{http, socks5};
 use crate::metrics::Metrics;
+use crate::mitm::pinning::PinningSettings;
 use crate::mitm::{InterceptSettings, Interceptor};
 use crate::policy::Action;
 
@@ -236,6 +237,11 @@ fn build_interceptor(
         flows: cfg.flows.clone(),
         handshake_timeout: cfg.timeouts.client_hello,
         idle: cfg.timeouts.idle,
+        pinning: cfg.pinning_passthrough.map(|p| PinningSettings {
+            rejections: p.failures,
+            window: p.window,
+            ttl: p.ttl,
+        }),
     };
     if let Some(cur) = current
         && cur.settings() == &settings

@@ -60,7 +60,7 @@ pub enum MitmError {
 }
 
 /// The policy file's interception settings, paths already resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterceptSettings {
     pub ca_dir: PathBuf,
     pub upstream_ca: Option<PathBuf>,
@@ -94,6 +94,19 @@ pub enum InterceptOutcome {
     ClientRejectedCertificate { alert: &'static str },
 }
 
+impl InterceptOutcome {
+    /// The access record's `outcome`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InterceptOutcome::Finished(Ending::Closed) => "closed",
+            InterceptOutcome::Finished(Ending::IdleTimeout) => "idle_timeout",
+            InterceptOutcome::Finished(Ending::Shutdown) => "shutdown",
+            InterceptOutcome::UpstreamTlsFailed(_) => "upstream_tls_failed",
+            InterceptOutcome::ClientRejectedCertificate { .. } => "client_rejected_certificate",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Intercepted {
     pub requests: u64,
@@ -114,6 +127,7 @@ pub struct Interceptor {
     pinning: PinningTracker,
     handshake_timeout: Duration,
     idle: Duration,
+    settings: InterceptSettings,
 }
 
 /// What one connection's relay needs to know, gathered during the handshakes.
@@ -150,7 +164,14 @@ impl Interceptor {
             pinning: PinningTracker::new(s.pinning),
             handshake_timeout: s.handshake_timeout,
             idle: s.idle,
+            settings: s.clone(),
         })
+    }
+
+    /// The settings it was built from: a reload with equal settings keeps this interceptor
+    /// (and its leaf cache).
+    pub fn settings(&self) -> &InterceptSettings {
+        &self.settings
     }
 
     pub fn ca(&self) -> &Arc<Ca> {
