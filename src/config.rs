@@ -5,6 +5,7 @@
 mod raw;
 mod upstream;
 mod validate;
+mod values;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -98,7 +98,9 @@ impl HostPattern {
             return Ok(HostPattern::Ip(ip.to_canonical()));
         }
         if raw.contains('/') {
-            return Err(format!("{raw:?} is not a host pattern (CIDR ranges belong in `dst`)"));
+            return Err(format!(
+                "{raw:?} is not a host pattern (CIDR ranges belong in `dst`)"
+            ));
         }
         let name = |s: &str| normalize_name(s).map_err(|e| e.to_string());
         if let Some(rest) = raw.strip_prefix("*.") {
@@ -117,7 +119,9 @@ impl HostPattern {
     /// Whether `host` (already normalised) matches; the reference the index must agree with.
     pub fn matches(&self, host: &Host) -> bool {
         let under = |name: &str, x: &str| {
-            name.len() > x.len() && name.ends_with(x) && name.as_bytes()[name.len() - x.len() - 1] == b'.'
+            name.len() > x.len()
+                && name.ends_with(x)
+                && name.as_bytes()[name.len() - x.len() - 1] == b'.'
         };
         match (self, host) {
             (HostPattern::Ip(p), Host::Ip(ip)) => *p == ip.to_canonical(),
@@ -152,7 +156,9 @@ impl PortRange {
     pub fn parse(raw: &str) -> Result<PortRange, String> {
         let port = |s: &str| match s.trim().parse::<u16>() {
             Ok(p) if p != 0 && !s.trim().starts_with('+') => Ok(p),
-            _ => Err(format!("{raw:?} is not a port (1-65535) or a range \"LO-HI\"")),
+            _ => Err(format!(
+                "{raw:?} is not a port (1-65535) or a range \"LO-HI\""
+            )),
         };
         let (lo, hi) = match raw.split_once('-') {
             Some((a, b)) => (port(a)?, port(b)?),

@@ -19,7 +19,7 @@ const MAX_NODES: usize = 4_000_000;
 const MAX_EVENTS: usize = 8_000_000;
 /// Aliases are legitimate (a shared host list), but each expansion is bounded.
 const MAX_ALIASES: usize = 10_000;
-const MAX_REPLAYED_EVENTS: usize = 1_000_000;
+const MAX_REPLAYED_EVENTS: usize = 200_000;
 
 pub(super) type S<T> = Spanned<T>;
 
@@ -99,7 +99,10 @@ raw_struct!(
     }
 );
 
-raw_struct!(RawUser { name: String, password: String });
+raw_struct!(RawUser {
+    name: String,
+    password: String
+});
 
 raw_struct!(RawDns { servers: Vec<S<String>> });
 
@@ -185,7 +188,12 @@ pub(super) fn parse_raw(text: &str) -> Result<RawConfig, SyntaxError> {
         let message = e.without_snippet().to_string();
         // saphyr appends the place to its message; ours goes in front, once.
         let suffix = format!(" at line {}, column {}", location.line(), location.column());
-        let message = message.strip_suffix(&suffix).unwrap_or(&message).to_owned();
+        let message = message.strip_suffix(&suffix).unwrap_or(&message);
+        let message = match message {
+            "expected sequence start" => "expected a list, like [a, b]".to_owned(),
+            "expected mapping start" => "expected a mapping, like { key: value }".to_owned(),
+            other => other.to_owned(),
+        };
         SyntaxError {
             line: location.line(),
             column: location.column(),

@@ -79,19 +79,46 @@ rules:
     assert_eq!(c.listen[1], "[::1]:8081".parse().unwrap());
     assert_eq!(c.admin, Some("127.0.0.1:9090".parse().unwrap()));
     assert_eq!(c.ca_dir, Path::new("/etc/ward/ca"));
-    assert_eq!(c.upstream_ca.as_deref(), Some(Path::new("/etc/ssl/extra.pem")));
-    assert_eq!(c.users, vec![User { name: "alice".into(), password: "s3:cret".into() }]);
+    assert_eq!(
+        c.upstream_ca.as_deref(),
+        Some(Path::new("/etc/ssl/extra.pem"))
+    );
+    assert_eq!(
+        c.users,
+        vec![User {
+            name: "alice".into(),
+            password: "s3:cret".into()
+        }]
+    );
     let up = c.upstream.as_ref().unwrap();
     assert_eq!(up.scheme, UpstreamScheme::Socks5);
     assert_eq!(up.credentials.as_ref().unwrap().password, "p@ss");
-    assert_eq!(c.hosts.lookup("origin.test"), Some("127.0.0.1".parse().unwrap()));
-    assert_eq!(c.hosts.lookup("ORIGIN.test."), Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(
+        c.hosts.lookup("origin.test"),
+        Some("127.0.0.1".parse().unwrap())
+    );
+    assert_eq!(
+        c.hosts.lookup("ORIGIN.test."),
+        Some("127.0.0.1".parse().unwrap())
+    );
     assert_eq!(c.hosts.lookup("a.b.lab.test"), Some("::1".parse().unwrap()));
     assert_eq!(c.hosts.lookup("lab.test"), None);
-    assert_eq!(c.hosts.lookup("corp.test"), Some("10.1.1.1".parse().unwrap()));
-    assert_eq!(c.hosts.lookup("x.corp.test"), Some("10.1.1.1".parse().unwrap()));
+    assert_eq!(
+        c.hosts.lookup("corp.test"),
+        Some("10.1.1.1".parse().unwrap())
+    );
+    assert_eq!(
+        c.hosts.lookup("x.corp.test"),
+        Some("10.1.1.1".parse().unwrap())
+    );
     assert_eq!(c.hosts.lookup("127.0.0.1"), None);
-    assert_eq!(c.dns_servers, vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()]);
+    assert_eq!(
+        c.dns_servers,
+        vec![
+            "127.0.0.1:5353".parse().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ]
+    );
     assert_eq!(c.timeouts.connect, Duration::from_millis(500));
     assert_eq!(c.timeouts.client_hello, Duration::from_secs(2));
     assert_eq!(c.timeouts.idle, Duration::from_secs(300));
@@ -101,14 +128,26 @@ rules:
     assert_eq!(c.max_connections, 12);
     assert_eq!((c.non_tls, c.sni_mismatch), (Toggle::Deny, Toggle::Deny));
     assert!(c.open_proxy);
-    assert_eq!(c.flows.as_deref(), Some(Path::new("/etc/ward/logs/flows.jsonl")));
+    assert_eq!(
+        c.flows.as_deref(),
+        Some(Path::new("/etc/ward/logs/flows.jsonl"))
+    );
     let pin = c.pinning_passthrough.unwrap();
-    assert_eq!((pin.failures, pin.window, pin.ttl), (5, Duration::from_secs(60), Duration::from_secs(3600)));
+    assert_eq!(
+        (pin.failures, pin.window, pin.ttl),
+        (5, Duration::from_secs(60), Duration::from_secs(3600))
+    );
     assert_eq!(c.policy.default_action(), Action::Inspect);
     let r = c.policy.rule(0);
     assert_eq!((r.name.as_str(), r.action, r.line), ("r", Action::Deny, 20));
     assert_eq!(r.hosts, vec![HostPattern::Exact("a.test".into())]);
-    assert_eq!(r.ports, vec![PortRange { lo: 443, hi: 443 }, PortRange { lo: 8000, hi: 8999 }]);
+    assert_eq!(
+        r.ports,
+        vec![
+            PortRange { lo: 443, hi: 443 },
+            PortRange { lo: 8000, hi: 8999 }
+        ]
+    );
     assert_eq!(r.clients, vec!["10.0.0.0/8".parse().unwrap()]);
     assert_eq!(r.users, vec!["alice".to_owned()]);
     assert_eq!(r.dst, vec!["192.168.0.0/16".parse().unwrap()]);
@@ -163,7 +202,10 @@ fn repo_policy_is_valid() {
     assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
     assert_eq!(c.policy.default_action(), Action::Allow);
     assert_eq!(c.ca_dir, Path::new("certs"));
-    assert_eq!(c.summary(), "<embedded>: ok, 0 rules, default allow, listen 127.0.0.1:8080, 0 users");
+    assert_eq!(
+        c.summary(),
+        "<embedded>: ok, 0 rules, default allow, listen 127.0.0.1:8080, 0 users"
+    );
     // The commented examples must stay valid when a user uncomments them.
     let (head, examples) = EMBEDDED_POLICY.split_once("# rules:\n").unwrap();
     let examples: String = examples
@@ -185,7 +227,8 @@ fn unknown_top_level_key_is_placed() {
 
 #[test]
 fn unknown_rule_key_is_placed() {
-    let text = "rules:\n  - name: a\n    action: deny\n  - name: b\n    action: deny\n    prots: [443]\n";
+    let text =
+        "rules:\n  - name: a\n    action: deny\n  - name: b\n    action: deny\n    prots: [443]\n";
     let (line, col, key, _) = one(text);
     assert_eq!((line, col, key.as_str()), (6, 5, "rules[1].prots"));
     let (line, col, key, _) = one("timeouts: { conect: 1s }\n");
@@ -199,7 +242,8 @@ fn bad_values_are_placed() {
     assert!(msg.contains("duration"), "{msg}");
     let (line, col, key, _) = one("shutdown_grace: 10x\n");
     assert_eq!((line, col, key.as_str()), (1, 17, "shutdown_grace"));
-    let text = "rules:\n  - name: a\n    action: deny\n    dst: [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n";
+    let text =
+        "rules:\n  - name: a\n    action: deny\n    dst: [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n";
     let (line, col, key, msg) = one(text);
     assert_eq!((line, col, key.as_str()), (4, 25, "rules[0].dst"));
     assert!(msg.contains("CIDR"), "{msg}");
@@ -247,7 +291,10 @@ rules:
         "{errors:#?}"
     );
     let shown = ConfigError { errors }.to_string();
-    assert!(shown.starts_with("policy.yaml:2:1: defualt: unknown key"), "{shown}");
+    assert!(
+        shown.starts_with("policy.yaml:2:1: defualt: unknown key"),
+        "{shown}"
+    );
     assert_eq!(shown.lines().count(), 12);
 }
 
@@ -284,19 +331,35 @@ fn other_values_are_checked() {
         ("max_connections: -1\n", "max_connections"),
         ("non_tls: maybe\n", "non_tls"),
         ("open_proxy: yes\n", "open_proxy"),
-        ("pinning_passthrough: { failures: 0 }\n", "pinning_passthrough.failures"),
-        ("pinning_passthrough: { ttl: forever }\n", "pinning_passthrough.ttl"),
+        (
+            "pinning_passthrough: { failures: 0 }\n",
+            "pinning_passthrough.failures",
+        ),
+        (
+            "pinning_passthrough: { ttl: forever }\n",
+            "pinning_passthrough.ttl",
+        ),
         ("default: block\n", "default"),
         ("users: [{ name: 'a:b', password: x }]\n", "users[0].name"),
         ("users: [{ name: a }]\n", "users[0].password"),
-        ("users: [{ name: a, password: x, role: admin }]\n", "users[0].role"),
-        ("users: [{ name: a, password: x }, { name: a, password: y }]\n", "users[1].name"),
+        (
+            "users: [{ name: a, password: x, role: admin }]\n",
+            "users[0].role",
+        ),
+        (
+            "users: [{ name: a, password: x }, { name: a, password: y }]\n",
+            "users[1].name",
+        ),
     ];
     for (text, want) in cases {
         let (_, _, key, _) = one(text);
         assert_eq!(key, want, "{text}");
     }
-    assert!(ok("pinning_passthrough: {}\n").pinning_passthrough.is_some());
+    assert!(
+        ok("pinning_passthrough: {}\n")
+            .pinning_passthrough
+            .is_some()
+    );
 }
 
 #[test]
@@ -304,8 +367,11 @@ fn yaml_errors_are_placed() {
     let (line, col, key, msg) = one("listen: [\"127.0.0.1:8080\"\nrules: {\n");
     assert!(line >= 1 && col >= 1, "{line}:{col} {msg}");
     assert_eq!(key, "");
-    let (line, _, _, msg) = one("default: allow\nrules: { name: a }\n");
-    assert_eq!(line, 2, "{msg}");
+    let (line, col, _, msg) = one("default: allow\nrules: { name: a }\n");
+    assert_eq!(
+        (line, col, msg.as_str()),
+        (2, 8, "expected a list, like [a, b]")
+    );
     let (_, _, _, msg) = one("default: allow\ndefault: deny\n");
     assert!(msg.contains("duplicate"), "{msg}");
 }
@@ -333,12 +399,20 @@ fn load_reads_files_and_resolves_paths() {
     assert_eq!(c.ca_dir, dir.path().join("my-ca"));
     let missing = load(&dir.path().join("nope.yaml")).unwrap_err();
     assert_eq!(missing.errors.len(), 1);
-    assert!(missing.to_string().contains("nope.yaml: cannot read"), "{missing}");
+    assert!(
+        missing.to_string().contains("nope.yaml: cannot read"),
+        "{missing}"
+    );
 }
 
 #[test]
 fn passwords_stay_out_of_debug() {
-    let c = ok("users: [{ name: alice, password: hunter2 }]\nupstream: http://u:swordfish@127.0.0.1:3128\n");
+    let c = ok(
+        "users: [{ name: alice, password: hunter2 }]\nupstream: http://u:swordfish@127.0.0.1:3128\n",
+    );
     let shown = format!("{c:?}");
-    assert!(!shown.contains("hunter2") && !shown.contains("swordfish"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("swordfish"),
+        "{shown}"
+    );
 }

@@ -14,7 +14,11 @@ pub fn parse_upstream(url: &str) -> Result<Upstream, String> {
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "http" => UpstreamScheme::Http,
         "socks5" | "socks5h" => UpstreamScheme::Socks5,
-        other => return Err(format!("unsupported scheme {other:?} (http, socks5, socks5h)")),
+        other => {
+            return Err(format!(
+                "unsupported scheme {other:?} (http, socks5, socks5h)"
+            ));
+        }
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.contains(['/', '?', '#']) {
@@ -83,7 +87,10 @@ mod tests {
         assert_eq!(u.scheme, UpstreamScheme::Socks5);
         assert_eq!(u.target.to_string(), "[::1]:1080");
         let c = u.credentials.unwrap();
-        assert_eq!((c.user.as_str(), c.password.as_str()), ("al@ice", "p:ss@w0rd"));
+        assert_eq!(
+            (c.user.as_str(), c.password.as_str()),
+            ("al@ice", "p:ss@w0rd")
+        );
 
         let u = parse_upstream("SOCKS5://u@127.0.0.1:1080").unwrap();
         assert_eq!(u.credentials.unwrap().password, "");

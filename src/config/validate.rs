@@ -2,14 +2,17 @@
 //! collected with its place (nothing stops at the first). Pure.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::IpNet;
 use serde_saphyr::Location;
 
 use super::raw::{Entries, RawConfig, RawDns, RawPinning, RawRule, RawTimeouts, RawUser, S};
+use super::values::{
+    parse_action, parse_bool, parse_duration, parse_grace, parse_ip, parse_net, parse_positive,
+    parse_socket_addr, parse_toggle,
+};
 use super::{
     Config, ConfigError, ConfigIssue, HostsOverrides, PinningPassthrough, Timeouts, Toggle, User,
     parse_upstream,
@@ -92,7 +95,9 @@ impl Checker<'_> {
             self.issue(field.referenced, key, "empty list; omit the key instead");
         }
         let items = field.value.iter();
-        items.filter_map(|item| self.parsed(Some(item), key, &parse)).collect()
+        items
+            .filter_map(|item| self.parsed(Some(item), key, &parse))
+            .collect()
     }
 
     fn duration(&mut self, field: Option<&S<String>>, key: &str, default: Duration) -> Duration {
@@ -106,61 +111,6 @@ impl Checker<'_> {
             s => Ok(base.join(s)),
         })
     }
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(s) {
-        Ok(d) if d.is_zero() => Err(format!("{s:?}: a timeout of zero would fail everything")),
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!("{s:?} is not a duration like 500ms, 10s or 5m ({e})")),
-    }
-}
-
-fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not IP:PORT (like 127.0.0.1:8080 or [::1]:8080)"))
-}
-
-fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    let inner = s.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
-    inner.unwrap_or(s).parse().map_err(|_| format!("{s:?} is not an IP address"))
-}
-
-/// A CIDR range; a bare address means just that address. Host bits are cleared.
-fn parse_net(s: &str) -> Result<IpNet, String> {
-    if let Ok(ip) = parse_ip(s) {
-        return Ok(IpNet::from(ip));
-    }
-    s.parse::<IpNet>()
-        .map(|n| n.trunc())
-        .map_err(|_| format!("{s:?} is not a CIDR range (like 10.0.0.0/8 or fc00::/7)"))
-}
-
-fn parse_positive<T: std::str::FromStr + PartialEq + Default>(s: &str) -> Result<T, String> {
-    match s.parse::<T>() {
-        Ok(n) if n != T::default() => Ok(n),
-        _ => Err(format!("{s:?} is not a positive whole number")),
-    }
-}
-
-fn parse_toggle(s: &str) -> Result<Toggle, String> {
-    match s {
-        "allow" => Ok(Toggle::Allow),
-        "deny" => Ok(Toggle::Deny),
-        _ => Err(format!("{s:?}: expected allow or deny")),
-    }
-}
-
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!("{s:?}: expected true or false")),
-    }
-}
-
-fn parse_action(s: &str) -> Result<Action, String> {
-    Action::parse(s).ok_or_else(|| format!("{s:?}: expected allow, deny or inspect"))
 }
 
 pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigError> {
@@ -188,16 +138,23 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
         upstream: c.parsed(raw.upstream.as_ref(), "upstream", parse_upstream),
         hosts: raw.hosts.map(|h| c.hosts(h.value)).unwrap_or_default(),
         dns_servers: raw.dns.map(|d| c.dns(d.value)).unwrap_or_default(),
-        timeouts: raw.timeouts.map(|t| c.timeouts(t.value)).unwrap_or_default(),
-        shutdown_grace: c.duration(
-            raw.shutdown_grace.as_ref(),
-            "shutdown_grace",
-            DEFAULT_SHUTDOWN_GRACE,
-        ),
+        timeouts: raw
+            .timeouts
+            .map(|t| c.timeouts(t.value))
+            .unwrap_or_default(),
+        shutdown_grace: c
+            .parsed(raw.shutdown_grace.as_ref(), "shutdown_grace", parse_grace)
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         max_connections: c
-            .parsed(raw.max_connections.as_ref(), "max_connections", parse_positive)
+            .parsed(
+                raw.max_connections.as_ref(),
+                "max_connections",
+                parse_positive,
+            )
             .unwrap_or(DEFAULT_MAX_CONNECTIONS),
-        non_tls: c.parsed(raw.non_tls.as_ref(), "non_tls", parse_toggle).unwrap_or(Toggle::Allow),
+        non_tls: c
+            .parsed(raw.non_tls.as_ref(), "non_tls", parse_toggle)
+            .unwrap_or(Toggle::Allow),
         sni_mismatch: c
             .parsed(raw.sni_mismatch.as_ref(), "sni_mismatch", parse_toggle)
             .unwrap_or(Toggle::Allow),
@@ -222,7 +179,9 @@ impl Checker<'_> {
     /// Listen addresses with their places (for the open-proxy check); the default if absent.
     fn listen(&mut self, field: Option<&S<Vec<S<String>>>>) -> Vec<(Location, SocketAddr)> {
         let Some(field) = field else {
-            let default = DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is an address");
+            let default = DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is an address");
             return vec![(Location::UNKNOWN, default)];
         };
         if field.value.is_empty() {
@@ -238,7 +197,10 @@ impl Checker<'_> {
     }
 
     fn refuse_open_proxy(&mut self, listen: &[(Location, SocketAddr)]) {
-        for (at, addr) in listen.iter().filter(|(_, a)| !a.ip().to_canonical().is_loopback()) {
+        for (at, addr) in listen
+            .iter()
+            .filter(|(_, a)| !a.ip().to_canonical().is_loopback())
+        {
             let msg = format!(
                 "listening on {addr}, which is not loopback, without `users` would make an open \
                  proxy; add `users` or set `open_proxy: true`"
@@ -259,7 +221,11 @@ impl Checker<'_> {
                 continue;
             };
             if name.contains(':') {
-                self.issue(raw.referenced, &join(&prefix, "name"), "':' cannot appear in a name");
+                self.issue(
+                    raw.referenced,
+                    &join(&prefix, "name"),
+                    "':' cannot appear in a name",
+                );
             } else if let Some(line) = seen.insert(name.clone(), raw.referenced.line()) {
                 let msg = format!("user {name:?} is already defined on line {line}");
                 self.issue(raw.referenced, &join(&prefix, "name"), msg);
@@ -309,7 +275,11 @@ impl Checker<'_> {
                 HostPattern::Ip(_) => false,
             };
             if clash {
-                self.issue(key.referenced, "hosts", "overlaps an earlier override of the same name");
+                self.issue(
+                    key.referenced,
+                    "hosts",
+                    "overlaps an earlier override of the same name",
+                );
             }
         }
         out
@@ -326,7 +296,9 @@ impl Checker<'_> {
             let with_port = parse_ip(s).map(|ip| SocketAddr::new(ip, DEFAULT_DNS_PORT));
             with_port.or_else(|_| parse_socket_addr(s))
         };
-        items.filter_map(|item| self.parsed(Some(item), "dns.servers", parse)).collect()
+        items
+            .filter_map(|item| self.parsed(Some(item), "dns.servers", parse))
+            .collect()
     }
 
     fn timeouts(&mut self, raw: RawTimeouts) -> Timeouts {
@@ -351,7 +323,11 @@ impl Checker<'_> {
         let d = PinningPassthrough::default();
         PinningPassthrough {
             failures: self
-                .parsed(raw.failures.as_ref(), &join(KEY, "failures"), parse_positive)
+                .parsed(
+                    raw.failures.as_ref(),
+                    &join(KEY, "failures"),
+                    parse_positive,
+                )
                 .unwrap_or(d.failures),
             window: self.duration(raw.window.as_ref(), &join(KEY, "window"), d.window),
             ttl: self.duration(raw.ttl.as_ref(), &join(KEY, "ttl"), d.ttl),
@@ -360,7 +336,11 @@ impl Checker<'_> {
 
     fn rules(&mut self, list: S<Vec<S<RawRule>>>, users: &[User]) -> Vec<RuleInfo> {
         if list.value.len() > MAX_RULES {
-            self.issue(list.referenced, "rules", format!("more than {MAX_RULES} rules"));
+            self.issue(
+                list.referenced,
+                "rules",
+                format!("more than {MAX_RULES} rules"),
+            );
             return Vec::new();
         }
         let mut names: HashMap<String, u64> = HashMap::new();
@@ -393,7 +373,11 @@ impl Checker<'_> {
             },
         });
         if r.name.is_none() {
-            self.issue(raw.referenced, &name_key, "missing: every rule needs a name");
+            self.issue(
+                raw.referenced,
+                &name_key,
+                "missing: every rule needs a name",
+            );
         }
         let action = self.parsed(r.action.as_ref(), &join(prefix, "action"), parse_action);
         if r.action.is_none() {

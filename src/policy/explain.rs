@@ -17,7 +17,11 @@ pub fn explain(config: &Config, f: &Facts) -> String {
         Verdict::Decided(d) => {
             match d.rule.map(|i| policy.rule(i)) {
                 Some(rule) => {
-                    let _ = writeln!(out, "{} rule {:?} ({file}:{})", d.action, rule.name, rule.line);
+                    let _ = writeln!(
+                        out,
+                        "{} rule {:?} ({file}:{})",
+                        d.action, rule.name, rule.line
+                    );
                 }
                 None => {
                     let _ = writeln!(out, "{} default", d.action);
@@ -52,7 +56,11 @@ fn write_facts(out: &mut String, f: &Facts) {
     let _ = writeln!(out, "port: {}", f.port);
     let _ = writeln!(out, "client: {}", f.client);
     let _ = writeln!(out, "user: {}", f.user.unwrap_or("-"));
-    let _ = writeln!(out, "dst: {}", f.dst.map_or("-".to_owned(), |ip| ip.to_string()));
+    let _ = writeln!(
+        out,
+        "dst: {}",
+        f.dst.map_or("-".to_owned(), |ip| ip.to_string())
+    );
     if f.sni.is_some() {
         let _ = writeln!(out, "rules matched hosts against the sni");
     }

@@ -43,7 +43,9 @@ impl HostIndex {
             }
             for pattern in &rule.hosts {
                 match pattern {
-                    HostPattern::Exact(x) => push(ix.names.entry(x.as_str().into()).or_default(), i),
+                    HostPattern::Exact(x) => {
+                        push(ix.names.entry(x.as_str().into()).or_default(), i)
+                    }
                     HostPattern::Subdomains(x) => {
                         push(ix.suffixes.entry(x.as_str().into()).or_default(), i)
                     }
