@@ -155,7 +155,10 @@ async fn attempt(addr: SocketAddr) -> (SocketAddr, io::Result<TcpStream>) {
 
 fn timed_out(addr: SocketAddr, after: Duration) -> ProxyError {
     let text = format!("timed out after {}", humantime::format_duration(after));
-    ProxyError::from_connect_io(&addr.to_string(), io::Error::new(io::ErrorKind::TimedOut, text))
+    ProxyError::from_connect_io(
+        &addr.to_string(),
+        io::Error::new(io::ErrorKind::TimedOut, text),
+    )
 }
 
 /// Ranks failures, lower first, to pick the one to report when every address failed.
@@ -177,9 +180,8 @@ fn interleave_families(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
     let Some(first) = addrs.first() else {
         return Vec::new();
     };
-    let (same, other): (Vec<SocketAddr>, Vec<SocketAddr>) = addrs
-        .iter()
-        .partition(|a| a.is_ipv4() == first.is_ipv4());
+    let (same, other): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.iter().partition(|a| a.is_ipv4() == first.is_ipv4());
     let mut out = Vec::with_capacity(addrs.len());
     for i in 0..same.len().max(other.len()) {
         out.extend(same.get(i));
@@ -245,19 +247,29 @@ mod tests {
     async fn ip_literals_resolve_to_themselves() {
         let got = resolve(&target("127.0.0.1:443"), None, LONG).await.unwrap();
         assert_eq!(got, vec!["127.0.0.1:443".parse().unwrap()]);
-        let got = resolve(&target("[::1]:8443"), Some(LOCAL4), LONG).await.unwrap();
-        assert_eq!(got, vec!["[::1]:8443".parse().unwrap()], "literals ignore overrides");
+        let got = resolve(&target("[::1]:8443"), Some(LOCAL4), LONG)
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            vec!["[::1]:8443".parse().unwrap()],
+            "literals ignore overrides"
+        );
     }
 
     #[tokio::test]
     async fn override_wins_over_the_resolver() {
-        let got = resolve(&target("origin.invalid:443"), Some(LOCAL6), LONG).await.unwrap();
+        let got = resolve(&target("origin.invalid:443"), Some(LOCAL6), LONG)
+            .await
+            .unwrap();
         assert_eq!(got, vec!["[::1]:443".parse().unwrap()]);
     }
 
     #[tokio::test]
     async fn invalid_names_are_no_such_host() {
-        let err = resolve(&target("nonexistent.invalid:443"), None, LONG).await.unwrap_err();
+        let err = resolve(&target("nonexistent.invalid:443"), None, LONG)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::DnsError);
         assert_eq!(err.side, crate::error::Side::Upstream);
         assert_eq!(err.detail, "resolve nonexistent.invalid: no such host");
@@ -266,7 +278,10 @@ mod tests {
     #[tokio::test]
     async fn localhost_resolves_through_the_system_resolver() {
         let got = resolve(&target("localhost:80"), None, LONG).await.unwrap();
-        assert!(got.iter().all(|a| a.ip().is_loopback() && a.port() == 80), "{got:?}");
+        assert!(
+            got.iter().all(|a| a.ip().is_loopback() && a.port() == 80),
+            "{got:?}"
+        );
     }
 
     #[test]
@@ -278,7 +293,10 @@ mod tests {
         assert_eq!(err.detail, "resolve a.test: no such host");
         let err = dns_error("a.test", gai("Temporary failure in name resolution"));
         assert_eq!(err.kind, ErrorKind::DnsError);
-        assert_eq!(err.detail, "resolve a.test: temporary failure in name resolution");
+        assert_eq!(
+            err.detail,
+            "resolve a.test: temporary failure in name resolution"
+        );
     }
 
     #[test]
@@ -309,11 +327,16 @@ mod tests {
         let (_listener, _held) = unanswering_listener(LOCAL4).await.unwrap();
         let addr = _listener.local_addr().unwrap();
         let start = Instant::now();
-        let err = connect(&[addr], Duration::from_millis(300)).await.unwrap_err();
+        let err = connect(&[addr], Duration::from_millis(300))
+            .await
+            .unwrap_err();
         let waited = start.elapsed();
         assert_eq!(err.kind, ErrorKind::ConnectionTimeout);
         assert_eq!(err.detail, format!("connect {addr}: timed out after 300ms"));
-        assert!(waited >= Duration::from_millis(300) && waited < LONG, "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(300) && waited < LONG,
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]
@@ -353,7 +376,9 @@ mod tests {
         let (silent, _held) = unanswering_listener(LOCAL4).await.unwrap();
         let refused = closed_port().await;
         let addrs = [silent.local_addr().unwrap(), refused];
-        let err = connect(&addrs, Duration::from_millis(400)).await.unwrap_err();
+        let err = connect(&addrs, Duration::from_millis(400))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::ConnectionRefused);
         assert_eq!(err.detail, format!("connect {refused}: connection refused"));
     }
