@@ -110,7 +110,9 @@ where
                 biased;
                 outcome = &mut copying => break outcome,
                 () = &mut cancelled => break Outcome::Shutdown,
-                now = ticks.tick() => {
+                _ = ticks.tick() => {
+                    // Not the tick's scheduled instant: a late tick may follow the activity.
+                    let now = Instant::now();
                     if active.swap(false, Ordering::Relaxed) {
                         quiet_since = now;
                     } else if now.duration_since(quiet_since) >= idle {
@@ -368,7 +370,11 @@ mod tests {
         let idle = Duration::from_millis(150);
         let (mut c, mut u, task) = spawn_relay_duplex(idle, CancellationToken::new());
         // Traffic more often than `idle`, in either direction, keeps the tunnel open.
+        let mut last_traffic = Instant::now();
         for i in 0..6 {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            // Stamped before the write: never later than the relay's own notion of activity.
+            last_traffic = Instant::now();
             if i % 2 == 0 {
                 c.write_all(b"ab").await.unwrap();
                 read_n(&mut u, 2).await;
@@ -376,9 +382,7 @@ mod tests {
                 u.write_all(b"xyz").await.unwrap();
                 read_n(&mut c, 3).await;
             }
-            tokio::time::sleep(Duration::from_millis(60)).await;
         }
-        let last_traffic = Instant::now() - Duration::from_millis(60);
         let done = finish(task).await;
         let quiet = last_traffic.elapsed();
         assert!(matches!(done.outcome, Outcome::IdleTimeout), "{done:?}");
