@@ -119,7 +119,10 @@ async fn socks5_connect(
     let reply = read_msg(stream, &mut buf, deadline, socks5::parse_reply).await?;
     if reply.rep != crate::error::socks5_reply::SUCCEEDED {
         let rep = reply.rep;
-        return Err(format!("SOCKS5 reply {rep:#04x} ({})", socks5::reply_name(rep)));
+        return Err(format!(
+            "SOCKS5 reply {rep:#04x} ({})",
+            socks5::reply_name(rep)
+        ));
     }
     Ok(buf.freeze())
 }

@@ -166,7 +166,9 @@ async fn tunnel_path(
                 InterceptOutcome::UpstreamTlsFailed(err) => Err(err),
                 InterceptOutcome::ClientRejectedCertificate { alert } => Err(ProxyError::client(
                     ErrorKind::TlsHandshake,
-                    format!("client rejected the forged certificate for {host} (alert {alert}): it does not trust ward's CA, or pins"),
+                    format!(
+                        "client rejected the forged certificate for {host} (alert {alert}): it does not trust ward's CA, or pins"
+                    ),
                 )),
                 InterceptOutcome::Finished(_) => Ok(()),
             }
@@ -230,7 +232,7 @@ pub(crate) async fn dial_allowed(
     let mut first_refusal = None;
     for addr in addrs {
         let decision = match &early {
-            Some(d) => d.clone(),
+            Some(d) => *d,
             None => match cfg.policy.decide(&Facts {
                 dst: Some(addr.ip()),
                 ..facts
@@ -443,6 +445,13 @@ async fn relay(
     .await;
     rec.bytes_up = done.bytes_up + buffered.len() as u64;
     rec.bytes_down = done.bytes_down;
-    rec.outcome.get_or_insert(done.outcome.as_str());
-    Ok(())
+    rec.outcome.get_or_insert(done.outcome.log_name());
+    match done.outcome {
+        tunnel::Outcome::Error { side, error } => Err(ProxyError::new(
+            ErrorKind::Io,
+            side,
+            format!("relay: {}", crate::error::describe_io(&error)),
+        )),
+        _ => Ok(()),
+    }
 }

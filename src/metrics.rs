@@ -49,26 +49,73 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
         let mut counter = |name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
         };
-        counter("ward_connections_total", "Client connections accepted.", &self.connections);
-        counter("ward_over_limit_total", "Connections refused at max_connections.", &self.over_limit);
-        counter("ward_bytes_up_total", "Payload bytes relayed client to upstream.", &self.bytes_up);
-        counter("ward_bytes_down_total", "Payload bytes relayed upstream to client.", &self.bytes_down);
-        counter("ward_reloads_total", "Policy reloads applied.", &self.reloads);
-        counter("ward_reload_failures_total", "Policy reloads refused (invalid file).", &self.reload_failures);
+        counter(
+            "ward_connections_total",
+            "Client connections accepted.",
+            &self.connections,
+        );
+        counter(
+            "ward_over_limit_total",
+            "Connections refused at max_connections.",
+            &self.over_limit,
+        );
+        counter(
+            "ward_bytes_up_total",
+            "Payload bytes relayed client to upstream.",
+            &self.bytes_up,
+        );
+        counter(
+            "ward_bytes_down_total",
+            "Payload bytes relayed upstream to client.",
+            &self.bytes_down,
+        );
+        counter(
+            "ward_reloads_total",
+            "Policy reloads applied.",
+            &self.reloads,
+        );
+        counter(
+            "ward_reload_failures_total",
+            "Policy reloads refused (invalid file).",
+            &self.reload_failures,
+        );
         let _ = writeln!(
             out,
             "# HELP ward_open_connections Client connections open now.\n# TYPE ward_open_connections gauge\nward_open_connections {}",
             self.open.load(Relaxed)
         );
-        let _ = writeln!(out, "# HELP ward_decisions_total Policy decisions by action.\n# TYPE ward_decisions_total counter");
-        for (action, v) in [("allow", &self.allowed), ("deny", &self.denied), ("inspect", &self.inspected)] {
-            let _ = writeln!(out, "ward_decisions_total{{action=\"{action}\"}} {}", v.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP ward_decisions_total Policy decisions by action.\n# TYPE ward_decisions_total counter"
+        );
+        for (action, v) in [
+            ("allow", &self.allowed),
+            ("deny", &self.denied),
+            ("inspect", &self.inspected),
+        ] {
+            let _ = writeln!(
+                out,
+                "ward_decisions_total{{action=\"{action}\"}} {}",
+                v.load(Relaxed)
+            );
         }
-        let _ = writeln!(out, "# HELP ward_errors_total Failed connections by error kind.\n# TYPE ward_errors_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP ward_errors_total Failed connections by error kind.\n# TYPE ward_errors_total counter"
+        );
         for (kind, v) in ALL_KINDS.iter().zip(&self.errors) {
-            let _ = writeln!(out, "ward_errors_total{{kind=\"{}\"}} {}", kind.log_name(), v.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "ward_errors_total{{kind=\"{}\"}} {}",
+                kind.log_name(),
+                v.load(Relaxed)
+            );
         }
         out
     }

@@ -273,7 +273,10 @@ fn reload(path: &Path, state: &State, why: &str) {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            state.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+            state
+                .metrics
+                .reload_failures
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!(why, file = %path.display(), errors = %e, "policy reload failed: keeping the previous rules");
             return;
         }

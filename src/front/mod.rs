@@ -87,7 +87,7 @@ async fn reply_error<S: AsyncWrite + Unpin>(stream: &mut S, replier: Replier, er
 
 /// Runs the front-end handshake on a fresh connection, within `cfg.timeouts.handshake`.
 pub async fn accept(
-    mut stream: TcpStream,
+    stream: TcpStream,
     client: SocketAddr,
     cfg: &Config,
 ) -> Result<Accepted, ProxyError> {
