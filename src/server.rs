@@ -38,6 +38,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("install signal handlers: {0}")]
+    Signals(std::io::Error),
     #[error("policy has no `listen` address")]
     NoListener,
     #[error("interception setup: {0}")]
@@ -55,6 +57,9 @@ struct State {
 
 /// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
 pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerError> {
+    // Handlers go in before "listening" is announced: until then a SIGHUP or SIGTERM would
+    // take its default action and kill the process.
+    let signals = Signals::install().map_err(ServerError::Signals)?;
     let interceptor = build_interceptor(&config, None)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
@@ -105,9 +110,9 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     let (reload_tx, reload_rx) = mpsc::channel(8);
     let _watcher = path.as_deref().and_then(|p| watch(p, reload_tx.clone()));
     tokio::spawn(reloader(path, state.clone(), reload_rx));
-    tokio::spawn(forward_sighup(reload_tx));
+    tokio::spawn(forward_sighup(signals.hup, reload_tx));
 
-    wait_for_shutdown_signal().await;
+    wait_for_shutdown_signal(signals.term, signals.int).await;
     stop_accepting.cancel();
     tracker.close();
     let grace = state.config.load().shutdown_grace;
@@ -332,29 +337,35 @@ fn watch(path: &Path, tx: mpsc::Sender<&'static str>) -> Option<notify::Recommen
     Some(watcher)
 }
 
-async fn forward_sighup(tx: mpsc::Sender<&'static str>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+async fn forward_sighup(mut hup: tokio::signal::unix::Signal, tx: mpsc::Sender<&'static str>) {
     while hup.recv().await.is_some() {
         let _ = tx.send("SIGHUP").await;
     }
 }
 
-async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
+async fn wait_for_shutdown_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
-        _ = terminated => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("interrupted"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
     }
 }
