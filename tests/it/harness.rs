@@ -23,7 +23,14 @@ fn origin_serves_tls_h1_and_h2_to_curl_trusting_the_test_ca() {
     let resolve = format!("x.lab.test:{}:127.0.0.1", o.tls.port());
     let r = curl(&["--http2", "--cacert", ca, "--resolve", &resolve, &proto_url]);
     assert_eq!(r.expect_ok(200).body, "HTTP/2.0");
-    let r = curl(&["--http1.1", "--cacert", ca, "--resolve", &resolve, &proto_url]);
+    let r = curl(&[
+        "--http1.1",
+        "--cacert",
+        ca,
+        "--resolve",
+        &resolve,
+        &proto_url,
+    ]);
     assert_eq!(r.expect_ok(200).body, "HTTP/1.1");
 }
 
@@ -37,7 +44,11 @@ fn untrusted_origin_fails_verification() {
     let url = format!("https://origin.test:{}/", o.untrusted.port());
     let resolve = format!("origin.test:{}:127.0.0.1", o.untrusted.port());
     let r = curl(&["--cacert", ca, "--resolve", &resolve, &url]);
-    assert_eq!(r.exit(), Some(60), "curl must reject the self-signed origin: {r:#?}");
+    assert_eq!(
+        r.exit(),
+        Some(60),
+        "curl must reject the self-signed origin: {r:#?}"
+    );
 }
 
 #[test]
@@ -60,7 +71,8 @@ fn plain_origin_routes() {
     assert!(text.contains("via: 1.0 other\n"), "{text}");
 
     let mut s = net::connect(o.plain.addr);
-    let req = "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    let req =
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
     s.write_all(req.as_bytes()).expect("write");
     let head = net::read_head(&mut s).expect("reply");
     let mut body = head.rest.clone();

@@ -20,7 +20,8 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
-    s.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
     s.set_nodelay(true).expect("nodelay");
     s
 }
@@ -29,7 +30,6 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 #[derive(Debug, Clone)]
 pub struct Head {
     pub status: u16,
-    pub reason: String,
     pub headers: Vec<(String, String)>,
     pub rest: Vec<u8>,
 }
@@ -88,7 +88,6 @@ pub fn read_head(s: &mut impl Read) -> Option<Head> {
             Ok(httparse::Status::Complete(len)) => {
                 return Some(Head {
                     status: resp.code.expect("status"),
-                    reason: resp.reason.unwrap_or("").to_owned(),
                     headers: resp
                         .headers
                         .iter()
@@ -187,10 +186,8 @@ pub enum SocksAddr<'a> {
 
 /// What SOCKS5 reply codes are called in RFC 1928, for readable assertion messages.
 pub mod socks_reply {
-    pub const SUCCEEDED: u8 = 0x00;
     pub const GENERAL_FAILURE: u8 = 0x01;
     pub const NOT_ALLOWED: u8 = 0x02;
-    pub const NETWORK_UNREACHABLE: u8 = 0x03;
     pub const HOST_UNREACHABLE: u8 = 0x04;
     pub const CONNECTION_REFUSED: u8 = 0x05;
     pub const TTL_EXPIRED: u8 = 0x06;
@@ -347,4 +344,32 @@ impl Write for Trickle {
 /// Half-closes the write side (the client's FIN).
 pub fn shutdown_write(s: &TcpStream) {
     s.shutdown(Shutdown::Write).expect("shutdown write");
+}
+
+/// The bytes of a real ClientHello (rustls, SNI `sni`, ALPN h2 + http/1.1), made without a
+/// socket, for truncated and fragmented hello tests.
+pub fn client_hello_bytes(sni: &str, cfg: Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let name = ServerName::try_from(sni.to_owned()).expect("server name");
+    let mut conn = rustls::ClientConnection::new(cfg, name).expect("client connection");
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).expect("write hello");
+    }
+    out
+}
+
+/// Drives a TLS handshake to completion; Err carries rustls' error when the peer refused.
+pub fn handshake<S: Read + Write>(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, S>,
+) -> Result<(), rustls::Error> {
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            let inner = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .cloned();
+            return Err(inner.unwrap_or_else(|| rustls::Error::General(format!("io: {e}"))));
+        }
+    }
+    Ok(())
 }

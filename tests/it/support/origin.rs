@@ -7,9 +7,7 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -36,27 +34,20 @@ const STREAM_CHUNK: usize = 16 * 1024;
 /// Runtime threads serving the origins: the machine has 2 cores and ward runs beside.
 const ORIGIN_THREADS: usize = 2;
 
-/// One listening test server and how many connections it has accepted (to assert that a
-/// denied request never reached the destination).
+/// One listening test server.
 #[derive(Clone)]
 pub struct Server {
     pub addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
 }
 
 impl Server {
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
-    pub fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
 }
 
 pub struct Origins {
     pub pki: TestPki,
-    /// Folder holding ca.pem; lives as long as the test process.
-    pub dir: PathBuf,
     /// TLS, certificate for origin.test / *.lab.test / localhost / 127.0.0.1, ALPN h2 + http/1.1.
     pub tls: Server,
     /// The same routes over plain HTTP.
@@ -67,6 +58,23 @@ pub struct Origins {
     pub banner: Server,
     /// Echoes; on the client's EOF writes `EOF after N bytes\n` and closes.
     pub echo: Server,
+}
+
+impl Origins {
+    /// The test CA's PEM path as text, for `--cacert`.
+    pub fn ca(&self) -> &str {
+        self.pki.ca_pem_path.to_str().expect("utf-8 temp path")
+    }
+
+    /// `https://HOST:PORT/PATH` on the trusted TLS origin.
+    pub fn https(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.tls.port())
+    }
+
+    /// `http://HOST:PORT/PATH` on the plain origin.
+    pub fn http(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.plain.port())
+    }
 }
 
 /// The process-wide origins, started on first use.
@@ -89,6 +97,7 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 fn start_origins() -> Origins {
+    // Kept for the whole process: external clients read ca.pem from it.
     let dir = tempfile::Builder::new()
         .prefix("ward-it-pki-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -107,7 +116,6 @@ fn start_origins() -> Origins {
         banner: spawn_server(rt, Kind::Banner),
         echo: spawn_server(rt, Kind::Echo),
         pki,
-        dir,
     }
 }
 
@@ -122,22 +130,19 @@ fn spawn_server(rt: &tokio::runtime::Runtime, kind: Kind) -> Server {
     std_listener.set_nonblocking(true).expect("nonblocking");
     let addr = std_listener.local_addr().expect("origin addr");
     let listener = TcpListener::from_std(std_listener).expect("tokio listener");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
     let kind = Arc::new(kind);
     rt.spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            count.fetch_add(1, Ordering::SeqCst);
             let kind = kind.clone();
             tokio::spawn(async move {
                 let _ = serve_one(stream, &kind).await;
             });
         }
     });
-    Server { addr, accepted }
+    Server { addr }
 }
 
 async fn serve_one(mut stream: tokio::net::TcpStream, kind: &Kind) -> std::io::Result<()> {
@@ -190,13 +195,20 @@ async fn route(req: Request<Incoming>) -> Result<Reply, Infallible> {
         "/echo" => Response::new(req.into_body().boxed()),
         "/headers" => text(StatusCode::OK, describe_request(&req), "text/plain"),
         "/proto" => text(StatusCode::OK, format!("{:?}", req.version()), "text/plain"),
-        p => match p.strip_prefix("/bytes/").and_then(|n| n.parse::<u64>().ok()) {
+        p => match p
+            .strip_prefix("/bytes/")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             Some(n) if n <= MAX_STREAMED_BYTES => {
                 let mut r = Response::new(Repeat { left: n }.map_err(never).boxed());
                 r.headers_mut().insert("content-length", n.into());
                 r
             }
-            _ => text(StatusCode::NOT_FOUND, format!("no route {p}\n"), "text/plain"),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                format!("no route {p}\n"),
+                "text/plain",
+            ),
         },
     };
     Ok(reply)
@@ -207,7 +219,12 @@ async fn route(req: Request<Incoming>) -> Result<Reply, Infallible> {
 fn describe_request(req: &Request<Incoming>) -> String {
     let mut out = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
     for (name, value) in req.headers() {
-        let _ = writeln!(out, "{}: {}", name, String::from_utf8_lossy(value.as_bytes()));
+        let _ = writeln!(
+            out,
+            "{}: {}",
+            name,
+            String::from_utf8_lossy(value.as_bytes())
+        );
     }
     out
 }

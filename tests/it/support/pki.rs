@@ -18,7 +18,6 @@ pub const ORIGIN_NAMES: &[&str] = &["origin.test", "*.lab.test", "localhost", "1
 pub struct TestPki {
     /// PEM file of the test CA, for `curl --cacert` and friends.
     pub ca_pem_path: PathBuf,
-    pub ca_pem: String,
     pub ca_der: CertificateDer<'static>,
     /// The origin's chain (leaf, CA) and key, signed by the test CA.
     pub origin_chain: Vec<CertificateDer<'static>>,
@@ -46,7 +45,9 @@ impl TestPki {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let (leaf, leaf_key) = leaf_params("origin.test");
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("origin certificate");
+        let leaf_cert = leaf
+            .signed_by(&leaf_key, &issuer)
+            .expect("origin certificate");
 
         let (untrusted, untrusted_key) = leaf_params("untrusted origin");
         let untrusted_cert = untrusted
@@ -57,7 +58,6 @@ impl TestPki {
         std::fs::write(&ca_pem_path, ca_cert.pem()).expect("write ca.pem");
         TestPki {
             ca_pem_path,
-            ca_pem: ca_cert.pem(),
             ca_der: ca_cert.der().clone(),
             origin_chain: vec![leaf_cert.der().clone(), ca_cert.der().clone()],
             origin_key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),

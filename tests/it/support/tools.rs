@@ -15,13 +15,15 @@ pub struct Output {
     /// None when the command was killed at its timeout (or by a signal).
     pub code: Option<i32>,
     pub stdout: String,
+    /// stdout as bytes, for binary output (`ward ca export --der`).
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
     pub timed_out: bool,
 }
 
 impl Output {
     pub fn success(&self) -> bool {
-        self.code == Some(0)
+        self.code == Some(0) && !self.timed_out
     }
 
     /// Panics with the whole output unless the command exited 0.
@@ -64,9 +66,11 @@ pub fn run(mut cmd: Command, timeout: Duration) -> Output {
         }
         std::thread::sleep(POLL);
     };
+    let stdout_bytes = out_t.join().expect("stdout thread");
     Output {
         code: status.code(),
-        stdout: String::from_utf8_lossy(&out_t.join().expect("stdout thread")).into_owned(),
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stdout_bytes,
         stderr: String::from_utf8_lossy(&err_t.join().expect("stderr thread")).into_owned(),
         timed_out,
     }

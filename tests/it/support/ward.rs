@@ -40,7 +40,7 @@ struct Lines {
 
 pub struct Ward {
     child: Child,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     policy_path: PathBuf,
     logs: Arc<LogSink>,
     pub addr: SocketAddr,
@@ -77,7 +77,7 @@ impl Ward {
         std::thread::spawn(move || collect(stderr, &sink));
         let mut ward = Ward {
             child,
-            dir,
+            _dir: dir,
             policy_path,
             logs,
             addr: "0.0.0.0:0".parse().expect("placeholder"),
@@ -96,21 +96,9 @@ impl Ward {
         ward
     }
 
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
     /// `http://127.0.0.1:PORT`, for `curl -x` and friends.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn policy_path(&self) -> &Path {
-        &self.policy_path
     }
 
     pub fn pid(&self) -> u32 {
@@ -139,11 +127,6 @@ impl Ward {
             .iter()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
-    }
-
-    /// The access records so far.
-    pub fn access(&self) -> Vec<Value> {
-        self.records().into_iter().filter(is_access).collect()
     }
 
     pub fn stderr_text(&self) -> String {
