@@ -1,13 +1,9 @@
 //! Chaining: ward behind ward (upstream http:// and socks5h://, with credentials), ward behind
 //! Debian's tinyproxy, and what the client sees when the upstream proxy fails.
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use crate::support::net::{self, http_connect};
 use crate::support::origin::INDEX_BODY;
+use crate::support::tinyproxy::Tinyproxy;
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, curl, have, origins, refused_port};
 
@@ -106,64 +102,6 @@ fn upstream_failures_are_502_proxy_internal_error() {
     let a = front(&format!("http://bob:up@{}", back.addr));
     let (_, head) = http_connect(a.addr, &format!("origin.test:{}", refused_port()), &[]);
     assert_eq!(head.status, 502, "{head:#?}");
-}
-
-/// A tinyproxy process on an OS-chosen port, killed on drop.
-struct Tinyproxy {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Tinyproxy {
-    fn start() -> Tinyproxy {
-        let dir = tempfile::tempdir().expect("dir");
-        let port = crate::support::refused_port();
-        let conf = dir.path().join("tinyproxy.conf");
-        // No ConnectPort lines: CONNECT to every port is allowed.
-        std::fs::write(
-            &conf,
-            format!(
-                "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nMaxClients 20\n\
-                 LogLevel Info\nUser nobody\nGroup nogroup\nDisableViaHeader No\n"
-            ),
-        )
-        .expect("write conf");
-        let child = spawn_foreground(&conf, dir.path());
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tinyproxy never listened on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Tinyproxy {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-fn spawn_foreground(conf: &Path, cwd: &Path) -> Child {
-    Command::new("tinyproxy")
-        .args(["-d", "-c"])
-        .arg(conf)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tinyproxy")
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

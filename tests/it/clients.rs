@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::origin::INDEX_BODY;
+use crate::support::chromium;
+use crate::support::origin::{INDEX_BODY, PAGE_MARKER};
 use crate::support::tools::run;
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, have, origins};
 
-fn python_client(proxy: &str, url: &str) -> Value {
+pub fn python_client(proxy: &str, url: &str) -> Value {
     let script: PathBuf = [
         env!("CARGO_MANIFEST_DIR"),
         "tests",
@@ -29,7 +30,7 @@ fn python_client(proxy: &str, url: &str) -> Value {
 }
 
 /// python3 with requests and PySocks importable (CI installs them; elsewhere skip loudly).
-fn have_python_deps() -> bool {
+pub fn have_python_deps() -> bool {
     if !have("python3") {
         return false;
     }
@@ -79,61 +80,17 @@ fn python_requests_through_http_and_socks5_proxies() {
     assert!(!body.contains("proxy-authorization"), "{body}");
 }
 
-/// A temp HOME whose NSS database trusts the test CA, so Chromium verifies the origin for real.
-fn chromium_home() -> tempfile::TempDir {
-    let home = tempfile::tempdir().expect("home");
-    let db = home.path().join(".pki/nssdb");
-    std::fs::create_dir_all(&db).expect("nssdb dir");
-    let db_arg = format!("sql:{}", db.display());
-    let mut cmd = Command::new("certutil");
-    cmd.args(["-N", "-d", &db_arg, "--empty-password"]);
-    run(cmd, Duration::from_secs(20)).ok("certutil -N");
-    let mut cmd = Command::new("certutil");
-    cmd.args([
-        "-A",
-        "-d",
-        &db_arg,
-        "-t",
-        "C,,",
-        "-n",
-        "ward-test-ca",
-        "-i",
-        origins().ca(),
-    ]);
-    run(cmd, Duration::from_secs(20)).ok("certutil -A");
-    home
-}
-
 #[test]
 fn chromium_loads_a_tunnelled_page() {
-    if !have("chromium") || !have("certutil") {
+    if !chromium::available() {
         return;
     }
     let o = origins();
     let ward = Ward::start(&Policy::new());
-    let home = chromium_home();
-    let profile = home.path().join("profile");
-    let mut cmd = Command::new("chromium");
-    cmd.env("HOME", home.path())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--proxy-server=http://{}", ward.addr))
-        .arg("--dump-dom")
-        .arg(o.https("origin.test", "/"));
-    let out = run(cmd, Duration::from_secs(90));
+    let proxy = format!("--proxy-server=http://{}", ward.addr);
+    let out = chromium::dump_dom(&[proxy], &o.https("origin.test", "/"));
     assert!(
-        out.stdout
-            .contains(r#"<p id="msg">hello from the ward test origin</p>"#),
+        out.stdout.contains(PAGE_MARKER),
         "Chromium must render the origin's page: {out:#?}\nward log:\n{}",
         ward.stderr_text()
     );

@@ -3,8 +3,10 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::support::chromium;
 use crate::support::net::{self, IO_TIMEOUT};
-use crate::support::origin::{BANNER, INDEX_BODY};
+use crate::support::origin::{BANNER, INDEX_BODY, PAGE_MARKER};
+use crate::support::tinyproxy::Tinyproxy;
 use crate::support::{Blackhole, Policy, curl, have, origins, refused_port};
 
 #[test]
@@ -126,4 +128,35 @@ fn policy_builder_renders_overrides_and_rule_order() {
     let lab = yaml.find("name: lab").expect("lab rule");
     assert!(first < lab, "{yaml}");
     assert_eq!(yaml.matches("default:").count(), 1);
+}
+
+#[test]
+fn chromium_trusts_the_test_ca_through_its_nss_db() {
+    if !chromium::available() {
+        return;
+    }
+    let o = origins();
+    let map = "--host-resolver-rules=MAP origin.test 127.0.0.1".to_owned();
+    let out = chromium::dump_dom(&[map], &o.https("origin.test", "/"));
+    assert!(out.stdout.contains(PAGE_MARKER), "direct load: {out:#?}");
+}
+
+#[test]
+fn tinyproxy_and_the_python_client_work_without_ward() {
+    if !have("tinyproxy") || !crate::clients::have_python_deps() {
+        return;
+    }
+    let o = origins();
+    let tp = Tinyproxy::start();
+    let (s, head) = net::http_connect(tp.addr, &format!("localhost:{}", o.tls.port()), &[]);
+    assert_eq!(head.status, 200, "{head:#?}");
+    let mut tls = net::tls_over(s, "localhost", o.pki.client_config(&[b"http/1.1"]));
+    let (status, body) = net::http_get(&mut tls, "localhost", "/");
+    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    let got = crate::clients::python_client(
+        &format!("http://{}", tp.addr),
+        &format!("https://localhost:{}/", o.tls.port()),
+    );
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(got["body"], INDEX_BODY, "{got}");
 }

@@ -25,6 +25,8 @@ use super::pki::TestPki;
 /// What `GET /` answers: the page Chromium and curl load through the proxy.
 pub const INDEX_BODY: &str = "<!DOCTYPE html><html><head><title>ward origin</title></head>\
 <body><p id=\"msg\">hello from the ward test origin</p></body></html>\n";
+/// What a browser's DOM dump of INDEX_BODY contains.
+pub const PAGE_MARKER: &str = r#"<p id="msg">hello from the ward test origin</p>"#;
 /// The first line the speak-first server sends, before it reads anything (like an SSH server).
 pub const BANNER: &[u8] = b"SSH-2.0-ward_test_banner\r\n";
 /// `/bytes/N` refuses more than this, so a typo cannot stream forever.
