@@ -91,9 +91,10 @@ async fn tunnel_path(
         if cfg.non_tls == Toggle::Deny {
             return Err(non_tls_denied(&t, "the server spoke first"));
         }
-        t.stream.write_all(&early).await.map_err(|e| {
-            ProxyError::client(ErrorKind::Io, format!("write: {e}"))
-        })?;
+        t.stream
+            .write_all(&early)
+            .await
+            .map_err(|e| ProxyError::client(ErrorKind::Io, format!("write: {e}")))?;
         rec.bytes_down += early.len() as u64;
         return relay(t.stream, upstream, buf, ctx, rec).await;
     }
@@ -123,7 +124,10 @@ async fn tunnel_path(
     let action = match decide_on_hello(&t, &hello, &decision, upstream.peer_addr().ok(), cfg, rec) {
         Ok(action) => action,
         Err(err) => {
-            let _ = t.stream.write_all(&tls::encode_alert(AlertDescription::AccessDenied)).await;
+            let _ = t
+                .stream
+                .write_all(&tls::encode_alert(AlertDescription::AccessDenied))
+                .await;
             let _ = t.stream.shutdown().await;
             return Err(err);
         }
@@ -131,7 +135,10 @@ async fn tunnel_path(
     rec.action = Some(action);
     match (action, &ctx.interceptor) {
         (Action::Inspect, Some(interceptor)) => {
-            let host = hello.sni.clone().unwrap_or_else(|| t.request.target.host.clone());
+            let host = hello
+                .sni
+                .clone()
+                .unwrap_or_else(|| t.request.target.host.clone());
             if interceptor.pinned_passthrough(&host, std::time::SystemTime::now()) {
                 rec.outcome = Some("pinned_passthrough");
                 return relay(t.stream, upstream, buf, ctx, rec).await;
@@ -162,7 +169,10 @@ async fn tunnel_path(
 fn non_tls_denied(t: &TunnelRequest, reason: &str) -> ProxyError {
     ProxyError::client(
         ErrorKind::NonTlsDenied,
-        format!("tunnel to {} carries no TLS ({reason}); non_tls: deny", t.request.target),
+        format!(
+            "tunnel to {} carries no TLS ({reason}); non_tls: deny",
+            t.request.target
+        ),
     )
 }
 
@@ -212,14 +222,21 @@ pub(crate) async fn dial_allowed(
     for addr in addrs {
         let decision = match &early {
             Some(d) => d.clone(),
-            None => match cfg.policy.decide(&Facts { dst: Some(addr.ip()), ..facts }) {
+            None => match cfg.policy.decide(&Facts {
+                dst: Some(addr.ip()),
+                ..facts
+            }) {
                 Verdict::Decided(d) => d,
                 // Unreachable: `decide` asks for a destination only when it has none.
                 Verdict::NeedsDst => deny_default(),
             },
         };
         let verdict = if decision.action == Action::Deny {
-            Err(denied(cfg, &decision, &format!("{} ({})", req.target, addr.ip())))
+            Err(denied(
+                cfg,
+                &decision,
+                &format!("{} ({})", req.target, addr.ip()),
+            ))
         } else {
             check_dst(cfg, &decision, addr.ip(), &req.target.to_string())
         };
@@ -231,8 +248,12 @@ pub(crate) async fn dial_allowed(
         }
     }
     if permitted.is_empty() {
-        let (err, decision) = first_refusal
-            .unwrap_or_else(|| (ProxyError::upstream(ErrorKind::DnsError, "no addresses"), deny_default()));
+        let (err, decision) = first_refusal.unwrap_or_else(|| {
+            (
+                ProxyError::upstream(ErrorKind::DnsError, "no addresses"),
+                deny_default(),
+            )
+        });
         note_decision(rec, cfg, &decision);
         return Err(err);
     }
@@ -304,7 +325,11 @@ fn decide_on_hello(
         port: req.target.port,
         client: req.client.ip(),
         user: req.user.as_deref(),
-        dst: if cfg.upstream.is_some() { None } else { dst.map(|a| a.ip()) },
+        dst: if cfg.upstream.is_some() {
+            None
+        } else {
+            dst.map(|a| a.ip())
+        },
         sni: Some(sni),
     };
     let decision = match cfg.policy.decide(&facts) {
@@ -356,7 +381,13 @@ async fn read_first_bytes(
         return first;
     }
     let deadline = Instant::now() + cfg.timeouts.client_hello;
-    let read = read_until(client, buf, tls::MAX_CLIENT_HELLO, deadline, tls::parse_client_hello);
+    let read = read_until(
+        client,
+        buf,
+        tls::MAX_CLIENT_HELLO,
+        deadline,
+        tls::parse_client_hello,
+    );
     tokio::select! {
         r = read => match r {
             Ok((hello, _)) => First::Hello(hello),
@@ -389,9 +420,10 @@ async fn relay(
 ) -> Result<(), ProxyError> {
     rec.stage = Stage::Tunnel;
     if !buffered.is_empty() {
-        upstream.write_all(&buffered).await.map_err(|e| {
-            ProxyError::upstream(ErrorKind::Io, format!("write to upstream: {e}"))
-        })?;
+        upstream
+            .write_all(&buffered)
+            .await
+            .map_err(|e| ProxyError::upstream(ErrorKind::Io, format!("write to upstream: {e}")))?;
     }
     let done = tunnel::relay(
         &mut client,

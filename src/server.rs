@@ -55,7 +55,9 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         let l = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let local = l.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        let local = l
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
         tracing::info!(addr = %local, "listening");
         listeners.push(l);
     }
@@ -68,7 +70,12 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     let stop_accepting = CancellationToken::new();
     let tracker = TaskTracker::new();
     for l in listeners {
-        tokio::spawn(accept_loop(l, state.clone(), tracker.clone(), stop_accepting.clone()));
+        tokio::spawn(accept_loop(
+            l,
+            state.clone(),
+            tracker.clone(),
+            stop_accepting.clone(),
+        ));
     }
     let (reload_tx, reload_rx) = mpsc::channel(8);
     let _watcher = path.as_deref().and_then(|p| watch(p, reload_tx.clone()));
@@ -82,7 +89,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     let open = state.open.load(Ordering::Relaxed);
     tracing::info!(open, grace = %humantime::format_duration(grace), "shutting down: draining open connections");
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::info!(open = state.open.load(Ordering::Relaxed), "grace period over: closing the rest");
+        tracing::info!(
+            open = state.open.load(Ordering::Relaxed),
+            "grace period over: closing the rest"
+        );
         state.force_close.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     }
@@ -90,7 +100,12 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     Ok(())
 }
 
-async fn accept_loop(l: TcpListener, state: Arc<State>, tracker: TaskTracker, stop: CancellationToken) {
+async fn accept_loop(
+    l: TcpListener,
+    state: Arc<State>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -155,11 +170,17 @@ async fn refuse_over_limit(mut stream: TcpStream, limit: usize) {
             // Greeting, "no auth", then the request: the reply needs the request's framing.
             let mut buf = [0u8; 512];
             let _ = stream.read(&mut buf).await?;
-            stream.write_all(&socks5::encode_method_choice(socks5::METHOD_NO_AUTH)).await?;
+            stream
+                .write_all(&socks5::encode_method_choice(socks5::method::NO_AUTH))
+                .await?;
             let _ = stream.read(&mut buf).await?;
-            stream.write_all(&socks5::encode_reply(socks5_reply::GENERAL_FAILURE, None)).await?;
+            stream
+                .write_all(&socks5::encode_reply(socks5_reply::GENERAL_FAILURE, None))
+                .await?;
         } else {
-            stream.write_all(&http::encode_error_response(&err, true)).await?;
+            stream
+                .write_all(&http::encode_error_response(&err, true))
+                .await?;
         }
         stream.shutdown().await
     };
@@ -192,7 +213,8 @@ fn build_interceptor(
     {
         return Ok(Some(cur.clone()));
     }
-    let interceptor = Interceptor::new(&settings).map_err(|e| ServerError::Intercept(e.to_string()))?;
+    let interceptor =
+        Interceptor::new(&settings).map_err(|e| ServerError::Intercept(e.to_string()))?;
     Ok(Some(Arc::new(interceptor)))
 }
 
@@ -202,7 +224,10 @@ async fn reloader(path: Option<PathBuf>, state: Arc<State>, mut rx: mpsc::Receiv
         tokio::time::sleep(RELOAD_DEBOUNCE).await;
         while rx.try_recv().is_ok() {}
         let Some(path) = path.as_deref() else {
-            tracing::info!(why, "reload requested, but ward runs on the embedded policy");
+            tracing::info!(
+                why,
+                "reload requested, but ward runs on the embedded policy"
+            );
             continue;
         };
         reload(path, &state, why);
@@ -237,12 +262,18 @@ fn reload(path: &Path, state: &State, why: &str) {
 /// files by rename, which a watch on the file itself would lose.
 fn watch(path: &Path, tx: mpsc::Sender<&'static str>) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name()?.to_owned();
     let handler = move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev
             && !ev.kind.is_access()
-            && ev.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()))
+            && ev
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
         {
             let _ = tx.try_send("file changed");
         }
