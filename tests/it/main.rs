@@ -11,6 +11,7 @@ mod errors;
 mod harness;
 mod hostile;
 mod http_proxy;
+mod inspect;
 mod lifecycle;
 mod socks;
 mod tls_policy;

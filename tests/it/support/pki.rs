@@ -90,6 +90,23 @@ impl TestPki {
     }
 }
 
+/// A rustls client config trusting only the CA certificate(s) in the PEM file `ca_pem`
+/// (ward's interception CA, for tests that look inside a forged connection).
+pub fn client_config_trusting(ca_pem: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).expect("read CA PEM") {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
 fn leaf_params(common_name: &str) -> (CertificateParams, KeyPair) {
     let names: Vec<String> = ORIGIN_NAMES.iter().map(|n| (*n).to_owned()).collect();
     let mut params = CertificateParams::new(names).expect("leaf params");

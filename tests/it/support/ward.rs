@@ -40,6 +40,7 @@ struct Lines {
 
 pub struct Ward {
     child: Child,
+    /// Removed on drop.
     _dir: tempfile::TempDir,
     policy_path: PathBuf,
     logs: Arc<LogSink>,
@@ -99,6 +100,11 @@ impl Ward {
     /// `http://127.0.0.1:PORT`, for `curl -x` and friends.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The folder holding policy.yaml (and `certs/`, ward's CA, when the policy inspects).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     pub fn pid(&self) -> u32 {
