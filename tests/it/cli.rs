@@ -80,6 +80,10 @@ fn check_reports_file_line_column_and_key() {
 fn explain_names_the_deciding_rule() {
     let dir = tempfile::tempdir().expect("dir");
     let yaml = Policy::new()
+        .set(
+            "users",
+            r#"[{name: alice, password: a}, {name: bob, password: b}]"#,
+        )
         .rule(r#"{name: no-blocked, action: deny, hosts: ["blocked.lab.test"]}"#)
         .rule(r#"{name: alice-only, action: allow, hosts: [".staff.test"], users: [alice]}"#)
         .render();

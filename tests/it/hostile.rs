@@ -93,6 +93,7 @@ fn client_hello_one_byte_at_a_time() {
     let mut tls = net::tls_over(slow, "origin.test", cfg);
     let (status, body) = net::http_get(&mut tls, "origin.test", "/");
     assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    drop(tls);
     let rec = ward.expect_access("for the slow hello", |v| {
         field(v, "sni").as_deref() == Some("origin.test")
     });

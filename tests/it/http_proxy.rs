@@ -199,7 +199,7 @@ fn proxy_authentication_407_then_success() {
         "-x",
         &ward.http_url(),
         "--proxy-user",
-        "alice:nope",
+        "alice:N0pe-S3cret",
         "--cacert",
         o.ca(),
         &url,
@@ -228,7 +228,7 @@ fn proxy_authentication_407_then_success() {
         field(v, "error").as_deref() == Some("auth_required")
     });
     assert!(
-        !ward.stderr_text().contains("nope"),
+        !ward.stderr_text().contains("N0pe-S3cret"),
         "passwords never logged"
     );
 }
