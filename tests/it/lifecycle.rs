@@ -157,3 +157,19 @@ fn sigterm_grace_over_closes_remaining_tunnels() {
         "shutdown_grace 1s, took {took:?}"
     );
 }
+
+/// "listening" is the readiness signal: a SIGHUP sent right after it must reload, not kill
+/// (SIGHUP's default action is to terminate until a handler is installed).
+#[test]
+fn sighup_right_after_listening_does_not_kill_ward() {
+    for round in 0..5 {
+        let ward = Ward::start(&Policy::new());
+        ward.signal("HUP");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            ward.alive(),
+            "round {round}: ward died of an early SIGHUP; log:\n{}",
+            ward.stderr_text()
+        );
+    }
+}

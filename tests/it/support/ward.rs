@@ -135,8 +135,23 @@ impl Ward {
             .collect()
     }
 
+    /// Everything ward wrote to stderr, and whether the process is still running (a failed
+    /// assertion prints this, so a crash is told apart from a wrong answer).
     pub fn stderr_text(&self) -> String {
-        self.logs.lines.lock().expect("log lock").text.join("\n")
+        let text = self.logs.lines.lock().expect("log lock").text.join("\n");
+        let state = if self.alive() { "running" } else { "EXITED" };
+        format!("{text}\n[ward pid {} is {state}]", self.pid())
+    }
+
+    /// True while the process runs (a zombie that exited counts as gone).
+    pub fn alive(&self) -> bool {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // The state letter follows the parenthesised command name.
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        matches!(state, Some(s) if s != 'Z' && s != 'X')
     }
 
     /// Waits up to `timeout` for a record matching `pred` (already logged or to come).
