@@ -17,7 +17,8 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::front::{self, Accepted, TunnelRequest};
 use crate::io::{PrefixedStream, ReadError, read_until};
 use crate::log::{AccessRecord, Stage};
-use crate::mitm::{FlowContext, Interceptor};
+use crate::metrics::Metrics;
+use crate::mitm::{FlowContext, InterceptOutcome, Interceptor};
 use crate::policy::{Action, Decision, Facts, Verdict};
 use crate::request::Request;
 use crate::target::Host;
@@ -32,12 +33,13 @@ pub struct Context {
     pub interceptor: Option<Arc<Interceptor>>,
     /// Fired when the shutdown grace period is over: open tunnels end then.
     pub force_close: CancellationToken,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves one client connection to its end and emits its access record.
 pub async fn handle(stream: TcpStream, client: SocketAddr, ctx: Context) {
     let _ = stream.set_nodelay(true);
-    let mut rec = AccessRecord::new(client);
+    let mut rec = AccessRecord::new(client, ctx.metrics.clone());
     let accepted = match front::accept(stream, client, &ctx.config).await {
         Ok(a) => a,
         Err(err) => {
@@ -139,7 +141,7 @@ async fn tunnel_path(
                 .sni
                 .clone()
                 .unwrap_or_else(|| t.request.target.host.clone());
-            if interceptor.pinned_passthrough(&host, std::time::SystemTime::now()) {
+            if interceptor.pinned_passthrough(&host, std::time::Instant::now()) {
                 rec.outcome = Some("pinned_passthrough");
                 return relay(t.stream, upstream, buf, ctx, rec).await;
             }
@@ -160,7 +162,14 @@ async fn tunnel_path(
             rec.bytes_down = done.bytes_down;
             rec.alpn = done.alpn;
             rec.outcome = Some(done.outcome.as_str());
-            Ok(())
+            match done.outcome {
+                InterceptOutcome::UpstreamTlsFailed(err) => Err(err),
+                InterceptOutcome::ClientRejectedCertificate { alert } => Err(ProxyError::client(
+                    ErrorKind::TlsHandshake,
+                    format!("client rejected the forged certificate for {host} (alert {alert}): it does not trust ward's CA, or pins"),
+                )),
+                InterceptOutcome::Finished(_) => Ok(()),
+            }
         }
         _ => relay(t.stream, upstream, buf, ctx, rec).await,
     }

@@ -67,7 +67,7 @@ async fn forward_one(
     ctx: &Context,
     reuse: &Reusable,
 ) -> Response<Body> {
-    let mut rec = AccessRecord::new(client);
+    let mut rec = AccessRecord::new(client, ctx.metrics.clone());
     rec.via = Some(Via::HttpForward);
     rec.method = Some(req.method().to_string());
     rec.user = first_user;

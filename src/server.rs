@@ -14,10 +14,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{self, AdminState};
 use crate::config::{self, Config};
 use crate::conn::{self, Context};
 use crate::error::{ErrorKind, ProxyError, socks5_reply};
 use crate::front::{http, socks5};
+use crate::metrics::Metrics;
+use crate::mitm::pinning::PinningSettings;
 use crate::mitm::{InterceptSettings, Interceptor};
 use crate::policy::Action;
 
@@ -35,6 +38,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("policy has no `listen` address")]
+    NoListener,
     #[error("interception setup: {0}")]
     Intercept(String),
 }
@@ -45,11 +50,13 @@ struct State {
     interceptor: ArcSwap<Option<Arc<Interceptor>>>,
     open: AtomicUsize,
     force_close: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 /// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
 pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerError> {
     let interceptor = build_interceptor(&config, None)?;
+    let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
     for &addr in &config.listen {
         let l = TcpListener::bind(addr)
@@ -61,14 +68,32 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         tracing::info!(addr = %local, "listening");
         listeners.push(l);
     }
+    let first_listen = match listeners.first() {
+        Some(l) => l.local_addr().unwrap_or(config.listen[0]),
+        None => return Err(ServerError::NoListener),
+    };
     let state = Arc::new(State {
         config: ArcSwap::from_pointee(config),
         interceptor: ArcSwap::from_pointee(interceptor),
         open: AtomicUsize::new(0),
         force_close: CancellationToken::new(),
+        metrics: Arc::default(),
     });
     let stop_accepting = CancellationToken::new();
     let tracker = TaskTracker::new();
+    if let Some(addr) = admin_addr {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        tracing::info!(addr = %l.local_addr().unwrap_or(addr), "admin listening");
+        let cfg = state.config.load();
+        let admin = AdminState {
+            metrics: state.metrics.clone(),
+            proxy_addr: first_listen,
+            ca_pem: cfg.ca_dir.join("ca.pem"),
+        };
+        tokio::spawn(admin::serve(l, Arc::new(admin), stop_accepting.clone()));
+    }
     for l in listeners {
         tokio::spawn(accept_loop(
             l,
@@ -126,8 +151,10 @@ async fn accept_loop(
         };
         let cfg = state.config.load_full();
         let open = state.open.fetch_add(1, Ordering::AcqRel) + 1;
+        state.metrics.open.store(open as u64, Ordering::Relaxed);
         let guard = OpenGuard(state.clone());
         if open > cfg.max_connections {
+            state.metrics.over_limit.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(client = %peer, limit = cfg.max_connections, "connection limit reached");
             tracker.spawn(async move {
                 refuse_over_limit(stream, cfg.max_connections).await;
@@ -135,10 +162,12 @@ async fn accept_loop(
             });
             continue;
         }
+        state.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let ctx = Context {
             config: cfg,
             interceptor: state.interceptor.load().as_ref().clone(),
             force_close: state.force_close.clone(),
+            metrics: state.metrics.clone(),
         };
         tracker.spawn(async move {
             conn::handle(stream, peer, ctx).await;
@@ -152,7 +181,8 @@ struct OpenGuard(Arc<State>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        let open = self.0.open.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.0.metrics.open.store(open as u64, Ordering::Relaxed);
     }
 }
 
@@ -207,6 +237,11 @@ fn build_interceptor(
         flows: cfg.flows.clone(),
         handshake_timeout: cfg.timeouts.client_hello,
         idle: cfg.timeouts.idle,
+        pinning: cfg.pinning_passthrough.map(|p| PinningSettings {
+            rejections: p.failures,
+            window: p.window,
+            ttl: p.ttl,
+        }),
     };
     if let Some(cur) = current
         && cur.settings() == &settings
@@ -238,6 +273,7 @@ fn reload(path: &Path, state: &State, why: &str) {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
+            state.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(why, file = %path.display(), errors = %e, "policy reload failed: keeping the previous rules");
             return;
         }
@@ -254,6 +290,7 @@ fn reload(path: &Path, state: &State, why: &str) {
             return;
         }
     }
+    state.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     tracing::info!(why, summary = %new.summary(), "policy reloaded");
     state.config.store(Arc::new(new));
 }
