@@ -266,6 +266,8 @@ pub(crate) async fn dial_allowed(
             )
         });
         note_decision(rec, cfg, &decision);
+        // Refused for its address: the record must not read "allow".
+        rec.action = Some(Action::Deny);
         return Err(err);
     }
     let addrs: Vec<SocketAddr> = permitted.iter().map(|(a, _)| *a).collect();

@@ -134,10 +134,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 port: target.port,
                 client,
                 user: user.as_deref(),
-                dst,
+                // An IP-literal target is its own destination address.
+                dst: dst.or(match target.host {
+                    Host::Ip(ip) => Some(ip),
+                    Host::Name(_) => None,
+                }),
                 sni: sni.as_ref(),
             };
-            print!("{}", policy::explain(&config, &facts));
+            let text = policy::explain(&config, &facts);
+            println!("{}", text.trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Command::Ca { action } => {
