@@ -62,7 +62,7 @@ upstream_ca: /etc/ssl/extra.pem
 users: [{ name: alice, password: "s3:cret" }]
 upstream: socks5h://u:p%40ss@127.0.0.1:1080
 hosts: { "Origin.Test.": 127.0.0.1, "*.lab.test": "::1", ".corp.test": 10.1.1.1 }
-dns: { servers: ["127.0.0.1:5353", "::1"] }
+dns: { servers: [] }
 timeouts: { connect: 500ms, client_hello: 2s, idle: 5m, handshake: 3s, dns: 1s }
 shutdown_grace: 5s
 max_connections: 12
@@ -112,13 +112,7 @@ rules:
         Some("10.1.1.1".parse().unwrap())
     );
     assert_eq!(c.hosts.lookup("127.0.0.1"), None);
-    assert_eq!(
-        c.dns_servers,
-        vec![
-            "127.0.0.1:5353".parse().unwrap(),
-            "[::1]:53".parse().unwrap()
-        ]
-    );
+    assert!(c.dns_servers.is_empty());
     assert_eq!(c.timeouts.connect, Duration::from_millis(500));
     assert_eq!(c.timeouts.client_hello, Duration::from_secs(2));
     assert_eq!(c.timeouts.idle, Duration::from_secs(300));
@@ -325,7 +319,6 @@ fn other_values_are_checked() {
         ("upstream: ftp://x:1\n", "upstream"),
         ("hosts: { \"a.test\": not-an-ip }\n", "hosts.a.test"),
         ("hosts: { \"10.0.0.1\": 10.0.0.2 }\n", "hosts"),
-        ("dns: { servers: [\"dns.google\"] }\n", "dns.servers"),
         ("timeouts: { connect: 0s }\n", "timeouts.connect"),
         ("max_connections: 0\n", "max_connections"),
         ("max_connections: -1\n", "max_connections"),
@@ -415,4 +408,17 @@ fn passwords_stay_out_of_debug() {
         !shown.contains("hunter2") && !shown.contains("swordfish"),
         "{shown}"
     );
+}
+
+/// Custom resolvers are not implemented: a configured list must not be silently ignored.
+#[test]
+fn custom_dns_servers_are_refused_not_ignored() {
+    let err = parse(
+        "dns: { servers: [\"127.0.0.1:5353\"] }\n",
+        Path::new("p.yaml"),
+    )
+    .unwrap_err();
+    assert_eq!(err.errors.len(), 1, "{err}");
+    assert_eq!(err.errors[0].key, "dns.servers");
+    assert_eq!((err.errors[0].line, err.errors[0].column), (1, 18));
 }

@@ -291,6 +291,15 @@ impl Checker<'_> {
         let Some(servers) = servers else {
             return Vec::new();
         };
+        if let Some(first) = servers.value.first() {
+            // Silently falling back to the system resolver would send lookups where the
+            // operator said they must not go: refuse until custom resolvers exist.
+            self.issue(
+                first.referenced,
+                "dns.servers",
+                "custom DNS servers are not supported yet; leave the list empty to use the system resolver",
+            );
+        }
         let items = servers.value.iter();
         let parse = |s: &str| {
             let with_port = parse_ip(s).map(|ip| SocketAddr::new(ip, DEFAULT_DNS_PORT));
