@@ -98,6 +98,17 @@ async fn forward_inner(
         .get(PROXY_AUTHORIZATION)
         .and_then(|v| codec::parse_basic_auth(v.as_bytes()));
     rec.user = authenticate(&cfg.users, creds.as_ref())?;
+    if req.method() == http::Method::CONNECT {
+        // Tunnels start on a fresh connection; browsers and curl never mix them into a
+        // forwarding connection, so this stays a precise refusal rather than a second path.
+        return Err(ProxyError::client(
+            ErrorKind::MalformedRequest,
+            format!(
+                "CONNECT {} after plain-HTTP requests on the same connection: open a new connection for tunnels",
+                req.uri()
+            ),
+        ));
+    }
     let target = absolute_target(req.uri())?;
     let proxied = request::Request {
         client,
