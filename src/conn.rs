@@ -119,7 +119,8 @@ async fn tunnel_path(
         First::Failed(err) => return Err(err),
     };
     rec.sni = hello.sni.clone();
-    rec.alpn = hello.alpn.first().cloned();
+    // What the client offered; an inspected connection replaces it with what was agreed.
+    rec.alpn = (!hello.alpn.is_empty()).then(|| hello.alpn.join(","));
     rec.ech = hello.ech_offered;
 
     rec.stage = Stage::Policy;
