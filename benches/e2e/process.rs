@@ -86,21 +86,30 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Resident memory (KiB) of every process in the group led by `leader`: Squid and Dante fork
-/// helpers and workers, and their memory is the proxy's memory too. Summed VmRSS counts pages
-/// shared between them more than once; for ward (one process) it is exact.
-pub fn group_rss_kib(leader: u32) -> u64 {
+/// Memory of a proxy: every process in the group led by its main process (Squid and Dante
+/// fork helpers and workers, and their memory is the proxy's memory too).
+#[derive(Clone, Copy, Default)]
+pub struct Mem {
+    /// VmRSS summed over the group: counts pages the processes share once per process.
+    pub rss_kib: u64,
+    /// Pss summed over the group: shared pages split between their users, so the sum is
+    /// what the group costs. For one process it is VmRSS less its share of shared libraries.
+    pub pss_kib: u64,
+}
+
+pub fn group_memory(leader: u32) -> Mem {
     let Ok(entries) = fs::read_dir("/proc") else {
-        return 0;
+        return Mem::default();
     };
-    let mut total = 0;
+    let mut total = Mem::default();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         if process_group_of(pid) == Some(leader) {
-            total += rss_kib(pid).unwrap_or(0);
+            total.rss_kib += kib_field(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0);
+            total.pss_kib += kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:").unwrap_or(0);
         }
     }
     total
@@ -114,9 +123,10 @@ fn process_group_of(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(2)?.parse().ok()
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// A `Name:  123 kB` line of a /proc file.
+fn kib_field(path: &str, name: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(name))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::process::Mem;
 use crate::subjects::SUBJECTS;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -22,8 +23,8 @@ pub struct MemRow {
     pub kind: &'static str,
     pub wanted: usize,
     pub held: usize,
-    pub before_kib: u64,
-    pub after_kib: u64,
+    pub before: Mem,
+    pub after: Mem,
     pub note: Option<String>,
 }
 
@@ -31,7 +32,7 @@ pub struct DownloadRow {
     pub subject: &'static str,
     pub bytes: u64,
     pub secs: f64,
-    pub samples: Vec<(f64, u64)>,
+    pub samples: Vec<(f64, Mem)>,
 }
 
 #[derive(Default)]
@@ -83,7 +84,7 @@ impl Stats {
         }
         v.sort_by(f64::total_cmp);
         let mid = v.len() / 2;
-        let median = if v.len() % 2 == 0 {
+        let median = if v.len().is_multiple_of(2) {
             (v[mid - 1] + v[mid]) / 2.0
         } else {
             v[mid]
@@ -176,15 +177,23 @@ fn memory_table(out: &mut String, r: &Results) {
     if r.memory.is_empty() {
         return;
     }
-    out.push_str("\n## Idle connections: proxy memory\n\nA fresh proxy per line; each connection did a TLS handshake and one \
-keep-alive GET of 64 bytes, then stays open and silent. RSS is VmRSS summed over the proxy's process group \
-(Squid's helpers, Dante's workers), measured after a warm-up and 1 s after the last connection opened.\n\n");
-    out.push_str("| subject | connections | held | RSS before (MiB) | RSS after (MiB) | KiB per connection |\n|---|---|---|---|---|---|\n");
+    out.push_str(
+        "\n## Idle connections: proxy memory\n\nA fresh proxy for each line. Every connection did a TLS handshake \
+(through the tunnel, or with the interception) and one keep-alive GET of 64 bytes, then stays open and silent. \
+Memory of the proxy's whole process group (Squid's helpers, Dante's workers), after a warm-up of 16 connections \
+and 1 s after the last connection opened: PSS (shared pages split between processes: what the group costs) and \
+VmRSS from /proc/PID/status summed over the group (counts shared pages once per process).\n\n",
+    );
+    out.push_str(
+        "| subject | connections | held | PSS before (MiB) | PSS after (MiB) | KiB per connection (PSS) | KiB per connection (VmRSS) |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
     for m in &r.memory {
-        let per = if m.held > 0 {
-            num(m.after_kib.saturating_sub(m.before_kib) as f64 / m.held as f64)
-        } else {
-            "–".to_owned()
+        let per = |before: u64, after: u64| {
+            if m.held == 0 {
+                return "–".to_owned();
+            }
+            num(after.saturating_sub(before) as f64 / m.held as f64)
         };
         let held = match &m.note {
             Some(note) => format!("{} ({})", m.held, note.replace('|', "/")),
@@ -192,12 +201,14 @@ keep-alive GET of 64 bytes, then stays open and silent. RSS is VmRSS summed over
         };
         let _ = writeln!(
             out,
-            "| {} | {} × {} | {held} | {} | {} | {per} |",
+            "| {} | {} × {} | {held} | {} | {} | {} | {} |",
             m.subject,
             m.wanted,
             m.kind,
-            num(m.before_kib as f64 / MIB),
-            num(m.after_kib as f64 / MIB)
+            num(m.before.pss_kib as f64 / MIB),
+            num(m.after.pss_kib as f64 / MIB),
+            per(m.before.pss_kib, m.after.pss_kib),
+            per(m.before.rss_kib, m.after.rss_kib),
         );
     }
 }
@@ -206,22 +217,28 @@ fn download_table(out: &mut String, r: &Results) {
     if r.downloads.is_empty() {
         return;
     }
-    out.push_str("\n## One large intercepted download: proxy memory\n\nOne HTTP/1.1 download through the interception, read as fast as \
-the client can; the proxy's RSS sampled every 250 ms. Flat: it never grew more than 32 MiB above the first sample.\n\n");
-    out.push_str("| subject | downloaded (MiB) | MiB/s | RSS first (MiB) | RSS max (MiB) | RSS last (MiB) | flat |\n|---|---|---|---|---|---|---|\n");
+    out.push_str(
+        "\n## One large intercepted download: proxy memory\n\nOne HTTP/1.1 download through the interception, read as \
+fast as the client can; the proxy group's PSS sampled every 250 ms. Flat: never more than 32 MiB above the first \
+sample.\n\n",
+    );
+    out.push_str(
+        "| subject | downloaded (MiB) | MiB/s | PSS first (MiB) | PSS max (MiB) | PSS last (MiB) | samples | flat |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
     for d in &r.downloads {
-        let rss: Vec<u64> = d
+        let pss: Vec<u64> = d
             .samples
             .iter()
-            .map(|&(_, kib)| kib)
+            .map(|(_, m)| m.pss_kib)
             .filter(|&k| k > 0)
             .collect();
         let (first, last) = (
-            rss.first().copied().unwrap_or(0),
-            rss.last().copied().unwrap_or(0),
+            pss.first().copied().unwrap_or(0),
+            pss.last().copied().unwrap_or(0),
         );
-        let max = rss.iter().copied().max().unwrap_or(0);
-        let flat = if rss.is_empty() {
+        let max = pss.iter().copied().max().unwrap_or(0);
+        let flat = if pss.is_empty() {
             "?"
         } else if max <= first + FLAT_SLACK_KIB {
             "yes"
@@ -231,13 +248,14 @@ the client can; the proxy's RSS sampled every 250 ms. Flat: it never grew more t
         let mib = d.bytes as f64 / (1024.0 * 1024.0);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {flat} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {flat} |",
             d.subject,
             num(mib),
             num(mib / d.secs.max(1e-9)),
             num(first as f64 / MIB),
             num(max as f64 / MIB),
-            num(last as f64 / MIB)
+            num(last as f64 / MIB),
+            pss.len(),
         );
     }
 }

@@ -11,7 +11,7 @@ use crate::opts::Options;
 use crate::origin::Origin;
 use crate::peers::{self, PeerEnv, PeerKind, Running};
 use crate::pki::Pki;
-use crate::process::group_rss_kib;
+use crate::process::{Mem, group_memory};
 use crate::report::{DownloadRow, MemRow, Metric, Results};
 use crate::scenarios::{self, Idle};
 use crate::subjects::{SUBJECTS, Subject};
@@ -157,11 +157,11 @@ impl Bench<'_> {
                             .as_deref()
                             .is_some_and(|n| n.contains("h2 not negotiated"));
                     eprintln!(
-                        "  {} {label} × {count}: held {} RSS {} → {} KiB {}",
+                        "  {} {label} × {count}: held {} PSS {} → {} KiB {}",
                         s.name,
                         row.held,
-                        row.before_kib,
-                        row.after_kib,
+                        row.before.pss_kib,
+                        row.after.pss_kib,
                         row.note.as_deref().unwrap_or("")
                     );
                     results.memory.push(row);
@@ -186,8 +186,8 @@ impl Bench<'_> {
             kind: label,
             wanted: count,
             held: 0,
-            before_kib: 0,
-            after_kib: 0,
+            before: Mem::default(),
+            after: Mem::default(),
             note: None,
         };
         let route = match s.route(self.origin, Some(running), self.pki) {
@@ -205,10 +205,10 @@ impl Bench<'_> {
         drop(warm);
         tokio::time::sleep(SETTLE).await;
         let pid = running.pid();
-        row.before_kib = rss(pid).await;
+        row.before = memory(pid).await;
         let held = scenarios::hold_idle(&route, mode, count, self.opts.idle_cap).await;
         tokio::time::sleep(SETTLE).await;
-        row.after_kib = rss(pid).await;
+        row.after = memory(pid).await;
         row.held = held.held.len();
         if held.errors > 0 {
             row.note = Some(format!(
@@ -249,9 +249,9 @@ impl Bench<'_> {
             };
             match outcome {
                 Ok(d) => {
-                    let max = d.samples.iter().map(|&(_, k)| k).max().unwrap_or(0);
+                    let max = d.samples.iter().map(|(_, m)| m.pss_kib).max().unwrap_or(0);
                     eprintln!(
-                        "  {} download: {} MiB in {:.1} s, RSS max {} KiB",
+                        "  {} download: {} MiB in {:.1} s, PSS max {} KiB",
                         s.name,
                         d.bytes >> 20,
                         d.secs,
@@ -272,8 +272,8 @@ impl Bench<'_> {
     }
 }
 
-async fn rss(pid: u32) -> u64 {
-    tokio::task::spawn_blocking(move || group_rss_kib(pid))
+async fn memory(pid: u32) -> Mem {
+    tokio::task::spawn_blocking(move || group_memory(pid))
         .await
-        .unwrap_or(0)
+        .unwrap_or_default()
 }

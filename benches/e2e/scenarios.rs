@@ -55,7 +55,12 @@ pub async fn throughput(
                 if n == 0 {
                     bail!("stream ended early");
                 }
-                if Instant::now() >= start {
+                // A read that is always ready never lets the timeout fire: check the clock.
+                let now = Instant::now();
+                if now >= end {
+                    return Ok(());
+                }
+                if now >= start {
                     counted.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
@@ -109,7 +114,9 @@ pub async fn connect_rate(route: &Route, concurrency: usize, length: Duration) -
             while Instant::now() < deadline && lat.len() < MAX_RATE_SAMPLES {
                 let t0 = Instant::now();
                 match timeout(STEP_TIMEOUT, one_connection(&route)).await {
-                    Ok(Ok(())) => lat.push(t0.elapsed()),
+                    // Only connections completed inside the window count towards the rate.
+                    Ok(Ok(())) if Instant::now() <= deadline => lat.push(t0.elapsed()),
+                    Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         errors += 1;
                         first_error.get_or_insert(format!("{e:#}"));
@@ -130,7 +137,6 @@ pub async fn connect_rate(route: &Route, concurrency: usize, length: Duration) -
         errors += e;
         first_error = first_error.or(first);
     }
-    let elapsed = started.elapsed().as_secs_f64();
     if all.is_empty() {
         bail!(
             "no connection succeeded: {}",
@@ -140,7 +146,7 @@ pub async fn connect_rate(route: &Route, concurrency: usize, length: Duration) -
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
     Ok(Rate {
-        per_sec: all.len() as f64 / elapsed,
+        per_sec: all.len() as f64 / length.as_secs_f64(),
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         errors,
@@ -267,8 +273,8 @@ async fn open_idle(route: &Route, mode: Idle) -> Result<Held> {
 pub struct Download {
     pub bytes: u64,
     pub secs: f64,
-    /// (seconds since start, RSS KiB of the proxy's process group)
-    pub samples: Vec<(f64, u64)>,
+    /// (seconds since start, memory of the proxy's process group)
+    pub samples: Vec<(f64, crate::process::Mem)>,
 }
 
 /// One HTTP/1.1 download of `total` bytes (stopped at `cap`), sampling the proxy's memory.
@@ -297,10 +303,10 @@ pub async fn big_download(
         let mut tick = tokio::time::interval(RSS_SAMPLE_EVERY);
         while Instant::now() < deadline + RSS_SAMPLE_EVERY && !stop_flag.load(Ordering::Relaxed) {
             tick.tick().await;
-            let rss = tokio::task::spawn_blocking(move || crate::process::group_rss_kib(proxy_pid))
+            let mem = tokio::task::spawn_blocking(move || crate::process::group_memory(proxy_pid))
                 .await
-                .unwrap_or(0);
-            samples.push((started.elapsed().as_secs_f64(), rss));
+                .unwrap_or_default();
+            samples.push((started.elapsed().as_secs_f64(), mem));
         }
         samples
     });
