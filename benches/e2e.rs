@@ -66,6 +66,8 @@ fn main() {
 async fn bench(opts: &Options) -> Result<()> {
     let started = Instant::now();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Others compiling on the same machine show up here: a reason for a wide spread.
+    let load_at_start = load_average();
     let nofile = process::raise_nofile_limit();
     let pki = pki::Pki::generate()?;
     let origin = origin::Origin::start(pki.origin_server_config()?).await?;
@@ -109,8 +111,9 @@ async fn bench(opts: &Options) -> Result<()> {
 
     let mut lines = meta_lines;
     lines.push(format!(
-        "wall time of the run: {:.0} s",
-        started.elapsed().as_secs_f64()
+        "wall time of the run: {:.0} s; load average at start {load_at_start}, at end {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
     ));
     let text = report::render(&Meta { lines }, &results);
     println!("{text}");
@@ -215,6 +218,15 @@ fn machine() -> String {
         mem_kib >> 20,
         kernel.trim()
     )
+}
+
+/// The 1-, 5- and 15-minute load averages.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Now as `YYYY-MM-DD HH:MM UTC`.
