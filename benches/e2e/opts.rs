@@ -89,18 +89,18 @@ impl Options {
                     .collect()
             }),
             memory,
-            tput_warmup: Duration::from_millis(if quick { 200 } else { 300 }),
-            tput_length: Duration::from_millis(if quick { 600 } else { 1500 }),
-            rate_length: Duration::from_millis(if quick { 1200 } else { 2500 }),
+            tput_warmup: Duration::from_millis(if quick { 150 } else { 250 }),
+            tput_length: Duration::from_millis(if quick { 400 } else { 1000 }),
+            rate_length: Duration::from_millis(if quick { 800 } else { 2000 }),
             rate_concurrency: RATE_CONCURRENCY,
             idle_counts: if quick {
                 vec![1_000]
             } else {
                 vec![1_000, 10_000]
             },
-            idle_cap: Duration::from_secs(if quick { 20 } else { 60 }),
+            idle_cap: Duration::from_secs(if quick { 15 } else { 40 }),
             download_bytes: if quick { 2 * GIB } else { 10 * GIB },
-            download_cap: Duration::from_secs(if quick { 15 } else { 40 }),
+            download_cap: Duration::from_secs(if quick { 8 } else { 25 }),
             ward_bin,
             command,
         })
