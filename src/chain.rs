@@ -59,7 +59,10 @@ async fn http_connect(
     deadline: Instant,
 ) -> Result<Bytes, String> {
     let request = http::encode_connect_request(target, up.credentials.as_ref());
-    stream.write_all(&request).await.map_err(|e| format!("write: {e}"))?;
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
     let mut buf = BytesMut::with_capacity(1024);
     let (head, consumed) = read_until(
         stream,
@@ -97,27 +100,38 @@ async fn socks5_connect(
     write(stream, &socks5::encode_client_greeting(creds.is_some())).await?;
     let method = read_msg(stream, &mut buf, deadline, socks5::parse_method_choice).await?;
     match (method, creds) {
-        (socks5::METHOD_NO_AUTH, _) => {}
-        (socks5::METHOD_USER_PASS, Some(c)) => {
+        (socks5::method::NO_AUTH, _) => {}
+        (socks5::method::USER_PASSWORD, Some(c)) => {
             let auth = socks5::encode_client_auth(c).map_err(|e| e.to_string())?;
             write(stream, &auth).await?;
             if !read_msg(stream, &mut buf, deadline, socks5::parse_auth_status).await? {
                 return Err("SOCKS5 authentication rejected".into());
             }
         }
-        (m, _) => return Err(format!("SOCKS5 proxy chose method {m:#04x}, which ward cannot use")),
+        (m, _) => {
+            return Err(format!(
+                "SOCKS5 proxy chose method {m:#04x}, which ward cannot use"
+            ));
+        }
     }
     let request = socks5::encode_client_request(target).map_err(|e| e.to_string())?;
     write(stream, &request).await?;
-    let (rep, _bound) = read_msg(stream, &mut buf, deadline, socks5::parse_reply).await?;
-    if rep != crate::error::socks5_reply::SUCCEEDED {
-        return Err(format!("SOCKS5 reply {rep:#04x} ({})", socks5::reply_text(rep)));
+    let reply = read_msg(stream, &mut buf, deadline, socks5::parse_reply).await?;
+    if reply.rep != crate::error::socks5_reply::SUCCEEDED {
+        let rep = reply.rep;
+        return Err(format!(
+            "SOCKS5 reply {rep:#04x} ({})",
+            socks5::reply_name(rep)
+        ));
     }
     Ok(buf.freeze())
 }
 
 async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
-    stream.write_all(bytes).await.map_err(|e| format!("write: {e}"))
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(|e| format!("write: {e}"))
 }
 
 /// Reads one SOCKS5 message, leaving what follows it in `buf`.

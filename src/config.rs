@@ -1,1 +1,286 @@
-//! TODO
+//! policy.yaml → a validated [`Config`], in two steps: raw serde structs (`raw`), then checks
+//! that turn text into typed values and compiled rules (`validate`), collecting every issue
+//! with its file:line:column. Pure apart from reading the file in [`load`]; no sockets.
+
+mod raw;
+mod upstream;
+mod validate;
+mod values;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::policy::Policy;
+use crate::request::Credentials;
+use crate::target::{Host, Target};
+
+pub use upstream::parse_upstream;
+
+/// The policy `ward run` uses when there is no ./policy.yaml.
+pub const EMBEDDED_POLICY: &str = include_str!("../policy.yaml");
+/// The `source` of the embedded policy; relative paths in it resolve against the current folder.
+pub const EMBEDDED_SOURCE: &str = "<embedded>";
+/// A policy file larger than this is refused before parsing (100k rules fit in a few MiB).
+pub const MAX_POLICY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The validated configuration. Passed by `Arc` and swapped whole on reload.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The policy file (or `<embedded>`).
+    pub source: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    /// Where the interception CA lives, resolved against the policy file's folder.
+    pub ca_dir: PathBuf,
+    /// Extra PEM roots trusted for upstream servers.
+    pub upstream_ca: Option<PathBuf>,
+    /// When non-empty, every client must authenticate.
+    pub users: Vec<User>,
+    pub upstream: Option<Upstream>,
+    pub hosts: HostsOverrides,
+    /// Empty: the system resolver.
+    pub dns_servers: Vec<SocketAddr>,
+    pub timeouts: Timeouts,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    pub non_tls: Toggle,
+    pub sni_mismatch: Toggle,
+    pub open_proxy: bool,
+    /// JSON-lines log of inspected requests.
+    pub flows: Option<PathBuf>,
+    pub pinning_passthrough: Option<PinningPassthrough>,
+    pub policy: Policy,
+}
+
+/// A proxy user. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamScheme {
+    Http,
+    /// `socks5://` and `socks5h://` alike: ward sends the name and lets the proxy resolve.
+    Socks5,
+}
+
+/// The proxy ward chains through, when `upstream` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub scheme: UpstreamScheme,
+    pub target: Target,
+    pub credentials: Option<Credentials>,
+}
+
+/// `hosts:` DNS overrides: exact names, `*.x` and `.x` patterns, each to one address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostsOverrides {
+    /// Exact names, and the `x` of `.x`.
+    names: HashMap<String, IpAddr>,
+    /// The `x` of `*.x` and `.x`: consulted for proper suffixes of a name.
+    suffixes: HashMap<String, IpAddr>,
+}
+
+impl HostsOverrides {
+    /// The override for `name` (normalised first); the most specific pattern wins.
+    pub fn lookup(&self, name: &str) -> Option<IpAddr> {
+        let Ok(Host::Name(name)) = Host::parse(name) else {
+            return None;
+        };
+        if let Some(ip) = self.names.get(&name) {
+            return Some(*ip);
+        }
+        let mut rest = name.as_str();
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(ip) = self.suffixes.get(parent) {
+                return Some(*ip);
+            }
+            rest = parent;
+        }
+        None
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len() + self.suffixes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub client_hello: Duration,
+    pub idle: Duration,
+    /// The front-end request head / SOCKS5 handshake.
+    pub handshake: Duration,
+    pub dns: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            client_hello: Duration::from_secs(10),
+            idle: Duration::from_secs(300),
+            handshake: Duration::from_secs(10),
+            dns: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toggle {
+    Allow,
+    Deny,
+}
+
+/// Tunnel (instead of inspect) a site whose clients keep rejecting the forged certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinningPassthrough {
+    /// Handshake failures within `window` that switch a site to passthrough.
+    pub failures: u32,
+    pub window: Duration,
+    /// How long a site stays in passthrough.
+    pub ttl: Duration,
+}
+
+impl Default for PinningPassthrough {
+    fn default() -> Self {
+        PinningPassthrough {
+            failures: 3,
+            window: Duration::from_secs(5 * 60),
+            ttl: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// One problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no place (the file could not be read).
+    pub line: u32,
+    pub column: u32,
+    /// Where in the document, e.g. `rules[2].ports`; empty when unknown.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in a policy file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub errors: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn unplaced(file: &Path, message: String) -> ConfigError {
+        ConfigError {
+            errors: vec![ConfigIssue {
+                file: file.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message,
+            }],
+        }
+    }
+}
+
+/// Reads and validates a policy file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let cap = u64::try_from(MAX_POLICY_BYTES).unwrap_or(u64::MAX);
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(cap + 1).read_to_string(&mut text))
+        .map_err(|e| ConfigError::unplaced(path, format!("cannot read: {e}")))?;
+    parse(&text, path)
+}
+
+/// Validates policy text; `source` names it in errors and anchors its relative paths.
+pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+    if text.len() > MAX_POLICY_BYTES {
+        let msg = format!("larger than {} MiB", MAX_POLICY_BYTES / (1024 * 1024));
+        return Err(ConfigError::unplaced(source, msg));
+    }
+    let raw = raw::parse_raw(text).map_err(|e| ConfigError {
+        errors: vec![ConfigIssue {
+            file: source.to_path_buf(),
+            line: u32::try_from(e.line).unwrap_or(u32::MAX),
+            column: u32::try_from(e.column).unwrap_or(u32::MAX),
+            key: String::new(),
+            message: e.message,
+        }],
+    })?;
+    validate::validate(raw, source)
+}
+
+impl Config {
+    /// The embedded default policy, validated.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        parse(EMBEDDED_POLICY, Path::new(EMBEDDED_SOURCE))
+    }
+
+    /// One line for `ward check`.
+    pub fn summary(&self) -> String {
+        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+        let rules = self.policy.rules_len();
+        format!(
+            "{}: ok, {} rule{}, default {}, listen {}, {} user{}",
+            self.source.display(),
+            rules,
+            if rules == 1 { "" } else { "s" },
+            self.policy.default_action(),
+            listen.join(" "),
+            self.users.len(),
+            if self.users.len() == 1 { "" } else { "s" },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

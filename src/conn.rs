@@ -17,7 +17,8 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::front::{self, Accepted, TunnelRequest};
 use crate::io::{PrefixedStream, ReadError, read_until};
 use crate::log::{AccessRecord, Stage};
-use crate::mitm::{FlowContext, Interceptor};
+use crate::metrics::Metrics;
+use crate::mitm::{FlowContext, InterceptOutcome, Interceptor};
 use crate::policy::{Action, Decision, Facts, Verdict};
 use crate::request::Request;
 use crate::target::Host;
@@ -32,12 +33,13 @@ pub struct Context {
     pub interceptor: Option<Arc<Interceptor>>,
     /// Fired when the shutdown grace period is over: open tunnels end then.
     pub force_close: CancellationToken,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves one client connection to its end and emits its access record.
 pub async fn handle(stream: TcpStream, client: SocketAddr, ctx: Context) {
     let _ = stream.set_nodelay(true);
-    let mut rec = AccessRecord::new(client);
+    let mut rec = AccessRecord::new(client, ctx.metrics.clone());
     let accepted = match front::accept(stream, client, &ctx.config).await {
         Ok(a) => a,
         Err(err) => {
@@ -91,9 +93,10 @@ async fn tunnel_path(
         if cfg.non_tls == Toggle::Deny {
             return Err(non_tls_denied(&t, "the server spoke first"));
         }
-        t.stream.write_all(&early).await.map_err(|e| {
-            ProxyError::client(ErrorKind::Io, format!("write: {e}"))
-        })?;
+        t.stream
+            .write_all(&early)
+            .await
+            .map_err(|e| ProxyError::client(ErrorKind::Io, format!("write: {e}")))?;
         rec.bytes_down += early.len() as u64;
         return relay(t.stream, upstream, buf, ctx, rec).await;
     }
@@ -123,7 +126,10 @@ async fn tunnel_path(
     let action = match decide_on_hello(&t, &hello, &decision, upstream.peer_addr().ok(), cfg, rec) {
         Ok(action) => action,
         Err(err) => {
-            let _ = t.stream.write_all(&tls::encode_alert(AlertDescription::AccessDenied)).await;
+            let _ = t
+                .stream
+                .write_all(&tls::encode_alert(AlertDescription::AccessDenied))
+                .await;
             let _ = t.stream.shutdown().await;
             return Err(err);
         }
@@ -131,8 +137,11 @@ async fn tunnel_path(
     rec.action = Some(action);
     match (action, &ctx.interceptor) {
         (Action::Inspect, Some(interceptor)) => {
-            let host = hello.sni.clone().unwrap_or_else(|| t.request.target.host.clone());
-            if interceptor.pinned_passthrough(&host, std::time::SystemTime::now()) {
+            let host = hello
+                .sni
+                .clone()
+                .unwrap_or_else(|| t.request.target.host.clone());
+            if interceptor.pinned_passthrough(&host, std::time::Instant::now()) {
                 rec.outcome = Some("pinned_passthrough");
                 return relay(t.stream, upstream, buf, ctx, rec).await;
             }
@@ -153,7 +162,16 @@ async fn tunnel_path(
             rec.bytes_down = done.bytes_down;
             rec.alpn = done.alpn;
             rec.outcome = Some(done.outcome.as_str());
-            Ok(())
+            match done.outcome {
+                InterceptOutcome::UpstreamTlsFailed(err) => Err(err),
+                InterceptOutcome::ClientRejectedCertificate { alert } => Err(ProxyError::client(
+                    ErrorKind::TlsHandshake,
+                    format!(
+                        "client rejected the forged certificate for {host} (alert {alert}): it does not trust ward's CA, or pins"
+                    ),
+                )),
+                InterceptOutcome::Finished(_) => Ok(()),
+            }
         }
         _ => relay(t.stream, upstream, buf, ctx, rec).await,
     }
@@ -162,7 +180,10 @@ async fn tunnel_path(
 fn non_tls_denied(t: &TunnelRequest, reason: &str) -> ProxyError {
     ProxyError::client(
         ErrorKind::NonTlsDenied,
-        format!("tunnel to {} carries no TLS ({reason}); non_tls: deny", t.request.target),
+        format!(
+            "tunnel to {} carries no TLS ({reason}); non_tls: deny",
+            t.request.target
+        ),
     )
 }
 
@@ -211,15 +232,22 @@ pub(crate) async fn dial_allowed(
     let mut first_refusal = None;
     for addr in addrs {
         let decision = match &early {
-            Some(d) => d.clone(),
-            None => match cfg.policy.decide(&Facts { dst: Some(addr.ip()), ..facts }) {
+            Some(d) => *d,
+            None => match cfg.policy.decide(&Facts {
+                dst: Some(addr.ip()),
+                ..facts
+            }) {
                 Verdict::Decided(d) => d,
                 // Unreachable: `decide` asks for a destination only when it has none.
                 Verdict::NeedsDst => deny_default(),
             },
         };
         let verdict = if decision.action == Action::Deny {
-            Err(denied(cfg, &decision, &format!("{} ({})", req.target, addr.ip())))
+            Err(denied(
+                cfg,
+                &decision,
+                &format!("{} ({})", req.target, addr.ip()),
+            ))
         } else {
             check_dst(cfg, &decision, addr.ip(), &req.target.to_string())
         };
@@ -231,8 +259,12 @@ pub(crate) async fn dial_allowed(
         }
     }
     if permitted.is_empty() {
-        let (err, decision) = first_refusal
-            .unwrap_or_else(|| (ProxyError::upstream(ErrorKind::DnsError, "no addresses"), deny_default()));
+        let (err, decision) = first_refusal.unwrap_or_else(|| {
+            (
+                ProxyError::upstream(ErrorKind::DnsError, "no addresses"),
+                deny_default(),
+            )
+        });
         note_decision(rec, cfg, &decision);
         return Err(err);
     }
@@ -304,7 +336,11 @@ fn decide_on_hello(
         port: req.target.port,
         client: req.client.ip(),
         user: req.user.as_deref(),
-        dst: if cfg.upstream.is_some() { None } else { dst.map(|a| a.ip()) },
+        dst: if cfg.upstream.is_some() {
+            None
+        } else {
+            dst.map(|a| a.ip())
+        },
         sni: Some(sni),
     };
     let decision = match cfg.policy.decide(&facts) {
@@ -356,7 +392,13 @@ async fn read_first_bytes(
         return first;
     }
     let deadline = Instant::now() + cfg.timeouts.client_hello;
-    let read = read_until(client, buf, tls::MAX_CLIENT_HELLO, deadline, tls::parse_client_hello);
+    let read = read_until(
+        client,
+        buf,
+        tls::MAX_CLIENT_HELLO,
+        deadline,
+        tls::parse_client_hello,
+    );
     tokio::select! {
         r = read => match r {
             Ok((hello, _)) => First::Hello(hello),
@@ -389,9 +431,10 @@ async fn relay(
 ) -> Result<(), ProxyError> {
     rec.stage = Stage::Tunnel;
     if !buffered.is_empty() {
-        upstream.write_all(&buffered).await.map_err(|e| {
-            ProxyError::upstream(ErrorKind::Io, format!("write to upstream: {e}"))
-        })?;
+        upstream
+            .write_all(&buffered)
+            .await
+            .map_err(|e| ProxyError::upstream(ErrorKind::Io, format!("write to upstream: {e}")))?;
     }
     let done = tunnel::relay(
         &mut client,
@@ -402,6 +445,13 @@ async fn relay(
     .await;
     rec.bytes_up = done.bytes_up + buffered.len() as u64;
     rec.bytes_down = done.bytes_down;
-    rec.outcome.get_or_insert(done.outcome.as_str());
-    Ok(())
+    rec.outcome.get_or_insert(done.outcome.log_name());
+    match done.outcome {
+        tunnel::Outcome::Error { side, error } => Err(ProxyError::new(
+            ErrorKind::Io,
+            side,
+            format!("relay: {}", crate::error::describe_io(&error)),
+        )),
+        _ => Ok(()),
+    }
 }

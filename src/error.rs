@@ -363,17 +363,62 @@ mod tests {
             (AuthRequired, 407, None, None),
             (DnsError, 502, Some("dns_error"), Some(0x04)),
             (DnsTimeout, 504, Some("dns_timeout"), Some(0x04)),
-            (ConnectionRefused, 502, Some("connection_refused"), Some(0x05)),
-            (ConnectionTimeout, 504, Some("connection_timeout"), Some(0x06)),
-            (Unreachable, 502, Some("destination_ip_unroutable"), Some(0x03)),
-            (DestinationProhibited, 403, Some("destination_ip_prohibited"), Some(0x02)),
-            (MalformedRequest, 400, Some("http_request_error"), Some(0x01)),
+            (
+                ConnectionRefused,
+                502,
+                Some("connection_refused"),
+                Some(0x05),
+            ),
+            (
+                ConnectionTimeout,
+                504,
+                Some("connection_timeout"),
+                Some(0x06),
+            ),
+            (
+                Unreachable,
+                502,
+                Some("destination_ip_unroutable"),
+                Some(0x03),
+            ),
+            (
+                DestinationProhibited,
+                403,
+                Some("destination_ip_prohibited"),
+                Some(0x02),
+            ),
+            (
+                MalformedRequest,
+                400,
+                Some("http_request_error"),
+                Some(0x01),
+            ),
             (HeadTooLarge, 431, Some("http_request_error"), Some(0x01)),
-            (UnsupportedCommand, 400, Some("http_request_error"), Some(0x07)),
-            (UnsupportedAddressType, 400, Some("http_request_error"), Some(0x08)),
+            (
+                UnsupportedCommand,
+                400,
+                Some("http_request_error"),
+                Some(0x07),
+            ),
+            (
+                UnsupportedAddressType,
+                400,
+                Some("http_request_error"),
+                Some(0x08),
+            ),
             (UpstreamProxy, 502, Some("proxy_internal_error"), Some(0x01)),
-            (ConnectionLimit, 503, Some("connection_limit_reached"), Some(0x01)),
-            (TlsCertificate, 502, Some("tls_certificate_error"), Some(0x01)),
+            (
+                ConnectionLimit,
+                503,
+                Some("connection_limit_reached"),
+                Some(0x01),
+            ),
+            (
+                TlsCertificate,
+                502,
+                Some("tls_certificate_error"),
+                Some(0x01),
+            ),
         ];
         for &(kind, status, token, rep) in rows {
             assert_eq!(kind.http_status(), status, "{kind:?} status");
@@ -408,7 +453,10 @@ mod tests {
     #[test]
     fn proxy_status_escapes_details() {
         let v = proxy_status_value(ErrorKind::DnsError, "name \"x\\y\" not found\n").unwrap();
-        assert_eq!(v, r#"ward; error=dns_error; details="name \"x\\y\" not found?""#);
+        assert_eq!(
+            v,
+            r#"ward; error=dns_error; details="name \"x\\y\" not found?""#
+        );
         assert_eq!(proxy_status_value(ErrorKind::AuthRequired, "x"), None);
     }
 }

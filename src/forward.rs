@@ -45,7 +45,9 @@ pub async fn serve(
     let ctx = Arc::new(ctx);
     let service = hyper::service::service_fn(move |req| {
         let (ctx, reuse, user) = (ctx.clone(), reuse.clone(), user.clone());
-        async move { Ok::<_, std::convert::Infallible>(forward_one(req, client, user, &ctx, &reuse).await) }
+        async move {
+            Ok::<_, std::convert::Infallible>(forward_one(req, client, user, &ctx, &reuse).await)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -65,7 +67,7 @@ async fn forward_one(
     ctx: &Context,
     reuse: &Reusable,
 ) -> Response<Body> {
-    let mut rec = AccessRecord::new(client);
+    let mut rec = AccessRecord::new(client, ctx.metrics.clone());
     rec.via = Some(Via::HttpForward);
     rec.method = Some(req.method().to_string());
     rec.user = first_user;
@@ -111,7 +113,10 @@ async fn forward_inner(
         sender = Some(handshake(stream, &target).await?);
     }
     let Some(mut sender) = sender else {
-        return Err(ProxyError::local(ErrorKind::Internal, "no upstream connection"));
+        return Err(ProxyError::local(
+            ErrorKind::Internal,
+            "no upstream connection",
+        ));
     };
 
     rec.stage = Stage::Forward;
@@ -134,7 +139,10 @@ async fn take_reusable(reuse: &Reusable, target: &Target) -> Option<SendRequest<
     }
 }
 
-async fn handshake(stream: TcpStream, target: &Target) -> Result<SendRequest<Incoming>, ProxyError> {
+async fn handshake(
+    stream: TcpStream,
+    target: &Target,
+) -> Result<SendRequest<Incoming>, ProxyError> {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ProxyError::upstream(ErrorKind::Io, format!("{target}: {e}")))?;
@@ -148,11 +156,18 @@ async fn handshake(stream: TcpStream, target: &Target) -> Result<SendRequest<Inc
 /// Only absolute `http://` URIs can be forwarded; anything else gets a precise 400.
 fn absolute_target(uri: &Uri) -> Result<Target, ProxyError> {
     let bad = |why: &str| {
-        ProxyError::client(ErrorKind::MalformedRequest, format!("request target {uri}: {why}"))
+        ProxyError::client(
+            ErrorKind::MalformedRequest,
+            format!("request target {uri}: {why}"),
+        )
     };
     match uri.scheme_str() {
         Some("http") => {}
-        Some(other) => return Err(bad(&format!("scheme {other} cannot be forwarded; use CONNECT"))),
+        Some(other) => {
+            return Err(bad(&format!(
+                "scheme {other} cannot be forwarded; use CONNECT"
+            )));
+        }
         None => return Err(bad("ward is a proxy; send an absolute URI or CONNECT")),
     }
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
@@ -187,11 +202,20 @@ pub fn error_response(err: &ProxyError) -> Response<Body> {
     let status =
         StatusCode::from_u16(err.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = format!("{}\n{}\n", err.kind.summary(), err.detail);
-    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    if let Some(v) = proxy_status_value(err.kind, &err.detail).and_then(|v| HeaderValue::from_str(&v).ok()) {
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(v) =
+        proxy_status_value(err.kind, &err.detail).and_then(|v| HeaderValue::from_str(&v).ok())
+    {
         headers.insert("proxy-status", v);
     }
     if err.kind == ErrorKind::AuthRequired {

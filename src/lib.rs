@@ -15,6 +15,7 @@
 //! and `admin` own the process.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod chain;
 pub mod config;
 pub mod conn;
@@ -24,6 +25,7 @@ pub mod forward;
 pub mod front;
 pub mod io;
 pub mod log;
+pub mod metrics;
 pub mod mitm;
 pub mod policy;
 pub mod request;

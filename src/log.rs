@@ -4,9 +4,11 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{ErrorKind, ProxyError};
+use crate::metrics::Metrics;
 use crate::policy::Action;
 use crate::request::{Request, Via};
 use crate::target::{Host, Target};
@@ -60,11 +62,12 @@ pub struct AccessRecord {
     /// Plain HTTP forwarding: method and status of the request.
     pub method: Option<String>,
     pub status: Option<u16>,
+    metrics: Arc<Metrics>,
     emitted: bool,
 }
 
 impl AccessRecord {
-    pub fn new(client: SocketAddr) -> Self {
+    pub fn new(client: SocketAddr, metrics: Arc<Metrics>) -> Self {
         AccessRecord {
             started: Instant::now(),
             client,
@@ -84,6 +87,7 @@ impl AccessRecord {
             error: None,
             method: None,
             status: None,
+            metrics,
             emitted: false,
         }
     }
@@ -109,6 +113,13 @@ impl AccessRecord {
         if std::mem::replace(&mut self.emitted, true) {
             return;
         }
+        if let Some(action) = self.action {
+            self.metrics.record_action(action);
+        }
+        if let Some((kind, _)) = &self.error {
+            self.metrics.record_error(*kind);
+        }
+        self.metrics.record_bytes(self.bytes_up, self.bytes_down);
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
         let (error, detail) = match &self.error {
@@ -165,7 +176,7 @@ mod tests {
 
     #[test]
     fn emits_once() {
-        let mut rec = AccessRecord::new("127.0.0.1:5555".parse().unwrap());
+        let mut rec = AccessRecord::new("127.0.0.1:5555".parse().unwrap(), Arc::default());
         rec.emit();
         assert!(rec.emitted);
         rec.emit();

@@ -15,7 +15,11 @@ use ward::policy::{self, Facts};
 use ward::target::{Host, Target};
 
 #[derive(Parser)]
-#[command(name = "ward", version, about = "A forward proxy that reads every TLS ClientHello")]
+#[command(
+    name = "ward",
+    version,
+    about = "A forward proxy that reads every TLS ClientHello"
+)]
 struct Cli {
     /// The policy file. Default: ./policy.yaml, or the embedded default policy if it is missing.
     #[arg(short = 'c', long = "config", global = true)]
@@ -147,16 +151,21 @@ fn ca_command(config: &Config, action: CaAction) -> anyhow::Result<ExitCode> {
     let dir = &config.ca_dir;
     match action {
         CaAction::Init { force } => {
-            let ca = Ca::init(dir, force).with_context(|| format!("create the CA in {}", dir.display()))?;
+            let ca = Ca::init(dir, force)
+                .with_context(|| format!("create the CA in {}", dir.display()))?;
             print!("{}", ca.show_text(dir));
         }
         CaAction::Show => {
-            let ca = Ca::load(dir).with_context(|| format!("load the CA from {} (run `ward ca init`)", dir.display()))?;
+            let ca = Ca::load(dir).with_context(|| {
+                format!("load the CA from {} (run `ward ca init`)", dir.display())
+            })?;
             print!("{}", ca.show_text(dir));
         }
         CaAction::Export { der } => {
             use std::io::Write;
-            let ca = Ca::load(dir).with_context(|| format!("load the CA from {} (run `ward ca init`)", dir.display()))?;
+            let ca = Ca::load(dir).with_context(|| {
+                format!("load the CA from {} (run `ward ca init`)", dir.display())
+            })?;
             let mut out = std::io::stdout().lock();
             if der {
                 out.write_all(ca.cert_der())?;

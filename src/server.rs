@@ -14,10 +14,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{self, AdminState};
 use crate::config::{self, Config};
 use crate::conn::{self, Context};
 use crate::error::{ErrorKind, ProxyError, socks5_reply};
 use crate::front::{http, socks5};
+use crate::metrics::Metrics;
+use crate::mitm::pinning::PinningSettings;
 use crate::mitm::{InterceptSettings, Interceptor};
 use crate::policy::Action;
 
@@ -35,6 +38,10 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("policy has no `listen` address")]
+    NoListener,
     #[error("interception setup: {0}")]
     Intercept(String),
 }
@@ -45,44 +52,77 @@ struct State {
     interceptor: ArcSwap<Option<Arc<Interceptor>>>,
     open: AtomicUsize,
     force_close: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 /// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
 pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerError> {
+    // Handlers go in before "listening" is announced: until then a SIGHUP or SIGTERM would
+    // take its default action and kill the process.
+    let signals = Signals::install().map_err(ServerError::Signals)?;
     let interceptor = build_interceptor(&config, None)?;
+    let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
     for &addr in &config.listen {
         let l = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let local = l.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        let local = l
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
         tracing::info!(addr = %local, "listening");
         listeners.push(l);
     }
+    let first_listen = match listeners.first() {
+        Some(l) => l.local_addr().unwrap_or(config.listen[0]),
+        None => return Err(ServerError::NoListener),
+    };
     let state = Arc::new(State {
         config: ArcSwap::from_pointee(config),
         interceptor: ArcSwap::from_pointee(interceptor),
         open: AtomicUsize::new(0),
         force_close: CancellationToken::new(),
+        metrics: Arc::default(),
     });
     let stop_accepting = CancellationToken::new();
     let tracker = TaskTracker::new();
+    if let Some(addr) = admin_addr {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        tracing::info!(addr = %l.local_addr().unwrap_or(addr), "admin listening");
+        let cfg = state.config.load();
+        let admin = AdminState {
+            metrics: state.metrics.clone(),
+            proxy_addr: first_listen,
+            ca_pem: cfg.ca_dir.join("ca.pem"),
+        };
+        tokio::spawn(admin::serve(l, Arc::new(admin), stop_accepting.clone()));
+    }
     for l in listeners {
-        tokio::spawn(accept_loop(l, state.clone(), tracker.clone(), stop_accepting.clone()));
+        tokio::spawn(accept_loop(
+            l,
+            state.clone(),
+            tracker.clone(),
+            stop_accepting.clone(),
+        ));
     }
     let (reload_tx, reload_rx) = mpsc::channel(8);
     let _watcher = path.as_deref().and_then(|p| watch(p, reload_tx.clone()));
     tokio::spawn(reloader(path, state.clone(), reload_rx));
-    tokio::spawn(forward_sighup(reload_tx));
+    tokio::spawn(forward_sighup(signals.hup, reload_tx));
 
-    wait_for_shutdown_signal().await;
+    wait_for_shutdown_signal(signals.term, signals.int).await;
     stop_accepting.cancel();
     tracker.close();
     let grace = state.config.load().shutdown_grace;
     let open = state.open.load(Ordering::Relaxed);
     tracing::info!(open, grace = %humantime::format_duration(grace), "shutting down: draining open connections");
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::info!(open = state.open.load(Ordering::Relaxed), "grace period over: closing the rest");
+        tracing::info!(
+            open = state.open.load(Ordering::Relaxed),
+            "grace period over: closing the rest"
+        );
         state.force_close.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     }
@@ -90,7 +130,12 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     Ok(())
 }
 
-async fn accept_loop(l: TcpListener, state: Arc<State>, tracker: TaskTracker, stop: CancellationToken) {
+async fn accept_loop(
+    l: TcpListener,
+    state: Arc<State>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -111,8 +156,10 @@ async fn accept_loop(l: TcpListener, state: Arc<State>, tracker: TaskTracker, st
         };
         let cfg = state.config.load_full();
         let open = state.open.fetch_add(1, Ordering::AcqRel) + 1;
+        state.metrics.open.store(open as u64, Ordering::Relaxed);
         let guard = OpenGuard(state.clone());
         if open > cfg.max_connections {
+            state.metrics.over_limit.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(client = %peer, limit = cfg.max_connections, "connection limit reached");
             tracker.spawn(async move {
                 refuse_over_limit(stream, cfg.max_connections).await;
@@ -120,10 +167,12 @@ async fn accept_loop(l: TcpListener, state: Arc<State>, tracker: TaskTracker, st
             });
             continue;
         }
+        state.metrics.connections.fetch_add(1, Ordering::Relaxed);
         let ctx = Context {
             config: cfg,
             interceptor: state.interceptor.load().as_ref().clone(),
             force_close: state.force_close.clone(),
+            metrics: state.metrics.clone(),
         };
         tracker.spawn(async move {
             conn::handle(stream, peer, ctx).await;
@@ -137,7 +186,8 @@ struct OpenGuard(Arc<State>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        let open = self.0.open.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.0.metrics.open.store(open as u64, Ordering::Relaxed);
     }
 }
 
@@ -155,11 +205,17 @@ async fn refuse_over_limit(mut stream: TcpStream, limit: usize) {
             // Greeting, "no auth", then the request: the reply needs the request's framing.
             let mut buf = [0u8; 512];
             let _ = stream.read(&mut buf).await?;
-            stream.write_all(&socks5::encode_method_choice(socks5::METHOD_NO_AUTH)).await?;
+            stream
+                .write_all(&socks5::encode_method_choice(socks5::method::NO_AUTH))
+                .await?;
             let _ = stream.read(&mut buf).await?;
-            stream.write_all(&socks5::encode_reply(socks5_reply::GENERAL_FAILURE, None)).await?;
+            stream
+                .write_all(&socks5::encode_reply(socks5_reply::GENERAL_FAILURE, None))
+                .await?;
         } else {
-            stream.write_all(&http::encode_error_response(&err, true)).await?;
+            stream
+                .write_all(&http::encode_error_response(&err, true))
+                .await?;
         }
         stream.shutdown().await
     };
@@ -186,13 +242,19 @@ fn build_interceptor(
         flows: cfg.flows.clone(),
         handshake_timeout: cfg.timeouts.client_hello,
         idle: cfg.timeouts.idle,
+        pinning: cfg.pinning_passthrough.map(|p| PinningSettings {
+            rejections: p.failures,
+            window: p.window,
+            ttl: p.ttl,
+        }),
     };
     if let Some(cur) = current
         && cur.settings() == &settings
     {
         return Ok(Some(cur.clone()));
     }
-    let interceptor = Interceptor::new(&settings).map_err(|e| ServerError::Intercept(e.to_string()))?;
+    let interceptor =
+        Interceptor::new(&settings).map_err(|e| ServerError::Intercept(e.to_string()))?;
     Ok(Some(Arc::new(interceptor)))
 }
 
@@ -202,7 +264,10 @@ async fn reloader(path: Option<PathBuf>, state: Arc<State>, mut rx: mpsc::Receiv
         tokio::time::sleep(RELOAD_DEBOUNCE).await;
         while rx.try_recv().is_ok() {}
         let Some(path) = path.as_deref() else {
-            tracing::info!(why, "reload requested, but ward runs on the embedded policy");
+            tracing::info!(
+                why,
+                "reload requested, but ward runs on the embedded policy"
+            );
             continue;
         };
         reload(path, &state, why);
@@ -213,6 +278,10 @@ fn reload(path: &Path, state: &State, why: &str) {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
+            state
+                .metrics
+                .reload_failures
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!(why, file = %path.display(), errors = %e, "policy reload failed: keeping the previous rules");
             return;
         }
@@ -229,6 +298,7 @@ fn reload(path: &Path, state: &State, why: &str) {
             return;
         }
     }
+    state.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     tracing::info!(why, summary = %new.summary(), "policy reloaded");
     state.config.store(Arc::new(new));
 }
@@ -237,12 +307,18 @@ fn reload(path: &Path, state: &State, why: &str) {
 /// files by rename, which a watch on the file itself would lose.
 fn watch(path: &Path, tx: mpsc::Sender<&'static str>) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name()?.to_owned();
     let handler = move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev
             && !ev.kind.is_access()
-            && ev.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()))
+            && ev
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
         {
             let _ = tx.try_send("file changed");
         }
@@ -261,29 +337,35 @@ fn watch(path: &Path, tx: mpsc::Sender<&'static str>) -> Option<notify::Recommen
     Some(watcher)
 }
 
-async fn forward_sighup(tx: mpsc::Sender<&'static str>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+async fn forward_sighup(mut hup: tokio::signal::unix::Signal, tx: mpsc::Sender<&'static str>) {
     while hup.recv().await.is_some() {
         let _ = tx.send("SIGHUP").await;
     }
 }
 
-async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
+async fn wait_for_shutdown_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
-        _ = terminated => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("interrupted"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
     }
 }

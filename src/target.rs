@@ -41,7 +41,10 @@ impl Host {
             return Ok(Host::Ip(ip));
         }
         if inner.len() != raw.len() {
-            return Err(TargetError::BadName(raw.into(), "brackets around a non-IPv6 host"));
+            return Err(TargetError::BadName(
+                raw.into(),
+                "brackets around a non-IPv6 host",
+            ));
         }
         normalize_name(raw).map(Host::Name)
     }
@@ -85,7 +88,10 @@ impl Target {
     /// Parses an authority whose port may be omitted (a Host header, an absolute URI).
     pub fn parse_with_default_port(s: &str, default_port: u16) -> Result<Target, TargetError> {
         let (host, port) = split_host_port(s)?;
-        Ok(Target::new(Host::parse(host)?, port.unwrap_or(default_port)))
+        Ok(Target::new(
+            Host::parse(host)?,
+            port.unwrap_or(default_port),
+        ))
     }
 }
 
@@ -178,8 +184,14 @@ mod tests {
     #[test]
     fn names_normalise() {
         assert_eq!(normalize_name("Evil.Test.").unwrap(), "evil.test");
-        assert_eq!(normalize_name("bücher.example").unwrap(), "xn--bcher-kva.example");
-        assert_eq!(normalize_name("XN--BCHER-KVA.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(
+            normalize_name("bücher.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            normalize_name("XN--BCHER-KVA.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
         assert!(normalize_name("a..b").is_err());
         assert!(normalize_name(".").is_err());
         assert!(normalize_name("evil.test..").is_err());

@@ -19,7 +19,7 @@ use crate::error::{ErrorKind, ProxyError, socks5_reply};
 use crate::io::{ReadError, read_until};
 use crate::request::{Credentials, Request, Via};
 
-use self::http::{HttpError, ProxyRequest, RequestTarget};
+use self::http::{ProxyRequest, RequestTarget};
 
 /// SOCKS5 messages are tiny (a request is at most 262 bytes); this bounds a hostile client.
 const SOCKS5_MESSAGE_CAP: usize = 1024;
@@ -87,7 +87,7 @@ async fn reply_error<S: AsyncWrite + Unpin>(stream: &mut S, replier: Replier, er
 
 /// Runs the front-end handshake on a fresh connection, within `cfg.timeouts.handshake`.
 pub async fn accept(
-    mut stream: TcpStream,
+    stream: TcpStream,
     client: SocketAddr,
     cfg: &Config,
 ) -> Result<Accepted, ProxyError> {
@@ -96,11 +96,17 @@ pub async fn accept(
     let n = tokio::time::timeout_at(deadline, stream.peek(&mut first))
         .await
         .map_err(|_| {
-            ProxyError::client(ErrorKind::ClientTimeout, "no request before the handshake timeout")
+            ProxyError::client(
+                ErrorKind::ClientTimeout,
+                "no request before the handshake timeout",
+            )
         })?
         .map_err(|e| ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e))?;
     if n == 0 {
-        return Err(ProxyError::client(ErrorKind::Io, "client closed before a request"));
+        return Err(ProxyError::client(
+            ErrorKind::Io,
+            "client closed before a request",
+        ));
     }
     if first[0] == SOCKS5_VERSION {
         accept_socks5(stream, client, cfg, deadline).await
@@ -127,9 +133,7 @@ async fn accept_http(
     let (req, consumed) = match read {
         Ok(done) => done,
         Err(e) => {
-            let err = read_error_to_proxy(e, |h: HttpError| {
-                ProxyError::client(h.kind(), h.to_string())
-            });
+            let err = read_error_to_proxy(e, ProxyError::from);
             if err.kind != ErrorKind::Io {
                 reply_error(&mut stream, Replier::Http, &err).await;
             }
@@ -185,45 +189,50 @@ async fn accept_socks5(
     cfg: &Config,
     deadline: Instant,
 ) -> Result<Accepted, ProxyError> {
+    use socks5::{AfterGreeting, ExpectGreeting};
     let mut buf = BytesMut::with_capacity(512);
-    let greeting = read_socks5(&mut stream, &mut buf, deadline, socks5::parse_greeting).await?;
-    let auth_required = !cfg.users.is_empty();
-    let method = socks5::choose_method(&greeting, auth_required);
-    write_client(&mut stream, &socks5::encode_method_choice(method)).await?;
-    let user = match method {
-        socks5::METHOD_NO_AUTH => None,
-        socks5::METHOD_USER_PASS => {
-            let creds = read_socks5(&mut stream, &mut buf, deadline, socks5::parse_auth).await?;
-            let verdict = authenticate(&cfg.users, Some(&creds));
-            write_client(&mut stream, &socks5::encode_auth_status(verdict.is_ok())).await?;
-            verdict?
+    let state = ExpectGreeting::new(!cfg.users.is_empty());
+    let greeting = read_socks5(&mut stream, &mut buf, deadline, |b| state.parse(b)).await?;
+    let (answer, next) = state.answer(&greeting);
+    write_client(&mut stream, &answer).await?;
+    let (state, user) = match next {
+        AfterGreeting::ExpectRequest(state) => (state, None),
+        AfterGreeting::ExpectAuth(state) => {
+            let creds = read_socks5(&mut stream, &mut buf, deadline, |b| state.parse(b)).await?;
+            // No users configured: a client that insists on user/password gets in with any.
+            let verdict = match cfg.users.is_empty() {
+                true => Ok(None),
+                false => authenticate(&cfg.users, Some(&creds)),
+            };
+            let (answer, next) = state.answer(verdict.is_ok());
+            write_client(&mut stream, &answer).await?;
+            let user = verdict?;
+            match next {
+                Some(state) => (state, user),
+                None => return Err(ProxyError::local(ErrorKind::Internal, "auth state")),
+            }
         }
-        _ => {
+        AfterGreeting::Refused => {
             return Err(ProxyError::client(
                 ErrorKind::AuthRequired,
                 "SOCKS5 client offered no acceptable authentication method",
             ));
         }
     };
-    let req = match read_socks5(&mut stream, &mut buf, deadline, socks5::parse_request).await {
-        Ok(req) => req,
+    let target = match read_socks5(&mut stream, &mut buf, deadline, |b| state.parse(b))
+        .await
+        .and_then(|req| req.connect_target().map_err(ProxyError::from))
+    {
+        Ok(target) => target,
         Err(err) => {
             reply_error(&mut stream, Replier::Socks5, &err).await;
             return Err(err);
         }
     };
-    if req.command != socks5::CMD_CONNECT {
-        let err = ProxyError::client(
-            ErrorKind::UnsupportedCommand,
-            format!("SOCKS5 command {:#04x}: only CONNECT is supported", req.command),
-        );
-        reply_error(&mut stream, Replier::Socks5, &err).await;
-        return Err(err);
-    }
     let request = Request {
         client,
         user,
-        target: req.target,
+        target,
         via: Via::Socks5,
     };
     Ok(Accepted::Tunnel(TunnelRequest {
@@ -246,13 +255,14 @@ async fn read_socks5<T>(
             let _ = buf.split_to(consumed);
             Ok(value)
         }
-        Err(e) => Err(read_error_to_proxy(e, |s: socks5::Socks5Error| {
-            ProxyError::client(s.kind(), s.to_string())
-        })),
+        Err(e) => Err(read_error_to_proxy(e, ProxyError::from)),
     }
 }
 
-async fn write_client<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), ProxyError> {
+async fn write_client<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+) -> Result<(), ProxyError> {
     stream
         .write_all(bytes)
         .await
@@ -272,9 +282,7 @@ fn read_error_to_proxy<E>(e: ReadError<E>, parse: impl FnOnce(E) -> ProxyError) 
         ReadError::Closed => {
             ProxyError::client(ErrorKind::Io, "client closed in the middle of its request")
         }
-        ReadError::Io(e) => {
-            ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e)
-        }
+        ReadError::Io(e) => ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e),
     }
 }
 
@@ -340,7 +348,13 @@ mod tests {
         );
         let kind = |r: Result<_, ProxyError>| r.unwrap_err().kind;
         assert_eq!(kind(authenticate(&users(), None)), ErrorKind::AuthRequired);
-        assert_eq!(kind(authenticate(&users(), Some(&c("alice", "s3cre")))), ErrorKind::AuthRequired);
-        assert_eq!(kind(authenticate(&users(), Some(&c("bob", "s3cret")))), ErrorKind::AuthRequired);
+        assert_eq!(
+            kind(authenticate(&users(), Some(&c("alice", "s3cre")))),
+            ErrorKind::AuthRequired
+        );
+        assert_eq!(
+            kind(authenticate(&users(), Some(&c("bob", "s3cret")))),
+            ErrorKind::AuthRequired
+        );
     }
 }

@@ -1,1 +1,356 @@
-//! TODO
+//! The interception CA on disk: `ca.pem` + `ca.key` (0600) in `ca_dir`, created once, loaded at
+//! start. Must never log, print or put in an error the key's bytes.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SerialNumber,
+};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use sha2::{Digest, Sha256};
+
+use super::MitmError;
+
+pub const CERT_FILE: &str = "ca.pem";
+pub const KEY_FILE: &str = "ca.key";
+/// The CA outlives many leaves; ten years is what mitmproxy and most local-CA tools choose.
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Clients with a clock slightly behind still accept what we issue.
+pub(crate) const BACKDATE: Duration = Duration::from_secs(3600);
+/// CAB Forum: at least 64 bits of CSPRNG output; 16 bytes with the sign bit cleared gives 127.
+pub(crate) const SERIAL_BYTES: usize = 16;
+const SUBJECT_PREFIX: &str = "ward interception CA";
+/// X.520 upper bound for a common name.
+pub(crate) const MAX_CN_LEN: usize = 64;
+
+/// The local CA that signs forged leaves.
+pub struct Ca {
+    pub(crate) issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    subject: String,
+    not_after: SystemTime,
+}
+
+impl fmt::Debug for Ca {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ca")
+            .field("subject", &self.subject)
+            .field("fingerprint", &self.fingerprint_sha256())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    /// Loads the CA in `dir`, creating it if neither file exists. One file without the other
+    /// is an error: replacing a half-present CA could orphan certificates users already trust.
+    pub fn load_or_create(dir: &Path) -> Result<Ca, MitmError> {
+        let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+        match (cert.exists(), key.exists()) {
+            (true, true) => Ca::load(dir),
+            (false, false) => {
+                let ca = Ca::create(dir)?;
+                tracing::info!(path = %cert.display(), fingerprint = %ca.fingerprint_sha256(), "created interception CA");
+                Ok(ca)
+            }
+            (true, false) => Err(bad(&key, "missing while ca.pem exists")),
+            (false, true) => Err(bad(&cert, "missing while ca.key exists")),
+        }
+    }
+
+    /// `ward ca init`: creates a new CA; an existing one is replaced only with `force`.
+    pub fn init(dir: &Path, force: bool) -> Result<Ca, MitmError> {
+        let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+        if !force && (cert.exists() || key.exists()) {
+            return Err(MitmError::CaExists(dir.to_path_buf()));
+        }
+        Ca::create(dir)
+    }
+
+    pub fn load(dir: &Path) -> Result<Ca, MitmError> {
+        let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+        let cert_pem = fs::read_to_string(&cert_path).map_err(|e| io_err(&cert_path, e))?;
+        let key_pem = read_key(&key_path)?;
+        // KeyPair's errors never echo the key, so they are safe to show.
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(&key_path, &e.to_string()))?;
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| bad(&cert_path, &format!("no PEM certificate: {e}")))?;
+        // The SPKI bit string carries the raw public key, so a mismatched pair is caught here
+        // instead of at the first client handshake.
+        let public = key.public_key_raw();
+        if !cert_der.windows(public.len()).any(|w| w == public) {
+            return Err(bad(&key_path, "does not match the certificate in ca.pem"));
+        }
+        let (_, not_after) = super::der::validity(&cert_der)
+            .ok_or_else(|| bad(&cert_path, "unreadable validity"))?;
+        if not_after <= SystemTime::now() {
+            return Err(bad(&cert_path, "expired; run `ward ca init --force`"));
+        }
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key)
+            .map_err(|e| bad(&cert_path, &e.to_string()))?;
+        Ok(Ca {
+            subject: super::der::subject_common_name(&cert_der)
+                .unwrap_or_else(|| SUBJECT_PREFIX.to_string()),
+            issuer,
+            cert_pem,
+            cert_der,
+            not_after,
+        })
+    }
+
+    fn create(dir: &Path) -> Result<Ca, MitmError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err(dir, e))?;
+        let key = KeyPair::generate()?;
+        let now = SystemTime::now();
+        let subject = ca_common_name();
+        let params = ca_params(now, &subject);
+        let cert = params.self_signed(&key)?;
+        let cert_pem = cert.pem();
+        // Key first: a crash in between leaves a key without a cert, which load_or_create
+        // refuses loudly rather than silently minting a second CA.
+        write_private(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), 0o600)?;
+        write_private(&dir.join(CERT_FILE), cert_pem.as_bytes(), 0o644)?;
+        Ok(Ca {
+            subject,
+            issuer: Issuer::new(params, key),
+            cert_der: cert.der().clone(),
+            cert_pem,
+            not_after: now + CA_VALIDITY,
+        })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// `AA:BB:...`, the form browsers and `openssl x509 -fingerprint -sha256` show.
+    pub fn fingerprint_sha256(&self) -> String {
+        let digest = Sha256::digest(self.cert_der.as_ref());
+        let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+        hex.join(":")
+    }
+
+    /// What `ward ca show` prints: where the CA is, which one it is, and how to trust it.
+    pub fn show_text(&self, dir: &Path) -> String {
+        let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let pem = dir.join(CERT_FILE);
+        let p = pem.display();
+        let until = humantime::format_rfc3339_seconds(self.not_after);
+        format!(
+            "certificate  {p}\n\
+             subject      {subject}\n\
+             valid until  {until}\n\
+             SHA-256      {fp}\n\
+             \n\
+             Trust it (inspected sites fail with unknown-CA errors until you do):\n\
+             \n  curl:\n    curl --cacert {p} -x http://PROXY_HOST:PORT https://example.com/\n\
+             \n  Debian/Ubuntu system store:\n    sudo cp {p} /usr/local/share/ca-certificates/ward-ca.crt && sudo update-ca-certificates\n\
+             \n  Chromium (NSS, per user):\n    certutil -d sql:$HOME/.pki/nssdb -A -t \"C,,\" -n \"{SUBJECT_PREFIX}\" -i {p}\n\
+             \n  Firefox (NSS, per profile):\n    certutil -d sql:PROFILE_DIR -A -t \"C,,\" -n \"{SUBJECT_PREFIX}\" -i {p}\n    \
+             (or Settings > Privacy & Security > Certificates > Import)\n\
+             \n  Python (requests; SSL_CERT_FILE for the ssl module and httpx):\n    export REQUESTS_CA_BUNDLE={p}\n",
+            subject = self.subject,
+            fp = self.fingerprint_sha256(),
+        )
+    }
+}
+
+fn ca_params(now: SystemTime, common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, "ward");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = (now + CA_VALIDITY).into();
+    params.serial_number = Some(random_serial());
+    params
+}
+
+fn ca_common_name() -> String {
+    let cn = match local_hostname() {
+        Some(host) => format!("{SUBJECT_PREFIX} ({host})"),
+        None => SUBJECT_PREFIX.to_string(),
+    };
+    truncate(&cn, MAX_CN_LEN)
+}
+
+/// A positive, minimally encoded serial with 127 random bits.
+pub(crate) fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; SERIAL_BYTES] = rand::random();
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    SerialNumber::from_slice(&bytes)
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// The host name makes CAs from several machines tellable apart in a trust store. Read from
+/// procfs because `gethostname` would need unsafe code.
+fn local_hostname() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic()))
+}
+
+fn read_key(path: &Path) -> Result<String, MitmError> {
+    let meta = fs::metadata(path).map_err(|e| io_err(path, e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "CA key is readable by other users; chmod 600 it");
+    }
+    fs::read_to_string(path).map_err(|e| io_err(path, e))
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a file and the
+/// key is never, even briefly, readable by others.
+fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), MitmError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let write = || -> io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err(path, e)
+    })
+}
+
+fn io_err(path: &Path, source: io::Error) -> MitmError {
+    MitmError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn bad(path: &Path, why: &str) -> MitmError {
+    MitmError::BadCa {
+        path: PathBuf::from(path),
+        why: why.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// basicConstraints (2.5.29.19), critical, `SEQUENCE { BOOLEAN TRUE, INTEGER 0 }`.
+    const BASIC_CONSTRAINTS_CA_PATHLEN_0: &[u8] = &[
+        0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0xff, 0x04, 0x08, 0x30, 0x06, 0x01, 0x01, 0xff,
+        0x02, 0x01, 0x00,
+    ];
+    /// keyUsage (2.5.29.15), critical, bits keyCertSign (5) and cRLSign (6) only.
+    const KEY_USAGE_CERT_AND_CRL_SIGN: &[u8] = &[
+        0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01, 0x01, 0xff, 0x04, 0x04, 0x03, 0x02, 0x01, 0x06,
+    ];
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn init_writes_private_key_and_reload_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        let ca = Ca::init(&certs, false).unwrap();
+        let mode = fs::metadata(certs.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = Ca::load(&certs).unwrap();
+        assert_eq!(again.fingerprint_sha256(), ca.fingerprint_sha256());
+        assert_eq!(again.subject, ca.subject);
+        let created = Ca::load_or_create(&certs).unwrap();
+        assert_eq!(created.fingerprint_sha256(), ca.fingerprint_sha256());
+        assert!(matches!(
+            Ca::init(&certs, false),
+            Err(MitmError::CaExists(_))
+        ));
+        let forced = Ca::init(&certs, true).unwrap();
+        assert_ne!(forced.fingerprint_sha256(), ca.fingerprint_sha256());
+        let fp = ca.fingerprint_sha256();
+        assert_eq!(fp.len(), 32 * 3 - 1);
+        assert!(fp.chars().all(|c| c == ':' || c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn ca_certificate_is_a_constrained_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::load_or_create(dir.path()).unwrap();
+        let der = ca.cert_der().as_ref();
+        assert!(contains(der, BASIC_CONSTRAINTS_CA_PATHLEN_0));
+        assert!(contains(der, KEY_USAGE_CERT_AND_CRL_SIGN));
+        assert!(ca.subject.starts_with(SUBJECT_PREFIX));
+        assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        let (nb, na) = super::super::der::validity(der).unwrap();
+        assert!(nb < SystemTime::now() && na > SystemTime::now() + Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn half_present_or_mismatched_ca_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Ca::init(dir.path(), false).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        Ca::init(other.path(), false).unwrap();
+        fs::copy(other.path().join(KEY_FILE), dir.path().join(KEY_FILE)).unwrap();
+        let err = Ca::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("does not match"), "{err}");
+        assert!(!err.contains("PRIVATE KEY"));
+        fs::remove_file(dir.path().join(CERT_FILE)).unwrap();
+        assert!(matches!(
+            Ca::load_or_create(dir.path()),
+            Err(MitmError::BadCa { .. })
+        ));
+    }
+
+    #[test]
+    fn show_text_names_path_fingerprint_and_trust_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::init(dir.path(), false).unwrap();
+        let text = ca.show_text(dir.path());
+        for needle in [
+            CERT_FILE,
+            ca.fingerprint_sha256().as_str(),
+            "--cacert",
+            "update-ca-certificates",
+            "certutil",
+            "REQUESTS_CA_BUNDLE",
+        ] {
+            assert!(text.contains(needle), "missing {needle}");
+        }
+        assert!(!text.contains("PRIVATE"));
+    }
+}

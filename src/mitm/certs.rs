@@ -1,1 +1,372 @@
-//! TODO
+//! Forged leaf certificates, one per normalised name (or IP), signed by the CA and kept in a
+//! bounded cache. Pure CPU work: no I/O, and it must never reuse a serial or outlive the CA.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::sign::{CertifiedKey, SigningKey};
+
+use super::MitmError;
+use super::ca::{BACKDATE, Ca, MAX_CN_LEN, random_serial, truncate};
+use crate::target::Host;
+
+/// What a leaf is forged for: the SNI's normalised name, or the IP when there is no SNI.
+pub type LeafName = Host;
+
+/// Apple clients reject TLS server certificates valid for more than 398 days; stay under.
+pub const MAX_LEAF_VALIDITY: Duration = Duration::from_secs(397 * 24 * 3600);
+/// A cached leaf is re-forged after this long, well before it expires, so that a long-running
+/// proxy never hands out a certificate near its end.
+const CACHE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Upstream certificates can list hundreds of names; copying more would bloat every handshake.
+const MAX_EXTRA_SANS: usize = 32;
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// A forged leaf and when the cache should stop handing it out.
+struct Leaf {
+    key: Arc<CertifiedKey>,
+    refresh_at: SystemTime,
+}
+
+/// One cache entry. The `OnceLock` makes concurrent first connections to a host wait for a
+/// single forge instead of each signing their own.
+#[derive(Default)]
+struct Slot(OnceLock<Result<Leaf, String>>);
+
+impl Slot {
+    fn is_fresh(&self, now: SystemTime) -> bool {
+        match self.0.get() {
+            Some(Ok(leaf)) => now < leaf.refresh_at,
+            // In flight (kept) or failed (dropped: the next caller retries).
+            Some(Err(_)) => false,
+            None => true,
+        }
+    }
+}
+
+pub struct LeafCache {
+    ca: Arc<Ca>,
+    /// One key pair for every leaf: generating a key per host would dominate the forge time,
+    /// and the CA's signature already binds each certificate to its name.
+    leaf_key: KeyPair,
+    signing_key: Arc<dyn SigningKey>,
+    slots: DashMap<LeafName, Arc<Slot>>,
+    capacity: usize,
+    forged: AtomicU64,
+}
+
+impl LeafCache {
+    pub fn new(ca: Arc<Ca>, capacity: usize) -> Result<Self, MitmError> {
+        let leaf_key = KeyPair::generate()?;
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der)?;
+        Ok(LeafCache {
+            ca,
+            leaf_key,
+            signing_key,
+            slots: DashMap::new(),
+            capacity: capacity.max(1),
+            forged: AtomicU64::new(0),
+        })
+    }
+
+    pub fn ca(&self) -> &Arc<Ca> {
+        &self.ca
+    }
+
+    /// How many leaves were signed since start (cache misses): for metrics and tests.
+    pub fn forged(&self) -> u64 {
+        self.forged.load(Ordering::Relaxed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The leaf for `name`, forged on first use. `extra_sans` (e.g. the upstream certificate's
+    /// names) only count when the leaf is forged; the cache is keyed by `name` alone.
+    pub fn get_or_forge(
+        &self,
+        name: &LeafName,
+        extra_sans: &[String],
+        now: SystemTime,
+    ) -> Result<Arc<CertifiedKey>, MitmError> {
+        // Two rounds at most: the second follows the removal of a stale or failed entry.
+        for _ in 0..2 {
+            let slot = self.slot(name, now);
+            let result = slot.0.get_or_init(|| {
+                self.forged.fetch_add(1, Ordering::Relaxed);
+                self.forge(name, extra_sans, now).map_err(|e| e.to_string())
+            });
+            match result {
+                Ok(leaf) if now < leaf.refresh_at => return Ok(leaf.key.clone()),
+                Ok(_) => {}
+                Err(why) => {
+                    let why = why.clone();
+                    self.slots.remove_if(name, |_, s| Arc::ptr_eq(s, &slot));
+                    return Err(MitmError::Forge {
+                        name: name.to_string(),
+                        why,
+                    });
+                }
+            }
+            self.slots.remove_if(name, |_, s| Arc::ptr_eq(s, &slot));
+        }
+        // Only reachable with a clock that jumps backwards past a fresh forge; sign directly.
+        self.forged.fetch_add(1, Ordering::Relaxed);
+        self.forge(name, extra_sans, now).map(|leaf| leaf.key)
+    }
+
+    fn slot(&self, name: &LeafName, now: SystemTime) -> Arc<Slot> {
+        if let Some(slot) = self.slots.get(name) {
+            return slot.clone();
+        }
+        // Evict before taking the entry lock: iterating while holding a shard lock deadlocks.
+        if self.slots.len() >= self.capacity {
+            self.make_room(now);
+        }
+        self.slots.entry(name.clone()).or_default().clone()
+    }
+
+    /// Drops stale entries, then, if still full, an arbitrary sixteenth of the cache: no LRU
+    /// bookkeeping on the hot path, and a re-forge costs about a millisecond.
+    fn make_room(&self, now: SystemTime) {
+        self.slots.retain(|_, slot| slot.is_fresh(now));
+        if self.slots.len() < self.capacity {
+            return;
+        }
+        let victims: Vec<LeafName> = self
+            .slots
+            .iter()
+            .take(self.capacity / 16 + 1)
+            .map(|e| e.key().clone())
+            .collect();
+        for name in victims {
+            self.slots.remove(&name);
+        }
+    }
+
+    fn forge(
+        &self,
+        name: &LeafName,
+        extra_sans: &[String],
+        now: SystemTime,
+    ) -> Result<Leaf, MitmError> {
+        let not_after = (now + MAX_LEAF_VALIDITY).min(self.ca.not_after());
+        let params = leaf_params(name, extra_sans, now, not_after)?;
+        let cert = params.signed_by(&self.leaf_key, &self.ca.issuer)?;
+        let chain = vec![cert.der().clone(), self.ca.cert_der().clone()];
+        let key = Arc::new(CertifiedKey::new(chain, self.signing_key.clone()));
+        // Half the remaining life at most, for a CA close to its own end.
+        let lifetime = not_after.duration_since(now).unwrap_or_default();
+        let refresh_at = now + CACHE_MAX_AGE.min(lifetime / 2);
+        Ok(Leaf { key, refresh_at })
+    }
+}
+
+fn leaf_params(
+    name: &LeafName,
+    extra_sans: &[String],
+    now: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, MitmError> {
+    let mut params = CertificateParams::default();
+    let mut sans = vec![san_for(name)?];
+    for extra in extra_sans.iter().take(MAX_EXTRA_SANS) {
+        // An unusable upstream name is skipped: the primary name is what the client checks.
+        if let Ok(san) = parse_san(extra)
+            && !sans.contains(&san)
+        {
+            sans.push(san);
+        }
+    }
+    params.subject_alt_names = sans;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, truncate(&name.to_string(), MAX_CN_LEN));
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = not_after.into();
+    params.serial_number = Some(random_serial());
+    Ok(params)
+}
+
+fn san_for(name: &LeafName) -> Result<SanType, MitmError> {
+    match name {
+        Host::Ip(ip) => Ok(SanType::IpAddress(*ip)),
+        Host::Name(n) => parse_san(n).map_err(|why| MitmError::Forge {
+            name: n.clone(),
+            why,
+        }),
+    }
+}
+
+fn parse_san(text: &str) -> Result<SanType, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SanType::IpAddress(ip));
+    }
+    text.try_into()
+        .map(SanType::DnsName)
+        .map_err(|e: rcgen::Error| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+
+    fn cache() -> (tempfile::TempDir, LeafCache) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Arc::new(Ca::init(dir.path(), false).unwrap());
+        (dir, LeafCache::new(ca, DEFAULT_CAPACITY).unwrap())
+    }
+
+    fn name(s: &str) -> LeafName {
+        Host::parse(s).unwrap()
+    }
+
+    fn verify(cache: &LeafCache, key: &CertifiedKey, server: &str) -> Result<(), rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cache.ca().cert_der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let server = ServerName::try_from(server.to_string()).unwrap();
+        verifier
+            .verify_server_cert(&key.cert[0], &key.cert[1..], &server, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn forged_leaf_verifies_for_its_name_only() {
+        let (_dir, cache) = cache();
+        let now = SystemTime::now();
+        let leaf = cache.get_or_forge(&name("Origin.Test."), &[], now).unwrap();
+        assert_eq!(leaf.cert.len(), 2, "chain is [leaf, ca]");
+        verify(&cache, &leaf, "origin.test").unwrap();
+        assert!(verify(&cache, &leaf, "other.test").is_err());
+        let ip = cache.get_or_forge(&name("127.0.0.1"), &[], now).unwrap();
+        verify(&cache, &ip, "127.0.0.1").unwrap();
+        let extra = ["www.origin2.test".to_string(), "not a name".to_string()];
+        let both = cache
+            .get_or_forge(&name("origin2.test"), &extra, now)
+            .unwrap();
+        verify(&cache, &both, "www.origin2.test").unwrap();
+    }
+
+    #[test]
+    fn leaf_validity_is_bounded() {
+        let (_dir, cache) = cache();
+        let now = SystemTime::now();
+        let leaf = cache.get_or_forge(&name("a.test"), &[], now).unwrap();
+        let (nb, na) = super::super::der::validity(&leaf.cert[0]).unwrap();
+        assert!(nb <= now - Duration::from_secs(3500));
+        assert!(na.duration_since(nb).unwrap() <= MAX_LEAF_VALIDITY + BACKDATE);
+        assert!(na <= cache.ca().not_after());
+    }
+
+    /// The serial INTEGER follows the `[0] { INTEGER 2 }` version field of the TBS.
+    fn serial_of(der: &[u8]) -> Vec<u8> {
+        const VERSION_V3: [u8; 6] = [0xa0, 0x03, 0x02, 0x01, 0x02, 0x02];
+        let p = der.windows(6).position(|w| w == VERSION_V3).unwrap() + 6;
+        der[p + 1..p + 1 + usize::from(der[p])].to_vec()
+    }
+
+    #[test]
+    fn serials_unique_over_1000_forges() {
+        let (_dir, cache) = cache();
+        let now = SystemTime::now();
+        let mut serials = std::collections::HashSet::new();
+        for i in 0..1000 {
+            let leaf = cache
+                .get_or_forge(&name(&format!("h{i}.test")), &[], now)
+                .unwrap();
+            let serial = serial_of(&leaf.cert[0]);
+            assert!(serial.len() * 8 >= 64);
+            assert!(serials.insert(serial), "serial reused at {i}");
+        }
+        assert_eq!(cache.forged(), 1000);
+    }
+
+    #[test]
+    fn cache_single_flight() {
+        let (_dir, cache) = cache();
+        let cache = Arc::new(cache);
+        let now = SystemTime::now();
+        let barrier = Arc::new(std::sync::Barrier::new(100));
+        let threads: Vec<_> = (0..100)
+            .map(|_| {
+                let (cache, barrier) = (cache.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    cache.get_or_forge(&name("busy.test"), &[], now).unwrap()
+                })
+            })
+            .collect();
+        let keys: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(cache.forged(), 1);
+        assert!(keys.iter().all(|k| Arc::ptr_eq(k, &keys[0])));
+    }
+
+    #[test]
+    fn cache_is_bounded_and_refreshes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Arc::new(Ca::init(dir.path(), false).unwrap());
+        let cache = LeafCache::new(ca, 32).unwrap();
+        let now = SystemTime::now();
+        for i in 0..200 {
+            cache
+                .get_or_forge(&name(&format!("h{i}.test")), &[], now)
+                .unwrap();
+            assert!(cache.len() <= 32);
+        }
+        let a = cache.get_or_forge(&name("x.test"), &[], now).unwrap();
+        let b = cache.get_or_forge(&name("x.test"), &[], now).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let later = now + CACHE_MAX_AGE + Duration::from_secs(1);
+        let c = cache.get_or_forge(&name("x.test"), &[], later).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c), "stale leaf re-forged");
+    }
+
+    /// Rough forge cost: `cargo test --lib forge_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn forge_timing() {
+        let (_dir, cache) = cache();
+        let now = SystemTime::now();
+        let n = 500;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            cache
+                .get_or_forge(&name(&format!("t{i}.test")), &[], now)
+                .unwrap();
+        }
+        let cold = t.elapsed() / n;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            cache
+                .get_or_forge(&name(&format!("t{i}.test")), &[], now)
+                .unwrap();
+        }
+        let cached = t.elapsed() / n;
+        eprintln!("forge cold {cold:?}/leaf, cached {cached:?}/lookup");
+    }
+}

@@ -1,0 +1,203 @@
+//! policy.yaml as written: every key optional, every value with its place in the file.
+//! Pure: YAML text in, raw structs out; no defaults and no meaning (that is `validate`).
+//!
+//! Leaves are read as strings (YAML's `10`, `true` and `10s` all arrive as text) so that a
+//! bad value becomes a validation issue with its line, collected with all the others, instead
+//! of aborting the parse. Unknown keys are kept, with their place, for the same reason: serde's
+//! `deny_unknown_fields` would stop at the first typo and could not name the rule it is in.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// Nesting policy.yaml never needs more than (top → rules → rule → list → item is 5).
+const MAX_DEPTH: usize = 16;
+/// Generous for 100k one-line rules, small enough to refuse a YAML bomb quickly.
+const MAX_NODES: usize = 4_000_000;
+const MAX_EVENTS: usize = 8_000_000;
+/// Aliases are legitimate (a shared host list), but each expansion is bounded.
+const MAX_ALIASES: usize = 10_000;
+const MAX_REPLAYED_EVENTS: usize = 200_000;
+
+pub(super) type S<T> = Spanned<T>;
+
+/// Generates a raw struct whose fields are `Option<Spanned<T>>`, plus a Deserialize that
+/// records unknown keys instead of failing on them.
+macro_rules! raw_struct {
+    ($(#[$meta:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        pub(super) struct $name {
+            $(pub $field: Option<S<$ty>>,)*
+            /// Keys this struct does not know, with their place: each is reported.
+            pub unknown: Vec<S<String>>,
+        }
+
+        impl $name {
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        write!(f, "a mapping with keys {}", $name::KEYS.join(", "))
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
+                        let mut out = $name::default();
+                        while let Some(key) = map.next_key::<S<String>>()? {
+                            match key.value.as_str() {
+                                $(stringify!($field) => {
+                                    if out.$field.is_some() {
+                                        return Err(A::Error::custom(format!(
+                                            "duplicate key `{}`", key.value)));
+                                    }
+                                    // `key: null` reads as an absent key.
+                                    let v: S<Option<$ty>> = map.next_value()?;
+                                    out.$field = v.value.map(|x| S::new(x, v.referenced, v.defined));
+                                })*
+                                _ => {
+                                    map.next_value::<IgnoredAny>()?;
+                                    out.unknown.push(key);
+                                }
+                            }
+                        }
+                        Ok(out)
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+
+raw_struct!(
+    /// The whole file.
+    RawConfig {
+        listen: Vec<S<String>>,
+        admin: String,
+        ca_dir: String,
+        upstream_ca: String,
+        users: Vec<S<RawUser>>,
+        upstream: String,
+        hosts: Entries,
+        dns: RawDns,
+        timeouts: RawTimeouts,
+        shutdown_grace: String,
+        max_connections: String,
+        non_tls: String,
+        sni_mismatch: String,
+        open_proxy: String,
+        flows: String,
+        pinning_passthrough: RawPinning,
+        default: String,
+        rules: Vec<S<RawRule>>,
+    }
+);
+
+raw_struct!(RawUser {
+    name: String,
+    password: String
+});
+
+raw_struct!(RawDns { servers: Vec<S<String>> });
+
+raw_struct!(RawTimeouts {
+    connect: String,
+    client_hello: String,
+    idle: String,
+    handshake: String,
+    dns: String,
+});
+
+raw_struct!(RawPinning {
+    failures: String,
+    window: String,
+    ttl: String,
+});
+
+raw_struct!(
+    /// One entry of `rules`.
+    RawRule {
+        name: String,
+        action: String,
+        hosts: Vec<S<String>>,
+        ports: Vec<S<String>>,
+        clients: Vec<S<String>>,
+        users: Vec<S<String>>,
+        dst: Vec<S<String>>,
+    }
+);
+
+/// A mapping kept in file order with every key's and value's place (`hosts` overrides).
+#[derive(Debug, Default)]
+pub(super) struct Entries(pub Vec<(S<String>, S<String>)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V(PhantomData<Entries>);
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names to IP addresses")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+/// A YAML syntax or shape error: where, and what saphyr said.
+pub(super) struct SyntaxError {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+/// Parses the text with budgets that bound memory and time on hostile input.
+pub(super) fn parse_raw(text: &str) -> Result<RawConfig, SyntaxError> {
+    if text.trim().is_empty() {
+        // An empty file is an empty mapping: every key takes its default.
+        return Ok(RawConfig::default());
+    }
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            max_nodes: MAX_NODES,
+            max_events: MAX_EVENTS,
+            max_aliases: MAX_ALIASES,
+            max_documents: 1,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_REPLAYED_EVENTS,
+        },
+        strict_booleans: true,
+    };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let location = e.location().unwrap_or(serde_saphyr::Location::UNKNOWN);
+        let message = e.without_snippet().to_string();
+        // saphyr appends the place to its message; ours goes in front, once.
+        let suffix = format!(" at line {}, column {}", location.line(), location.column());
+        let message = message.strip_suffix(&suffix).unwrap_or(&message);
+        let message = match message {
+            "expected sequence start" => "expected a list, like [a, b]".to_owned(),
+            "expected mapping start" => "expected a mapping, like { key: value }".to_owned(),
+            other => other.to_owned(),
+        };
+        SyntaxError {
+            line: location.line(),
+            column: location.column(),
+            message,
+        }
+    })
+}

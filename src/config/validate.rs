@@ -1,0 +1,402 @@
+//! Raw policy.yaml → [`Config`]: defaults, typed values, compiled rules, and every problem
+//! collected with its place (nothing stops at the first). Pure.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::Location;
+
+use super::raw::{Entries, RawConfig, RawDns, RawPinning, RawRule, RawTimeouts, RawUser, S};
+use super::values::{
+    parse_action, parse_bool, parse_duration, parse_grace, parse_ip, parse_net, parse_positive,
+    parse_socket_addr, parse_toggle,
+};
+use super::{
+    Config, ConfigError, ConfigIssue, HostsOverrides, PinningPassthrough, Timeouts, Toggle, User,
+    parse_upstream,
+};
+use crate::policy::{Action, HostPattern, Policy, PortRange, RuleInfo};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_CA_DIR: &str = "certs";
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_DNS_PORT: u16 = 53;
+/// RFC 1929 carries user names and passwords in one length byte each.
+const MAX_CREDENTIAL_LEN: usize = 255;
+/// Far above any real policy; keeps rule indices comfortably inside `u32`.
+const MAX_RULES: usize = 1_000_000;
+
+/// Collects issues while validating one file.
+struct Checker<'a> {
+    file: &'a Path,
+    /// The folder relative paths in the file are resolved against.
+    base: PathBuf,
+    issues: Vec<ConfigIssue>,
+}
+
+/// `prefix.key`, or `key` at the top level.
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+impl Checker<'_> {
+    fn issue(&mut self, at: Location, key: &str, message: impl Into<String>) {
+        self.issues.push(ConfigIssue {
+            file: self.file.to_path_buf(),
+            line: u32::try_from(at.line()).unwrap_or(u32::MAX),
+            column: u32::try_from(at.column()).unwrap_or(u32::MAX),
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn unknown(&mut self, prefix: &str, unknown: &[S<String>], known: &[&str]) {
+        for k in unknown {
+            let msg = format!("unknown key (expected one of: {})", known.join(", "));
+            self.issue(k.referenced, &join(prefix, &k.value), msg);
+        }
+    }
+
+    /// Parses a scalar; a bad one is recorded and gives `None`, like an absent one.
+    fn parsed<T>(
+        &mut self,
+        field: Option<&S<String>>,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let field = field?;
+        match parse(field.value.trim()) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.issue(field.referenced, key, msg);
+                None
+            }
+        }
+    }
+
+    /// Each item of a list, parsed; `[]` is refused because it would read as "no constraint".
+    fn list<T>(
+        &mut self,
+        field: Option<&S<Vec<S<String>>>>,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
+        let Some(field) = field else {
+            return Vec::new();
+        };
+        if field.value.is_empty() {
+            self.issue(field.referenced, key, "empty list; omit the key instead");
+        }
+        let items = field.value.iter();
+        items
+            .filter_map(|item| self.parsed(Some(item), key, &parse))
+            .collect()
+    }
+
+    fn duration(&mut self, field: Option<&S<String>>, key: &str, default: Duration) -> Duration {
+        self.parsed(field, key, parse_duration).unwrap_or(default)
+    }
+
+    fn path(&mut self, field: Option<&S<String>>, key: &str) -> Option<PathBuf> {
+        let base = self.base.clone();
+        self.parsed(field, key, |s| match s {
+            "" => Err("empty path".into()),
+            s => Ok(base.join(s)),
+        })
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigError> {
+    let base = source.parent().unwrap_or(Path::new("")).to_path_buf();
+    let mut c = Checker {
+        file: source,
+        base,
+        issues: Vec::new(),
+    };
+    c.unknown("", &raw.unknown, RawConfig::KEYS);
+    let listen = c.listen(raw.listen.as_ref());
+    let ca_dir = c.path(raw.ca_dir.as_ref(), "ca_dir");
+    let users = raw.users.map(|u| c.users(u)).unwrap_or_default();
+    let open_proxy = c.parsed(raw.open_proxy.as_ref(), "open_proxy", parse_bool);
+    let open_proxy = open_proxy.unwrap_or(false);
+    if users.is_empty() && !open_proxy {
+        c.refuse_open_proxy(&listen);
+    }
+    let config = Config {
+        source: source.to_path_buf(),
+        listen: listen.iter().map(|(_, a)| *a).collect(),
+        admin: c.parsed(raw.admin.as_ref(), "admin", parse_socket_addr),
+        ca_dir: ca_dir.unwrap_or_else(|| c.base.join(DEFAULT_CA_DIR)),
+        upstream_ca: c.path(raw.upstream_ca.as_ref(), "upstream_ca"),
+        upstream: c.parsed(raw.upstream.as_ref(), "upstream", parse_upstream),
+        hosts: raw.hosts.map(|h| c.hosts(h.value)).unwrap_or_default(),
+        dns_servers: raw.dns.map(|d| c.dns(d.value)).unwrap_or_default(),
+        timeouts: raw
+            .timeouts
+            .map(|t| c.timeouts(t.value))
+            .unwrap_or_default(),
+        shutdown_grace: c
+            .parsed(raw.shutdown_grace.as_ref(), "shutdown_grace", parse_grace)
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        max_connections: c
+            .parsed(
+                raw.max_connections.as_ref(),
+                "max_connections",
+                parse_positive,
+            )
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        non_tls: c
+            .parsed(raw.non_tls.as_ref(), "non_tls", parse_toggle)
+            .unwrap_or(Toggle::Allow),
+        sni_mismatch: c
+            .parsed(raw.sni_mismatch.as_ref(), "sni_mismatch", parse_toggle)
+            .unwrap_or(Toggle::Allow),
+        open_proxy,
+        flows: c.path(raw.flows.as_ref(), "flows"),
+        pinning_passthrough: raw.pinning_passthrough.map(|p| c.pinning(p.value)),
+        policy: {
+            let default = c.parsed(raw.default.as_ref(), "default", parse_action);
+            let rules = raw.rules.map(|r| c.rules(r, &users)).unwrap_or_default();
+            Policy::new(rules, default.unwrap_or(Action::Allow))
+        },
+        users,
+    };
+    if c.issues.is_empty() {
+        return Ok(config);
+    }
+    c.issues.sort_by_key(|i| (i.line, i.column));
+    Err(ConfigError { errors: c.issues })
+}
+
+impl Checker<'_> {
+    /// Listen addresses with their places (for the open-proxy check); the default if absent.
+    fn listen(&mut self, field: Option<&S<Vec<S<String>>>>) -> Vec<(Location, SocketAddr)> {
+        let Some(field) = field else {
+            let default = DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is an address");
+            return vec![(Location::UNKNOWN, default)];
+        };
+        if field.value.is_empty() {
+            self.issue(field.referenced, "listen", "no address to listen on");
+        }
+        let mut out = Vec::new();
+        for item in &field.value {
+            if let Some(addr) = self.parsed(Some(item), "listen", parse_socket_addr) {
+                out.push((item.referenced, addr));
+            }
+        }
+        out
+    }
+
+    fn refuse_open_proxy(&mut self, listen: &[(Location, SocketAddr)]) {
+        for (at, addr) in listen
+            .iter()
+            .filter(|(_, a)| !a.ip().to_canonical().is_loopback())
+        {
+            let msg = format!(
+                "listening on {addr}, which is not loopback, without `users` would make an open \
+                 proxy; add `users` or set `open_proxy: true`"
+            );
+            self.issue(*at, "listen", msg);
+        }
+    }
+
+    fn users(&mut self, list: S<Vec<S<RawUser>>>) -> Vec<User> {
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, raw) in list.value.into_iter().enumerate() {
+            let prefix = format!("users[{i}]");
+            self.unknown(&prefix, &raw.value.unknown, RawUser::KEYS);
+            let name = self.credential(&raw, raw.value.name.as_ref(), &prefix, "name");
+            let password = self.credential(&raw, raw.value.password.as_ref(), &prefix, "password");
+            let (Some(name), Some(password)) = (name, password) else {
+                continue;
+            };
+            if name.contains(':') {
+                self.issue(
+                    raw.referenced,
+                    &join(&prefix, "name"),
+                    "':' cannot appear in a name",
+                );
+            } else if let Some(line) = seen.insert(name.clone(), raw.referenced.line()) {
+                let msg = format!("user {name:?} is already defined on line {line}");
+                self.issue(raw.referenced, &join(&prefix, "name"), msg);
+            } else {
+                out.push(User { name, password });
+            }
+        }
+        out
+    }
+
+    fn credential(
+        &mut self,
+        user: &S<RawUser>,
+        field: Option<&S<String>>,
+        prefix: &str,
+        key: &str,
+    ) -> Option<String> {
+        let key = join(prefix, key);
+        let Some(field) = field else {
+            self.issue(user.referenced, &key, "missing");
+            return None;
+        };
+        self.parsed(Some(field), &key, |s| match s.len() {
+            0 => Err("empty".into()),
+            n if n > MAX_CREDENTIAL_LEN => Err(format!("longer than {MAX_CREDENTIAL_LEN} bytes")),
+            _ => Ok(field.value.clone()),
+        })
+    }
+
+    fn hosts(&mut self, entries: Entries) -> HostsOverrides {
+        let mut out = HostsOverrides::default();
+        for (key, value) in entries.0 {
+            let ip = self.parsed(Some(&value), &join("hosts", &key.value), parse_ip);
+            let pattern = self.parsed(Some(&key), "hosts", |s| match HostPattern::parse(s)? {
+                HostPattern::Ip(_) => Err(format!("{s:?}: an override maps a name, not an IP")),
+                p => Ok(p),
+            });
+            let (Some(pattern), Some(ip)) = (pattern, ip.map(|ip| ip.to_canonical())) else {
+                continue;
+            };
+            let clash = match pattern {
+                HostPattern::Exact(x) => out.names.insert(x, ip).is_some(),
+                HostPattern::Subdomains(x) => out.suffixes.insert(x, ip).is_some(),
+                HostPattern::Domain(x) => {
+                    out.names.insert(x.clone(), ip).is_some() | out.suffixes.insert(x, ip).is_some()
+                }
+                HostPattern::Ip(_) => false,
+            };
+            if clash {
+                self.issue(
+                    key.referenced,
+                    "hosts",
+                    "overlaps an earlier override of the same name",
+                );
+            }
+        }
+        out
+    }
+
+    fn dns(&mut self, raw: RawDns) -> Vec<SocketAddr> {
+        self.unknown("dns", &raw.unknown, RawDns::KEYS);
+        let servers = raw.servers.as_ref();
+        let Some(servers) = servers else {
+            return Vec::new();
+        };
+        let items = servers.value.iter();
+        let parse = |s: &str| {
+            let with_port = parse_ip(s).map(|ip| SocketAddr::new(ip, DEFAULT_DNS_PORT));
+            with_port.or_else(|_| parse_socket_addr(s))
+        };
+        items
+            .filter_map(|item| self.parsed(Some(item), "dns.servers", parse))
+            .collect()
+    }
+
+    fn timeouts(&mut self, raw: RawTimeouts) -> Timeouts {
+        self.unknown("timeouts", &raw.unknown, RawTimeouts::KEYS);
+        let d = Timeouts::default();
+        Timeouts {
+            connect: self.duration(raw.connect.as_ref(), "timeouts.connect", d.connect),
+            client_hello: self.duration(
+                raw.client_hello.as_ref(),
+                "timeouts.client_hello",
+                d.client_hello,
+            ),
+            idle: self.duration(raw.idle.as_ref(), "timeouts.idle", d.idle),
+            handshake: self.duration(raw.handshake.as_ref(), "timeouts.handshake", d.handshake),
+            dns: self.duration(raw.dns.as_ref(), "timeouts.dns", d.dns),
+        }
+    }
+
+    fn pinning(&mut self, raw: RawPinning) -> PinningPassthrough {
+        const KEY: &str = "pinning_passthrough";
+        self.unknown(KEY, &raw.unknown, RawPinning::KEYS);
+        let d = PinningPassthrough::default();
+        PinningPassthrough {
+            failures: self
+                .parsed(
+                    raw.failures.as_ref(),
+                    &join(KEY, "failures"),
+                    parse_positive,
+                )
+                .unwrap_or(d.failures),
+            window: self.duration(raw.window.as_ref(), &join(KEY, "window"), d.window),
+            ttl: self.duration(raw.ttl.as_ref(), &join(KEY, "ttl"), d.ttl),
+        }
+    }
+
+    fn rules(&mut self, list: S<Vec<S<RawRule>>>, users: &[User]) -> Vec<RuleInfo> {
+        if list.value.len() > MAX_RULES {
+            self.issue(
+                list.referenced,
+                "rules",
+                format!("more than {MAX_RULES} rules"),
+            );
+            return Vec::new();
+        }
+        let mut names: HashMap<String, u64> = HashMap::new();
+        let mut out = Vec::with_capacity(list.value.len());
+        for (i, raw) in list.value.iter().enumerate() {
+            let prefix = format!("rules[{i}]");
+            if let Some(rule) = self.rule(raw, &prefix, users, &mut names) {
+                out.push(rule);
+            }
+        }
+        out
+    }
+
+    /// One rule; `names` holds the names seen so far, with their lines.
+    fn rule(
+        &mut self,
+        raw: &S<RawRule>,
+        prefix: &str,
+        users: &[User],
+        names: &mut HashMap<String, u64>,
+    ) -> Option<RuleInfo> {
+        let r = &raw.value;
+        self.unknown(prefix, &r.unknown, RawRule::KEYS);
+        let name_key = join(prefix, "name");
+        let name = self.parsed(r.name.as_ref(), &name_key, |s| match s {
+            "" => Err("empty rule name".to_owned()),
+            s => match names.insert(s.to_owned(), raw.referenced.line()) {
+                Some(line) => Err(format!("rule name {s:?} is already used on line {line}")),
+                None => Ok(s.to_owned()),
+            },
+        });
+        if r.name.is_none() {
+            self.issue(
+                raw.referenced,
+                &name_key,
+                "missing: every rule needs a name",
+            );
+        }
+        let action = self.parsed(r.action.as_ref(), &join(prefix, "action"), parse_action);
+        if r.action.is_none() {
+            let msg = "missing: allow, deny or inspect";
+            self.issue(raw.referenced, &join(prefix, "action"), msg);
+        }
+        let user_known = |s: &str| match users.iter().any(|u| u.name == s) {
+            true => Ok(s.to_owned()),
+            false => Err(format!("{s:?} is not one of the configured `users`")),
+        };
+        let rule = RuleInfo {
+            line: u32::try_from(raw.referenced.line()).unwrap_or(u32::MAX),
+            hosts: self.list(r.hosts.as_ref(), &join(prefix, "hosts"), HostPattern::parse),
+            ports: self.list(r.ports.as_ref(), &join(prefix, "ports"), PortRange::parse),
+            clients: self.list(r.clients.as_ref(), &join(prefix, "clients"), parse_net),
+            users: self.list(r.users.as_ref(), &join(prefix, "users"), user_known),
+            dst: self.list(r.dst.as_ref(), &join(prefix, "dst"), parse_net),
+            ..RuleInfo::new(name?, action?)
+        };
+        Some(rule)
+    }
+}

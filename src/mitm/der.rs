@@ -1,0 +1,141 @@
+//! Just enough DER reading to learn a certificate's validity window from its bytes. Pure; it
+//! must not grow into a general X.509 parser (rcgen and rustls already verify what matters).
+
+use std::time::{Duration, SystemTime};
+
+const TAG_SEQUENCE: u8 = 0x30;
+const TAG_SET: u8 = 0x31;
+const TAG_OID: u8 = 0x06;
+/// 2.5.4.3 (id-at-commonName), content octets.
+const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+const TAG_VERSION: u8 = 0xA0;
+const TAG_UTC_TIME: u8 = 0x17;
+const TAG_GENERALIZED_TIME: u8 = 0x18;
+
+/// One DER element: (tag, content, rest of the input). Lengths beyond 4 bytes are refused:
+/// no certificate needs them, and they would only serve an attacker.
+fn element(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = buf.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+fn expect(buf: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (t, content, rest) = element(buf)?;
+    (t == tag).then_some((content, rest))
+}
+
+/// The TBSCertificate's validity and subject elements (each still encoded).
+fn validity_and_subject(cert_der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (cert, _) = expect(cert_der, TAG_SEQUENCE)?;
+    let (tbs, _) = expect(cert, TAG_SEQUENCE)?;
+    let mut rest = tbs;
+    // version [0] is optional (v1 certificates omit it); then serial, signature, issuer.
+    if rest.first() == Some(&TAG_VERSION) {
+        rest = element(rest)?.2;
+    }
+    for _ in 0..3 {
+        rest = element(rest)?.2;
+    }
+    let (validity, rest) = expect(rest, TAG_SEQUENCE)?;
+    let (subject, _) = expect(rest, TAG_SEQUENCE)?;
+    Some((validity, subject))
+}
+
+/// `notBefore` and `notAfter` of a DER certificate, or `None` if it does not look like one.
+pub(crate) fn validity(cert_der: &[u8]) -> Option<(SystemTime, SystemTime)> {
+    let (validity, _) = validity_and_subject(cert_der)?;
+    let (t1, c1, rest) = element(validity)?;
+    let (t2, c2, _) = element(rest)?;
+    Some((parse_time(t1, c1)?, parse_time(t2, c2)?))
+}
+
+/// The subject's first commonName, for display.
+pub(crate) fn subject_common_name(cert_der: &[u8]) -> Option<String> {
+    let (_, mut rdns) = validity_and_subject(cert_der)?;
+    while !rdns.is_empty() {
+        let (set, rest) = expect(rdns, TAG_SET)?;
+        rdns = rest;
+        let (attr, _) = expect(set, TAG_SEQUENCE)?;
+        let (oid, value) = expect(attr, TAG_OID)?;
+        if oid == OID_COMMON_NAME {
+            let (_, text, _) = element(value)?;
+            return String::from_utf8(text.to_vec()).ok();
+        }
+    }
+    None
+}
+
+/// UTCTime `YYMMDDHHMMSSZ` (RFC 5280: years 50..99 are 19xx) or GeneralizedTime
+/// `YYYYMMDDHHMMSSZ`.
+fn parse_time(tag: u8, text: &[u8]) -> Option<SystemTime> {
+    let digits = text.strip_suffix(b"Z")?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let num = |s: &[u8]| {
+        s.iter()
+            .fold(0i32, |acc, &d| acc * 10 + i32::from(d - b'0'))
+    };
+    let (year, rest) = match (tag, digits.len()) {
+        (TAG_UTC_TIME, 12) => {
+            let yy = num(&digits[..2]);
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
+        }
+        (TAG_GENERALIZED_TIME, 14) => (num(&digits[..4]), &digits[4..]),
+        _ => return None,
+    };
+    let field = |i: usize| u8::try_from(num(&rest[i..i + 2])).ok();
+    let month = time::Month::try_from(field(0)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, field(2)?).ok()?;
+    let clock = time::Time::from_hms(field(4)?, field(6)?, field(8)?).ok()?;
+    let at = time::PrimitiveDateTime::new(date, clock).assume_utc();
+    let secs = u64::try_from(at.unix_timestamp()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse() {
+        let t = parse_time(TAG_UTC_TIME, b"250102030405Z").unwrap();
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs, 1_735_787_045);
+        let g = parse_time(TAG_GENERALIZED_TIME, b"20250102030405Z").unwrap();
+        assert_eq!(g, t);
+        assert!(parse_time(TAG_UTC_TIME, b"251302030405Z").is_none());
+        assert!(parse_time(TAG_UTC_TIME, b"2501020304Z").is_none());
+    }
+
+    #[test]
+    fn garbage_and_prefixes_never_panic() {
+        let cert = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let der = cert.cert.der().to_vec();
+        assert!(validity(&der).is_some());
+        assert_eq!(
+            subject_common_name(&der).as_deref(),
+            Some("rcgen self signed cert")
+        );
+        for i in 0..der.len() {
+            assert!(validity(&der[..i]).is_none());
+        }
+        assert!(validity(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+    }
+}

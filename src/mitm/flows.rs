@@ -1,0 +1,264 @@
+//! Flow records: one per HTTP request inside an intercepted connection, logged with tracing
+//! (target `ward::flow`) and optionally appended as JSON lines to a file. Must never carry a
+//! credential's value, and must never block a connection on the disk.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use serde::Serialize;
+
+use super::MitmError;
+
+/// Headers whose values are secrets (DESIGN: never in any log).
+const REDACTED_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+];
+const REDACTED: &str = "<redacted>";
+/// Records queued for the writer thread; beyond this they are dropped and counted, because a
+/// slow disk must not stall traffic.
+const QUEUE_DEPTH: usize = 4096;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowRecord {
+    /// RFC 3339, when the request head arrived.
+    pub time: String,
+    pub client: SocketAddr,
+    pub user: Option<String>,
+    pub sni: Option<String>,
+    pub method: String,
+    pub authority: Option<String>,
+    pub path: String,
+    pub version: &'static str,
+    /// `None` when no response head was produced (upstream died mid-request).
+    pub status: Option<u16>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub duration_ms: u64,
+    pub rule: Option<String>,
+    /// Set when ward answered instead of the origin (e.g. `tls_certificate_error`).
+    pub error: Option<&'static str>,
+    pub request_headers: Vec<(String, String)>,
+}
+
+impl FlowRecord {
+    /// The request-side half of a record, captured before the request is forwarded.
+    pub fn from_request<B>(req: &http::Request<B>, started: SystemTime) -> FlowRecord {
+        let uri = req.uri();
+        let authority = uri.authority().map(|a| a.to_string()).or_else(|| {
+            let host = req.headers().get(http::header::HOST)?;
+            Some(String::from_utf8_lossy(host.as_bytes()).into_owned())
+        });
+        FlowRecord {
+            time: humantime::format_rfc3339_millis(started).to_string(),
+            client: SocketAddr::from(([0, 0, 0, 0], 0)),
+            user: None,
+            sni: None,
+            method: req.method().to_string(),
+            authority,
+            path: uri
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |p| p.to_string()),
+            version: version_name(req.version()),
+            status: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration_ms: 0,
+            rule: None,
+            error: None,
+            request_headers: redacted_headers(req.headers()),
+        }
+    }
+}
+
+pub fn version_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
+    }
+}
+
+/// Header names with values; secrets replaced by a marker so a reader still sees they were sent.
+pub fn redacted_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let name = name.as_str();
+            let value = if REDACTED_HEADERS.contains(&name) {
+                REDACTED.to_string()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.to_string(), value)
+        })
+        .collect()
+}
+
+/// Where finished records go: tracing always, the JSON-lines file when configured.
+pub struct FlowSink {
+    file: Option<SyncSender<String>>,
+    dropped: AtomicU64,
+}
+
+impl FlowSink {
+    /// Opens (appending, 0600: paths and headers are private) and starts the writer thread.
+    /// A thread rather than a task: this may run before the runtime exists, and file writes
+    /// are blocking anyway.
+    pub fn open(path: Option<&Path>) -> Result<FlowSink, MitmError> {
+        let Some(path) = path else {
+            return Ok(FlowSink::disabled());
+        };
+        let io_err = |source| MitmError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_err)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
+        let shown = path.display().to_string();
+        std::thread::Builder::new()
+            .name("ward-flows".into())
+            .spawn(move || write_lines(rx, BufWriter::new(file), &shown))
+            .map_err(io_err)?;
+        Ok(FlowSink {
+            file: Some(tx),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    pub fn disabled() -> FlowSink {
+        FlowSink {
+            file: None,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Records not written because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn emit(&self, rec: &FlowRecord) {
+        tracing::info!(
+            target: "ward::flow",
+            client = %rec.client,
+            user = rec.user.as_deref(),
+            sni = rec.sni.as_deref(),
+            method = %rec.method,
+            authority = rec.authority.as_deref(),
+            path = %rec.path,
+            version = rec.version,
+            status = rec.status,
+            request_bytes = rec.request_bytes,
+            response_bytes = rec.response_bytes,
+            duration_ms = rec.duration_ms,
+            rule = rec.rule.as_deref(),
+            error = rec.error,
+            "flow"
+        );
+        let Some(tx) = &self.file else { return };
+        let Ok(line) = serde_json::to_string(rec) else {
+            return;
+        };
+        match tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!("flows file cannot keep up; dropping records");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// Flushes whenever the queue runs dry, so a quiet proxy's file is always current.
+fn write_lines(rx: Receiver<String>, mut out: BufWriter<fs::File>, path: &str) {
+    while let Ok(line) = rx.recv() {
+        let mut next = Some(line);
+        while let Some(line) = next {
+            if let Err(e) = writeln!(out, "{line}") {
+                tracing::warn!(path, error = %e, "writing flows file failed");
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = out.flush() {
+            tracing::warn!(path, error = %e, "flushing flows file failed");
+        }
+    }
+}
+
+/// Milliseconds, saturating: for durations in records.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let req = http::Request::get("https://origin.test/a?b=1")
+            .header("Authorization", "Bearer s3cret")
+            .header("Cookie", "session=s3cret")
+            .header("proxy-authorization", "Basic czNjcmV0")
+            .header("accept", "*/*")
+            .body(())
+            .unwrap();
+        let rec = FlowRecord::from_request(&req, SystemTime::now());
+        let json = serde_json::to_string(&rec).unwrap();
+        assert!(
+            !json.contains("s3cret") && !json.contains("czNjcmV0"),
+            "{json}"
+        );
+        assert!(json.contains("\"authorization\",\"<redacted>\""));
+        assert!(json.contains("\"accept\",\"*/*\""));
+        assert_eq!(rec.path, "/a?b=1");
+        assert_eq!(rec.authority.as_deref(), Some("origin.test"));
+    }
+
+    #[test]
+    fn file_gets_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.jsonl");
+        let sink = FlowSink::open(Some(&path)).unwrap();
+        let req = http::Request::get("/x")
+            .header("host", "h.test")
+            .body(())
+            .unwrap();
+        let rec = FlowRecord::from_request(&req, SystemTime::now());
+        sink.emit(&rec);
+        sink.emit(&rec);
+        drop(sink);
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = fs::read_to_string(&path).unwrap();
+            if text.lines().count() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(text.lines().count(), 2);
+        let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(v["authority"], "h.test");
+    }
+}

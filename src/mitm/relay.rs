@@ -1,0 +1,360 @@
+//! The decrypted relay: one hyper service that forwards each request of the client's
+//! connection over the upstream connection, streaming bodies and splicing upgrades, and writes
+//! one flow record per request. Must add nothing to the exchange and never buffer a body.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::activity::Activity;
+
+use super::flows::{FlowRecord, FlowSink, millis};
+use crate::error::{ErrorKind, ProxyError, proxy_status_value};
+
+pub(crate) type ClientBody = Counting<Incoming>;
+pub(crate) type RelayBody = Either<Counting<Incoming>, Full<Bytes>>;
+
+/// The upstream half: a live connection, or the reason there is none, which every request is
+/// answered with (an upstream certificate failure is never hidden).
+pub(crate) enum UpstreamSender {
+    Http1(Mutex<http1::SendRequest<ClientBody>>),
+    Http2(http2::SendRequest<ClientBody>),
+    Failed { kind: ErrorKind, detail: String },
+}
+
+/// What the decrypted bytes speak, from the ALPN both sides agreed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http1,
+    Http2,
+    /// Any other ALPN: relayed as bytes, no flow records.
+    Opaque,
+}
+
+impl Protocol {
+    /// No ALPN at all is taken as HTTP/1.1: that is what a client that offers none speaks
+    /// to an inspected (HTTPS) port.
+    pub fn from_alpn(alpn: Option<&[u8]>) -> Protocol {
+        match alpn {
+            None | Some(b"http/1.1" | b"http/1.0") => Protocol::Http1,
+            Some(b"h2") => Protocol::Http2,
+            Some(_) => Protocol::Opaque,
+        }
+    }
+}
+
+/// How a relayed connection ended (endings are outcomes, not errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Closed,
+    IdleTimeout,
+    Shutdown,
+}
+
+/// Opens the HTTP client half over the upstream TLS stream; its driver task ends when the
+/// relay (the only sender) is dropped or the origin closes.
+pub(crate) async fn connect_upstream<IO>(
+    io: IO,
+    protocol: Protocol,
+) -> Result<UpstreamSender, hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if protocol == Protocol::Http2 {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(io))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream h2 connection ended");
+            }
+        });
+        return Ok(UpstreamSender::Http2(sender));
+    }
+    let (sender, conn) = http1::Builder::new()
+        .preserve_header_case(true)
+        .handshake(TokioIo::new(io))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream http/1 connection ended");
+        }
+    });
+    Ok(UpstreamSender::Http1(Mutex::new(sender)))
+}
+
+/// Serves the client's decrypted connection with `relay` until it closes, idles out, or
+/// shutdown drains it; then waits for spliced upgrades under the same rules.
+pub(crate) async fn serve_http<IO>(
+    io: IO,
+    protocol: Protocol,
+    relay: Arc<Relay>,
+    activity: &Activity,
+    idle: Duration,
+    shutdown: &CancellationToken,
+) -> Ending
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Inside interception nothing is added: no Date header, the client's header case kept.
+    builder
+        .http1()
+        .preserve_header_case(true)
+        .auto_date_header(false);
+    builder.http2().auto_date_header(false);
+    let builder = match protocol {
+        Protocol::Http2 => builder.http2_only(),
+        Protocol::Http1 | Protocol::Opaque => builder.http1_only(),
+    };
+    let upgrades = relay.upgrades.clone();
+    let service = hyper::service::service_fn(move |req| relay.clone().forward(req));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "intercepted client connection ended");
+                }
+                break;
+            }
+            () = shutdown.cancelled(), if !draining => {
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            () = activity.idle_for(idle) => return Ending::IdleTimeout,
+        }
+    }
+    upgrades.close();
+    tokio::select! {
+        () = upgrades.wait() => if draining { Ending::Shutdown } else { Ending::Closed },
+        () = activity.idle_for(idle) => Ending::IdleTimeout,
+        () = shutdown.cancelled() => Ending::Shutdown,
+    }
+}
+
+/// A non-HTTP protocol: decrypted bytes both ways, half-close honoured.
+pub(crate) async fn relay_opaque<A, B>(
+    mut client: A,
+    mut upstream: B,
+    activity: &Activity,
+    idle: Duration,
+    shutdown: &CancellationToken,
+) -> Ending
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::select! {
+        res = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "opaque relay ended");
+            }
+            Ending::Closed
+        }
+        () = activity.idle_for(idle) => Ending::IdleTimeout,
+        () = shutdown.cancelled() => Ending::Shutdown,
+    }
+}
+
+/// What every flow record of this connection shares.
+#[derive(Debug, Clone)]
+pub(crate) struct FlowMeta {
+    pub client: SocketAddr,
+    pub user: Option<String>,
+    pub sni: Option<String>,
+    pub rule: Option<String>,
+}
+
+pub(crate) struct Relay {
+    pub upstream: UpstreamSender,
+    pub meta: FlowMeta,
+    pub sink: Arc<FlowSink>,
+    pub requests: AtomicU64,
+    /// Spliced upgrades, awaited before the connection counts as finished.
+    pub upgrades: TaskTracker,
+}
+
+impl Relay {
+    pub(crate) async fn forward(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<RelayBody>, Infallible> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut record = FlowRecord::from_request(&req, SystemTime::now());
+        record.client = self.meta.client;
+        record.user.clone_from(&self.meta.user);
+        record.sni.clone_from(&self.meta.sni);
+        record.rule.clone_from(&self.meta.rule);
+        let done = FlowDone {
+            record,
+            started: Instant::now(),
+            request_bytes: Arc::new(AtomicU64::new(0)),
+            response_bytes: Arc::new(AtomicU64::new(0)),
+            sink: self.sink.clone(),
+        };
+        let client_upgrade = req
+            .headers()
+            .contains_key(header::UPGRADE)
+            .then(|| hyper::upgrade::on(&mut req));
+        let req = req.map(|b| Counting::new(b, done.request_bytes.clone(), None));
+        let sent = match &self.upstream {
+            UpstreamSender::Failed { kind, detail } => {
+                return Ok(error_response(*kind, detail, done));
+            }
+            UpstreamSender::Http1(sender) => {
+                let mut sender = sender.lock().await;
+                match sender.ready().await {
+                    Ok(()) => sender.send_request(req).await,
+                    Err(e) => Err(e),
+                }
+            }
+            UpstreamSender::Http2(sender) => {
+                let mut sender = sender.clone();
+                match sender.ready().await {
+                    Ok(()) => sender.send_request(req).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let mut resp = match sent {
+            Ok(resp) => resp,
+            Err(e) => {
+                let detail = format!("upstream connection: {e}");
+                return Ok(error_response(ErrorKind::Io, &detail, done));
+            }
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            self.upgrades
+                .spawn(splice(client_upgrade, upstream_upgrade));
+        }
+        let mut done = done;
+        done.record.status = Some(resp.status().as_u16());
+        let bytes = done.response_bytes.clone();
+        Ok(resp.map(|b| Either::Left(Counting::new(b, bytes, Some(done)))))
+    }
+}
+
+/// Relays an upgraded exchange (WebSocket) byte for byte once both sides switched.
+async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded relay ended");
+    }
+}
+
+/// ward's own answer inside the forged connection: status, Proxy-Status and a short body.
+fn error_response(kind: ErrorKind, detail: &str, mut done: FlowDone) -> Response<RelayBody> {
+    let err = ProxyError::upstream(kind, detail);
+    tracing::debug!(error = %err, "answering inside interception");
+    let body = format!("{}\n{detail}\n", kind.summary());
+    let status = StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(value) =
+        proxy_status_value(kind, detail).and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        headers.insert("proxy-status", value);
+    }
+    done.record.status = Some(status.as_u16());
+    done.record.error = Some(kind.log_name());
+    // The body is ours, not relayed: the record is complete now.
+    drop(done);
+    resp
+}
+
+/// A finished request's record, emitted once when the response body ends or is dropped.
+pub(crate) struct FlowDone {
+    record: FlowRecord,
+    started: Instant,
+    request_bytes: Arc<AtomicU64>,
+    response_bytes: Arc<AtomicU64>,
+    sink: Arc<FlowSink>,
+}
+
+impl Drop for FlowDone {
+    fn drop(&mut self) {
+        self.record.request_bytes = self.request_bytes.load(Ordering::Relaxed);
+        self.record.response_bytes = self.response_bytes.load(Ordering::Relaxed);
+        self.record.duration_ms = millis(self.started.elapsed());
+        self.sink.emit(&self.record);
+    }
+}
+
+/// A body passed through frame by frame, counting data bytes; it holds the flow record of
+/// its exchange (on the response side) so that the record is written when the body ends.
+pub(crate) struct Counting<B> {
+    inner: B,
+    bytes: Arc<AtomicU64>,
+    done: Option<FlowDone>,
+}
+
+impl<B> Counting<B> {
+    fn new(inner: B, bytes: Arc<AtomicU64>, done: Option<FlowDone>) -> Self {
+        Counting { inner, bytes, done }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => self.done = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

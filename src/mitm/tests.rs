@@ -1,0 +1,560 @@
+//! In-process interception tests: a real TLS origin on loopback (its own rcgen CA, given to
+//! ward as `upstream_ca`), ward's `intercept()` over an in-memory duplex, and a rustls client
+//! that trusts ward's CA.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Empty, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+const ORIGIN: &str = "origin.test";
+const BIG: u64 = 64 * 1024 * 1024;
+static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+/// Bounded test waits: nothing here should take long on loopback.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A response body made on demand, counting what it produced, to show the relay streams.
+struct Lazy {
+    left: u64,
+    produced: Arc<AtomicU64>,
+}
+
+impl Body for Lazy {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(CHUNK.len() as u64);
+        self.left -= n;
+        self.produced.fetch_add(n, Ordering::Relaxed);
+        let data = Bytes::from_static(&CHUNK[..n as usize]);
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+}
+
+type OriginBody = Either<Full<Bytes>, Either<Lazy, Empty<Bytes>>>;
+
+async fn origin_service(
+    mut req: Request<Incoming>,
+    produced: Arc<AtomicU64>,
+) -> Result<Response<OriginBody>, Infallible> {
+    let text = |s: String| Either::Left(Full::new(Bytes::from(s)));
+    match req.uri().path() {
+        "/big" => Ok(Response::new(Either::Right(Either::Left(Lazy {
+            left: BIG,
+            produced,
+        })))),
+        "/echo" => {
+            let on = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let Ok(up) = on.await else { return };
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 4];
+                if io.read_exact(&mut buf).await.is_ok() {
+                    let _ = io.write_all(&buf).await;
+                }
+            });
+            let mut resp = Response::new(Either::Right(Either::Right(Empty::new())));
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            resp.headers_mut()
+                .insert("upgrade", "echo".parse().unwrap());
+            resp.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
+            Ok(resp)
+        }
+        _ => {
+            let auth = req
+                .headers()
+                .get("authorization")
+                .map(|v| v.to_str().unwrap_or("?"));
+            let via = req.headers().contains_key("via");
+            let body = format!(
+                "hello {:?} auth={} via={via}",
+                req.version(),
+                auth.unwrap_or("-")
+            );
+            Ok(Response::new(text(body)))
+        }
+    }
+}
+
+struct Origin {
+    addr: std::net::SocketAddr,
+    ca_pem: String,
+    produced: Arc<AtomicU64>,
+}
+
+/// A TLS origin for `origin.test` speaking h2 and http/1.1, with its own CA.
+async fn start_origin(ca_name: &str) -> Origin {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![ORIGIN.to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let chain = vec![cert.der().clone(), ca.der().clone()];
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, der)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let produced = Arc::new(AtomicU64::new(0));
+    let counter = produced.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, counter) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |req| origin_service(req, counter.clone()));
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // No Date from the origin, so a Date at the client could only come from ward.
+                builder.http1().auto_date_header(false);
+                builder.http2().auto_date_header(false);
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Origin {
+        addr,
+        ca_pem: ca.pem(),
+        produced,
+    }
+}
+
+struct Ward {
+    interceptor: Arc<Interceptor>,
+    dir: tempfile::TempDir,
+}
+
+fn ward(origin_ca_pem: &str, pinning: Option<PinningSettings>) -> Ward {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream_ca = dir.path().join("origin-ca.pem");
+    std::fs::write(&upstream_ca, origin_ca_pem).unwrap();
+    let settings = InterceptSettings {
+        ca_dir: dir.path().join("certs"),
+        upstream_ca: Some(upstream_ca),
+        flows: Some(dir.path().join("flows.jsonl")),
+        handshake_timeout: Duration::from_secs(10),
+        idle: Duration::from_secs(30),
+        pinning,
+    };
+    Ward {
+        interceptor: Arc::new(Interceptor::new(&settings).unwrap()),
+        dir,
+    }
+}
+
+impl Ward {
+    /// Starts `intercept()` for one client connection to `origin`; returns the client's end.
+    async fn connect(
+        &self,
+        origin: std::net::SocketAddr,
+    ) -> (
+        DuplexStream,
+        tokio::task::JoinHandle<Result<Intercepted, ProxyError>>,
+    ) {
+        self.connect_with(origin, CancellationToken::new()).await
+    }
+
+    async fn connect_with(
+        &self,
+        origin: std::net::SocketAddr,
+        shutdown: CancellationToken,
+    ) -> (
+        DuplexStream,
+        tokio::task::JoinHandle<Result<Intercepted, ProxyError>>,
+    ) {
+        let (client, proxy_side) = tokio::io::duplex(64 * 1024);
+        let upstream = TcpStream::connect(origin).await.unwrap();
+        let ctx = FlowContext {
+            client: "127.0.0.1:40000".parse().unwrap(),
+            user: Some("alice".into()),
+            sni: None,
+            connect_target: Target::parse_authority("origin.test:443").unwrap(),
+            rule: Some("inspect-lab".into()),
+            alpn_offered: vec![],
+        };
+        let i = self.interceptor.clone();
+        let task =
+            tokio::spawn(async move { i.intercept(proxy_side, upstream, ctx, shutdown).await });
+        (client, task)
+    }
+
+    fn flows(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("flows.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The writer thread flushes shortly after each record; wait, bounded, for `n` of them.
+    async fn wait_flows(&self, n: usize) -> Vec<serde_json::Value> {
+        for _ in 0..300 {
+            let flows = self.flows();
+            if flows.len() >= n {
+                return flows;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.flows()
+    }
+}
+
+async fn client_tls(
+    io: DuplexStream,
+    trust: Option<&CertificateDer<'static>>,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<DuplexStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = trust {
+        roots.add(ca.clone()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = ServerName::try_from(ORIGIN).unwrap();
+    TlsConnector::from(Arc::new(config)).connect(name, io).await
+}
+
+/// Sends one GET over a fresh hyper client connection of the negotiated protocol.
+async fn get(tls: tokio_rustls::client::TlsStream<DuplexStream>, path: &str) -> Response<Incoming> {
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let req = Request::get(format!("https://{ORIGIN}{path}"))
+        .header("authorization", "Bearer s3cret")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    if h2 {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn.with_upgrades());
+        let (mut parts, body) = req.into_parts();
+        parts.uri = path.parse().unwrap();
+        parts.headers.insert("host", ORIGIN.parse().unwrap());
+        send.send_request(Request::from_parts(parts, body))
+            .await
+            .unwrap()
+    }
+}
+
+async fn body_text(resp: Response<Incoming>) -> String {
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+async fn get_and_check(alpn: &'static [u8], version: &str) {
+    let origin = start_origin("origin CA").await;
+    let ward = ward(&origin.ca_pem, None);
+    let (client, task) = ward.connect(origin.addr).await;
+    let tls = client_tls(client, Some(ward.interceptor.ca().cert_der()), &[alpn])
+        .await
+        .unwrap();
+    let resp = get(tls, "/hello?x=1").await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        !resp.headers().contains_key("date"),
+        "ward added a Date header"
+    );
+    let body = body_text(resp).await;
+    assert_eq!(
+        body,
+        format!("hello {version} auth=Bearer s3cret via=false")
+    );
+    let done = tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(done.outcome, InterceptOutcome::Finished(Ending::Closed)),
+        "{done:?}"
+    );
+    assert_eq!(done.requests, 1);
+    assert_eq!(done.alpn.as_deref(), std::str::from_utf8(alpn).ok());
+    assert!(done.bytes_up > 0 && done.bytes_down > 0);
+    let flows = ward.wait_flows(1).await;
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let f = &flows[0];
+    assert_eq!(f["method"], "GET");
+    assert_eq!(f["path"], "/hello?x=1");
+    assert_eq!(f["authority"], ORIGIN);
+    assert_eq!(f["sni"], ORIGIN);
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["user"], "alice");
+    assert_eq!(f["rule"], "inspect-lab");
+    assert_eq!(f["response_bytes"], body.len());
+    assert!(
+        !f.to_string().contains("s3cret"),
+        "secret in the flow record: {f}"
+    );
+}
+
+#[tokio::test]
+async fn get_over_http1_reaches_origin_and_logs_a_flow() {
+    get_and_check(b"http/1.1", "HTTP/1.1").await;
+}
+
+#[tokio::test]
+async fn get_over_h2_reaches_origin_and_logs_a_flow() {
+    get_and_check(b"h2", "HTTP/2.0").await;
+}
+
+#[tokio::test]
+async fn untrusted_origin_certificate_gives_502_with_proxy_status() {
+    let origin = start_origin("origin CA").await;
+    let stranger = start_origin("stranger CA").await;
+    // ward trusts `stranger`'s CA, not `origin`'s.
+    let ward = ward(&stranger.ca_pem, None);
+    let (client, task) = ward.connect(origin.addr).await;
+    let tls = client_tls(
+        client,
+        Some(ward.interceptor.ca().cert_der()),
+        &[b"h2", b"http/1.1"],
+    )
+    .await
+    .unwrap();
+    let resp = get(tls, "/").await;
+    assert_eq!(resp.status(), 502);
+    let status = resp.headers()["proxy-status"].to_str().unwrap().to_string();
+    assert!(
+        status.starts_with("ward; error=tls_certificate_error; details=\""),
+        "{status}"
+    );
+    assert!(status.contains("unknown issuer"), "{status}");
+    drop(body_text(resp).await);
+    let done = tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match done.outcome {
+        InterceptOutcome::UpstreamTlsFailed(e) => assert_eq!(e.kind, ErrorKind::TlsCertificate),
+        other => panic!("{other:?}"),
+    }
+    let flows = ward.wait_flows(1).await;
+    assert_eq!(flows[0]["status"], 502);
+    assert_eq!(flows[0]["error"], "tls_certificate_error");
+}
+
+async fn stream_big(alpn: &'static [u8]) {
+    let origin = start_origin("origin CA").await;
+    let ward = ward(&origin.ca_pem, None);
+    let (client, task) = ward.connect(origin.addr).await;
+    let tls = client_tls(client, Some(ward.interceptor.ca().cert_der()), &[alpn])
+        .await
+        .unwrap();
+    let mut body = get(tls, "/big").await.into_body();
+    let (mut seen, mut max_ahead) = (0u64, 0u64);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            seen += data.len() as u64;
+            max_ahead = max_ahead.max(origin.produced.load(Ordering::Relaxed) - seen);
+        }
+    }
+    assert_eq!(seen, BIG);
+    // Buffered, the whole 64 MiB would be produced before the first byte arrived.
+    assert!(
+        max_ahead < 16 * 1024 * 1024,
+        "origin ran {max_ahead} bytes ahead"
+    );
+    drop(body);
+    let done = tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(done.bytes_down > BIG);
+    let flows = ward.wait_flows(1).await;
+    assert_eq!(flows[0]["response_bytes"], BIG);
+}
+
+#[tokio::test]
+async fn big_body_streams_over_http1() {
+    stream_big(b"http/1.1").await;
+}
+
+#[tokio::test]
+async fn big_body_streams_over_h2() {
+    stream_big(b"h2").await;
+}
+
+#[tokio::test]
+async fn upgrade_is_spliced_through() {
+    let origin = start_origin("origin CA").await;
+    let ward = ward(&origin.ca_pem, None);
+    let (client, task) = ward.connect(origin.addr).await;
+    let tls = client_tls(
+        client,
+        Some(ward.interceptor.ca().cert_der()),
+        &[b"http/1.1"],
+    )
+    .await
+    .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = Request::get("/echo")
+        .header("host", ORIGIN)
+        .header("connection", "upgrade")
+        .header("upgrade", "echo")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    io.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(WAIT, io.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"ping");
+    drop(io);
+    drop(send);
+    let done = tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(done.outcome, InterceptOutcome::Finished(_)),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
+    let origin = start_origin("origin CA").await;
+    let pinning = PinningSettings {
+        rejections: 2,
+        window: Duration::from_secs(60),
+        ttl: Duration::from_secs(600),
+    };
+    let ward = ward(&origin.ca_pem, Some(pinning));
+    let host = Host::parse(ORIGIN).unwrap();
+    for round in 0..2 {
+        assert!(
+            !ward
+                .interceptor
+                .pinned_passthrough(&host, std::time::Instant::now())
+        );
+        let (client, task) = ward.connect(origin.addr).await;
+        // This client trusts nothing: it must refuse ward's leaf with unknown_ca.
+        assert!(client_tls(client, None, &[b"http/1.1"]).await.is_err());
+        let done = tokio::time::timeout(WAIT, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match done.outcome {
+            InterceptOutcome::ClientRejectedCertificate { alert } => {
+                assert_eq!(alert, "unknown_ca")
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    assert!(
+        ward.interceptor
+            .pinned_passthrough(&host, std::time::Instant::now())
+    );
+}
+
+#[tokio::test]
+async fn garbage_instead_of_client_hello_is_an_error() {
+    let origin = start_origin("origin CA").await;
+    let ward = ward(&origin.ca_pem, None);
+    let (mut client, task) = ward.connect(origin.addr).await;
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let err = tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::MalformedRequest);
+}
+
+#[tokio::test]
+async fn shutdown_drains_an_idle_keep_alive_connection() {
+    let origin = start_origin("origin CA").await;
+    let ward = ward(&origin.ca_pem, None);
+    let token = CancellationToken::new();
+    let (client, task) = ward.connect_with(origin.addr, token.clone()).await;
+    let tls = client_tls(client, Some(ward.interceptor.ca().cert_der()), &[b"h2"])
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(format!("https://{ORIGIN}/"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    // The client keeps its connection open; only shutdown can end it now.
+    token.cancel();
+    let done = tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(done.outcome, InterceptOutcome::Finished(Ending::Shutdown)),
+        "{done:?}"
+    );
+    drop(send);
+}

@@ -1,0 +1,104 @@
+//! The host index: which rules can match a given host, as a few sorted lists of rule indices.
+//! Pure lookups; the rest of each rule is checked by the caller.
+//!
+//! A name `a.b.c` can only be matched by exact patterns on `a.b.c` (or `.a.b.c`) and by
+//! suffix patterns (`*.x`, `.x`) on `b.c` or `c`; each of those is one hash lookup. Every list
+//! is sorted because rules are added in order, so merging them yields candidates in rule order
+//! and the first full match is the answer.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::{HostPattern, RuleInfo};
+use crate::target::Host;
+
+/// Rule indices, ascending.
+type RuleList = Vec<u32>;
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct HostIndex {
+    /// `a.b` and `.a.b` patterns, keyed by `a.b`.
+    names: HashMap<Box<str>, RuleList>,
+    /// `*.x` and `.x` patterns, keyed by `x`: consulted for proper suffixes of a name.
+    suffixes: HashMap<Box<str>, RuleList>,
+    ips: HashMap<IpAddr, RuleList>,
+    /// Rules without `hosts`: candidates for every connection.
+    any: RuleList,
+}
+
+fn push(list: &mut RuleList, i: u32) {
+    // A rule listing both `a.x` and `.a.x` lands in one list twice; keep each index once.
+    if list.last() != Some(&i) {
+        list.push(i);
+    }
+}
+
+impl HostIndex {
+    pub(super) fn build(rules: &[RuleInfo]) -> HostIndex {
+        let mut ix = HostIndex::default();
+        for (i, rule) in rules.iter().enumerate() {
+            let i = u32::try_from(i).expect("more than 4 billion rules");
+            if rule.hosts.is_empty() {
+                ix.any.push(i);
+            }
+            for pattern in &rule.hosts {
+                match pattern {
+                    HostPattern::Exact(x) => {
+                        push(ix.names.entry(x.as_str().into()).or_default(), i)
+                    }
+                    HostPattern::Subdomains(x) => {
+                        push(ix.suffixes.entry(x.as_str().into()).or_default(), i)
+                    }
+                    HostPattern::Domain(x) => {
+                        push(ix.names.entry(x.as_str().into()).or_default(), i);
+                        push(ix.suffixes.entry(x.as_str().into()).or_default(), i);
+                    }
+                    HostPattern::Ip(ip) => push(ix.ips.entry(*ip).or_default(), i),
+                }
+            }
+        }
+        ix
+    }
+
+    /// The rules whose `hosts` match `host` (or that have no `hosts`), in rule order.
+    pub(super) fn candidates(&self, host: Option<&Host>) -> Candidates<'_> {
+        fn add<'a>(lists: &mut Vec<&'a [u32]>, list: Option<&'a RuleList>) {
+            if let Some(l) = list.filter(|l| !l.is_empty()) {
+                lists.push(l);
+            }
+        }
+        let mut lists: Vec<&[u32]> = Vec::with_capacity(4);
+        add(&mut lists, Some(&self.any));
+        match host {
+            Some(Host::Ip(ip)) => add(&mut lists, self.ips.get(&ip.to_canonical())),
+            Some(Host::Name(name)) => {
+                add(&mut lists, self.names.get(name.as_str()));
+                let mut rest = name.as_str();
+                while let Some((_, parent)) = rest.split_once('.') {
+                    add(&mut lists, self.suffixes.get(parent));
+                    rest = parent;
+                }
+            }
+            None => {}
+        }
+        Candidates { lists }
+    }
+}
+
+/// A k-way merge of sorted lists: each rule index once, ascending. k is at most the number
+/// of labels in a name plus two, so a linear scan for the minimum beats a heap.
+pub(super) struct Candidates<'a> {
+    lists: Vec<&'a [u32]>,
+}
+
+impl Candidates<'_> {
+    pub(super) fn next_index(&mut self) -> Option<usize> {
+        let min = self.lists.iter().filter_map(|l| l.first()).min().copied()?;
+        for list in &mut self.lists {
+            if list.first() == Some(&min) {
+                *list = &list[1..];
+            }
+        }
+        Some(min as usize)
+    }
+}

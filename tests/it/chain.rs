@@ -1,0 +1,131 @@
+//! Chaining: ward behind ward (upstream http:// and socks5h://, with credentials), ward behind
+//! Debian's tinyproxy, and what the client sees when the upstream proxy fails.
+
+use crate::support::net::{self, http_connect};
+use crate::support::origin::INDEX_BODY;
+use crate::support::tinyproxy::Tinyproxy;
+use crate::support::ward::field;
+use crate::support::{Policy, Ward, curl, have, origins, refused_port};
+
+/// The proxy in front: no rules of its own that need `dst` (an upstream hides the address),
+/// everything allowed, no hosts overrides (the upstream resolves).
+fn front(upstream: &str) -> Ward {
+    Ward::start(
+        &Policy::new()
+            .set("default", "allow")
+            .set("upstream", &format!("\"{upstream}\""))
+            .unset("hosts")
+            .without_lab_rule(),
+    )
+}
+
+fn back_with_users() -> Ward {
+    Ward::start(&Policy::new().set("users", r#"[{name: bob, password: "up"}]"#))
+}
+
+fn assert_tunnel_works(front: &Ward) {
+    let o = origins();
+    let (s, head) = http_connect(front.addr, &format!("origin.test:{}", o.tls.port()), &[]);
+    assert_eq!(
+        head.status,
+        200,
+        "{head:#?}\nfront log:\n{}",
+        front.stderr_text()
+    );
+    let mut tls = net::tls_over(s, "origin.test", o.pki.client_config(&[b"http/1.1"]));
+    let (status, body) = net::http_get(&mut tls, "origin.test", "/");
+    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+}
+
+#[test]
+fn chain_through_a_second_ward_over_http() {
+    let back = back_with_users();
+    let a = front(&format!("http://bob:up@{}", back.addr));
+    assert_tunnel_works(&a);
+    let rec = a.expect_access("at the front", |v| {
+        field(v, "via").as_deref() == Some("http-connect")
+    });
+    assert_eq!(field(&rec, "upstream"), Some(back.addr.to_string()));
+    back.expect_access("at the back", |v| {
+        field(v, "user").as_deref() == Some("bob")
+    });
+    if have("curl") {
+        let o = origins();
+        let r = curl(&[
+            "-x",
+            &a.http_url(),
+            "--cacert",
+            o.ca(),
+            &o.https("origin.test", "/"),
+        ]);
+        assert_eq!(r.expect_ok(200).body, INDEX_BODY);
+        let r = curl(&["-x", &a.http_url(), &o.http("origin.test", "/headers")]);
+        r.expect_ok(200);
+        assert!(r.body.starts_with("GET /headers HTTP/1.1\n"), "{}", r.body);
+        assert!(!r.body.contains("proxy-authorization"), "{}", r.body);
+    }
+}
+
+#[test]
+fn chain_through_a_second_ward_over_socks5h() {
+    let back = back_with_users();
+    let a = front(&format!("socks5h://bob:up@{}", back.addr));
+    assert_tunnel_works(&a);
+    back.expect_access("at the back", |v| {
+        field(v, "via").as_deref() == Some("socks5") && field(v, "user").as_deref() == Some("bob")
+    });
+}
+
+#[test]
+fn upstream_failures_are_502_proxy_internal_error() {
+    let o = origins();
+    let target = format!("origin.test:{}", o.tls.port());
+    let back = back_with_users();
+    for upstream in [
+        format!("http://bob:wrong@{}", back.addr),
+        format!("socks5h://bob:wrong@{}", back.addr),
+        format!("http://127.0.0.1:{}", refused_port()),
+    ] {
+        let a = front(&upstream);
+        let (_, head) = http_connect(a.addr, &target, &[]);
+        assert_eq!(head.status, 502, "upstream {upstream}: {head:#?}");
+        assert_eq!(
+            head.proxy_error().as_deref(),
+            Some("proxy_internal_error"),
+            "upstream {upstream}"
+        );
+        a.expect_access("naming the upstream failure", |v| {
+            field(v, "error").as_deref() == Some("upstream_proxy_error")
+        });
+    }
+    // The upstream's own refusal carries through as a failure too.
+    let a = front(&format!("http://bob:up@{}", back.addr));
+    let (_, head) = http_connect(a.addr, &format!("origin.test:{}", refused_port()), &[]);
+    assert_eq!(head.status, 502, "{head:#?}");
+}
+
+#[test]
+fn chain_through_tinyproxy() {
+    if !have("tinyproxy") {
+        return;
+    }
+    let o = origins();
+    let tp = Tinyproxy::start();
+    let a = front(&format!("http://{}", tp.addr));
+    // tinyproxy resolves with the system resolver: use a name it knows.
+    let (s, head) = http_connect(a.addr, &format!("localhost:{}", o.tls.port()), &[]);
+    assert_eq!(head.status, 200, "{head:#?}\n{}", a.stderr_text());
+    let mut tls = net::tls_over(s, "localhost", o.pki.client_config(&[b"http/1.1"]));
+    let (status, body) = net::http_get(&mut tls, "localhost", "/");
+    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    if have("curl") {
+        let url = format!("https://localhost:{}/", o.tls.port());
+        let r = curl(&["-x", &a.http_url(), "--cacert", o.ca(), &url]);
+        assert_eq!(r.expect_ok(200).body, INDEX_BODY);
+    }
+    let (_, head) = http_connect(a.addr, &format!("localhost:{}", refused_port()), &[]);
+    assert_eq!(
+        head.status, 502,
+        "tinyproxy's failure becomes a 502: {head:#?}"
+    );
+}

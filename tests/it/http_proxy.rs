@@ -1,0 +1,234 @@
+//! The HTTP proxy front-end with real curl: CONNECT tunnels (h1 and h2 inside), plain HTTP
+//! forwarding (Via added, Proxy-Authorization stripped, keep-alive), Basic authentication.
+
+use std::io::Write;
+
+use crate::support::net::{self, basic_auth, http_connect};
+use crate::support::origin::INDEX_BODY;
+use crate::support::ward::field;
+use crate::support::{Policy, Ward, curl, have, origins};
+
+const USERS: &str = r#"[{name: alice, password: "pw"}]"#;
+
+#[test]
+fn curl_connect_tunnels_https_h1_and_h2() {
+    if !have("curl") {
+        return;
+    }
+    let o = origins();
+    let ward = Ward::start(&Policy::new());
+    let r = curl(&[
+        "-x",
+        &ward.http_url(),
+        "--cacert",
+        o.ca(),
+        &o.https("origin.test", "/"),
+    ]);
+    r.expect_ok(200);
+    assert_eq!(r.connect_code, 200, "CONNECT answer");
+    assert_eq!(r.body, INDEX_BODY);
+    let rec = ward.expect_access("for the h1 tunnel", |v| {
+        field(v, "target").as_deref() == Some(&format!("origin.test:{}", o.tls.port()))
+    });
+    assert_eq!(field(&rec, "via").as_deref(), Some("http-connect"));
+    assert_eq!(field(&rec, "sni").as_deref(), Some("origin.test"));
+    assert_eq!(field(&rec, "action").as_deref(), Some("allow"));
+    assert_eq!(field(&rec, "rule").as_deref(), Some("lab"));
+    assert_eq!(field(&rec, "error").as_deref(), Some("-"));
+    let down: u64 = field(&rec, "bytes_down")
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        down > INDEX_BODY.len() as u64,
+        "bytes_down counts the tunnel: {rec}"
+    );
+
+    let r = curl(&[
+        "--http2",
+        "-x",
+        &ward.http_url(),
+        "--cacert",
+        o.ca(),
+        &o.https("h2.lab.test", "/proto"),
+    ]);
+    assert_eq!(r.expect_ok(200).body, "HTTP/2.0");
+    let rec = ward.expect_access("for the h2 tunnel", |v| {
+        field(v, "sni").as_deref() == Some("h2.lab.test")
+    });
+    assert_eq!(
+        field(&rec, "alpn").as_deref(),
+        Some("h2"),
+        "first ALPN offered: {rec}"
+    );
+}
+
+#[test]
+fn curl_streams_a_large_body_through_the_tunnel() {
+    if !have("curl") {
+        return;
+    }
+    let o = origins();
+    let ward = Ward::start(&Policy::new());
+    let size = 20 * 1024 * 1024;
+    let r = curl(&[
+        "-x",
+        &ward.http_url(),
+        "--cacert",
+        o.ca(),
+        "-o",
+        "/dev/null",
+        "-w",
+        " %{size_download}",
+        &o.https("origin.test", &format!("/bytes/{size}")),
+    ]);
+    assert!(r.out.success(), "{r:#?}");
+    assert!(
+        r.out.stdout.trim_end().ends_with(&format!(" {size}")),
+        "downloaded size: {r:#?}"
+    );
+}
+
+#[test]
+fn plain_forwarding_adds_via_and_strips_proxy_authorization() {
+    if !have("curl") {
+        return;
+    }
+    let o = origins();
+    let ward = Ward::start(&Policy::new().set("users", USERS));
+    let proxy = format!("http://alice:pw@{}", ward.addr);
+    let r = curl(&[
+        "-x",
+        &proxy,
+        "-H",
+        "Via: 1.0 other",
+        &o.http("origin.test", "/headers"),
+    ]);
+    r.expect_ok(200);
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("GET /headers HTTP/1.1"),
+        "origin-form upstream: {}",
+        r.body
+    );
+    let via: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("via: "))
+        .collect();
+    assert_eq!(
+        via.join(", "),
+        "1.0 other, 1.1 ward",
+        "Via chain: {}",
+        r.body
+    );
+    for hop in ["proxy-authorization:", "proxy-connection:"] {
+        assert!(
+            !r.body.contains(hop),
+            "{hop} must not reach the origin: {}",
+            r.body
+        );
+    }
+    let rec = ward.expect_access("for the forwarded request", |v| {
+        field(v, "via").as_deref() == Some("http-forward")
+    });
+    assert_eq!(field(&rec, "method").as_deref(), Some("GET"));
+    assert_eq!(field(&rec, "status").as_deref(), Some("200"));
+    assert_eq!(field(&rec, "user").as_deref(), Some("alice"));
+    assert!(
+        !ward.stderr_text().contains("YWxpY2U6cHc"),
+        "no credentials in logs"
+    );
+}
+
+#[test]
+fn plain_forwarding_keeps_the_client_connection_alive() {
+    let o = origins();
+    let ward = Ward::start(&Policy::new());
+    let mut s = net::connect(ward.addr);
+    for round in 0..3 {
+        let req = format!(
+            "GET {} HTTP/1.1\r\nHost: origin.test:{}\r\n\r\n",
+            o.http("origin.test", "/"),
+            o.plain.port()
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        let head = net::read_head(&mut s)
+            .unwrap_or_else(|| panic!("ward closed the connection before request {round}"));
+        assert_eq!(head.status, 200, "round {round}: {head:?}");
+        let len: usize = head
+            .header("content-length")
+            .and_then(|l| l.parse().ok())
+            .expect("content-length");
+        let mut body = head.rest.clone();
+        while body.len() < len {
+            let mut chunk = [0u8; 4096];
+            let n = std::io::Read::read(&mut s, &mut chunk).expect("body");
+            assert!(n > 0, "closed mid-body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(net::lossy(&body), INDEX_BODY);
+    }
+}
+
+#[test]
+fn proxy_authentication_407_then_success() {
+    if !have("curl") {
+        return;
+    }
+    let o = origins();
+    let ward = Ward::start(&Policy::new().set("users", USERS));
+    let target = format!("origin.test:{}", o.tls.port());
+
+    let (_, head) = http_connect(ward.addr, &target, &[]);
+    assert_eq!(head.status, 407, "no credentials: {head:?}");
+    assert_eq!(
+        head.header("proxy-authenticate"),
+        Some(r#"Basic realm="ward""#)
+    );
+
+    let (_, head) = http_connect(ward.addr, &target, &[&basic_auth("alice", "wrong")]);
+    assert_eq!(head.status, 407, "wrong password: {head:?}");
+
+    let (_, head) = http_connect(ward.addr, &target, &[&basic_auth("alice", "pw")]);
+    assert_eq!(head.status, 200, "right password: {head:?}");
+
+    let url = o.https("origin.test", "/");
+    let r = curl(&["-x", &ward.http_url(), "--cacert", o.ca(), &url]);
+    assert_eq!(r.connect_code, 407, "curl without credentials: {r:#?}");
+    let r = curl(&[
+        "-x",
+        &ward.http_url(),
+        "--proxy-user",
+        "alice:N0pe-S3cret",
+        "--cacert",
+        o.ca(),
+        &url,
+    ]);
+    assert_eq!(r.connect_code, 407, "curl with a wrong password: {r:#?}");
+    let r = curl(&[
+        "-x",
+        &ward.http_url(),
+        "--proxy-user",
+        "alice:pw",
+        "--cacert",
+        o.ca(),
+        &url,
+    ]);
+    assert_eq!(r.expect_ok(200).body, INDEX_BODY);
+    let proxy = format!("http://alice:pw@{}", ward.addr);
+    let r = curl(&["-x", &proxy, "--cacert", o.ca(), &url]);
+    assert_eq!(r.expect_ok(200).body, INDEX_BODY);
+
+    let r = curl(&["-x", &ward.http_url(), &o.http("origin.test", "/")]);
+    assert_eq!(
+        r.http_code, 407,
+        "plain forwarding without credentials: {r:#?}"
+    );
+    ward.expect_access("naming the auth failure", |v| {
+        field(v, "error").as_deref() == Some("auth_required")
+    });
+    assert!(
+        !ward.stderr_text().contains("N0pe-S3cret"),
+        "passwords never logged"
+    );
+}

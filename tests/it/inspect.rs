@@ -1,0 +1,138 @@
+//! Interception (`action: inspect`): ward terminates TLS with a certificate forged by its own
+//! CA, verifies the origin against `upstream_ca`, relays h1 and h2 without adding anything, and
+//! reports an origin certificate that fails verification as a 502 inside the forged TLS.
+
+use crate::support::net::{self, http_connect};
+use crate::support::origin::INDEX_BODY;
+use crate::support::pki::client_config_trusting;
+use crate::support::ward::field;
+use crate::support::{Policy, Ward, curl, have, origins};
+
+/// Inspects everything under .lab.test (on loopback), trusting the test CA upstream.
+fn inspecting_ward() -> Ward {
+    let o = origins();
+    Ward::start(
+        &Policy::new()
+            .set("upstream_ca", &format!("\"{}\"", o.ca()))
+            .rule(r#"{name: look, action: inspect, hosts: [".lab.test"], dst: ["127.0.0.0/8"]}"#),
+    )
+}
+
+fn ward_ca(ward: &Ward) -> String {
+    let p = ward.dir().join("certs/ca.pem");
+    assert!(
+        p.exists(),
+        "ward creates its CA at start when the policy inspects"
+    );
+    p.to_str().expect("utf-8").to_owned()
+}
+
+#[test]
+fn inspect_relays_h1_and_h2_under_a_forged_certificate() {
+    if !have("curl") {
+        return;
+    }
+    let o = origins();
+    let ward = inspecting_ward();
+    let ca = ward_ca(&ward);
+    let proxy = ward.http_url();
+    // Trusting only ward's CA proves the certificate the client sees is forged by ward.
+    let r = curl(&[
+        "-x",
+        &proxy,
+        "--cacert",
+        &ca,
+        &o.https("site.lab.test", "/"),
+    ]);
+    assert_eq!(r.expect_ok(200).body, INDEX_BODY);
+    let r = curl(&[
+        "--http2",
+        "-x",
+        &proxy,
+        "--cacert",
+        &ca,
+        &o.https("site.lab.test", "/proto"),
+    ]);
+    assert_eq!(r.expect_ok(200).body, "HTTP/2.0", "h2 end to end");
+    let r = curl(&[
+        "--http1.1",
+        "-x",
+        &proxy,
+        "--cacert",
+        &ca,
+        &o.https("site.lab.test", "/proto"),
+    ]);
+    assert_eq!(r.expect_ok(200).body, "HTTP/1.1");
+    let r = curl(&[
+        "--http1.1",
+        "-x",
+        &proxy,
+        "--cacert",
+        &ca,
+        "-H",
+        "X-Probe: 1",
+        &o.https("site.lab.test", "/headers"),
+    ]);
+    r.expect_ok(200);
+    assert!(r.body.contains("x-probe: 1\n"), "{}", r.body);
+    assert!(
+        !r.body.contains("via:"),
+        "nothing added inside interception: {}",
+        r.body
+    );
+    let r = curl(&[
+        "-x",
+        &proxy,
+        "--cacert",
+        &ca,
+        "--data-binary",
+        "posted body",
+        &o.https("site.lab.test", "/echo"),
+    ]);
+    assert_eq!(r.expect_ok(200).body, "posted body");
+    ward.expect_access("for an inspected connection", |v| {
+        field(v, "action").as_deref() == Some("inspect")
+            && field(v, "sni").as_deref() == Some("site.lab.test")
+    });
+    // Outside the inspect rule, the test CA (the origin's own) is what the client sees.
+    let r = curl(&[
+        "-x",
+        &proxy,
+        "--cacert",
+        o.ca(),
+        &o.https("origin.test", "/"),
+    ]);
+    assert_eq!(
+        r.expect_ok(200).body,
+        INDEX_BODY,
+        "origin.test is tunnelled, not inspected"
+    );
+}
+
+#[test]
+fn inspect_reports_an_untrusted_origin_as_502_inside_the_forged_tls() {
+    let o = origins();
+    let ward = inspecting_ward();
+    let ca = ward_ca(&ward);
+    let (s, head) = http_connect(
+        ward.addr,
+        &format!("bad.lab.test:{}", o.untrusted.port()),
+        &[],
+    );
+    assert_eq!(head.status, 200, "{head:#?}");
+    let cfg = client_config_trusting(std::path::Path::new(&ca), &[b"http/1.1"]);
+    let mut tls = net::tls_over(s, "bad.lab.test", cfg);
+    net::handshake(&mut tls).expect("the forged handshake succeeds");
+    std::io::Write::write_all(
+        &mut tls,
+        b"GET / HTTP/1.1\r\nHost: bad.lab.test\r\nConnection: close\r\n\r\n",
+    )
+    .expect("write");
+    let head = net::read_head(&mut tls).expect("a reply inside the forged TLS");
+    assert_eq!(head.status, 502, "{head:#?}");
+    assert_eq!(
+        head.proxy_error().as_deref(),
+        Some("tls_certificate_error"),
+        "{head:#?}"
+    );
+}

@@ -1,0 +1,17 @@
+//! ward's integration tests: the real binary, real clients (curl, openssl, Python, Chromium,
+//! tinyproxy, a second ward), real TLS origins on loopback. One module per area; the harness
+//! lives in support/ and is itself tested in harness.rs.
+
+mod support;
+
+mod chain;
+mod cli;
+mod clients;
+mod errors;
+mod harness;
+mod hostile;
+mod http_proxy;
+mod inspect;
+mod lifecycle;
+mod socks;
+mod tls_policy;

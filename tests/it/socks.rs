@@ -1,0 +1,140 @@
+//! The SOCKS5 front-end with real curl (`socks5h://` name resolved by ward, `socks5://` address
+//! resolved by the client) and raw RFC 1928/1929 exchanges for authentication failures.
+
+use std::io::Write;
+
+use crate::support::net::{self, SocksAddr, socks5_auth, socks5_greet};
+use crate::support::origin::INDEX_BODY;
+use crate::support::ward::field;
+use crate::support::{Policy, Ward, curl, have, origins};
+
+#[test]
+fn curl_socks5h_tunnels_https() {
+    if !have("curl") {
+        return;
+    }
+    let o = origins();
+    let ward = Ward::start(&Policy::new());
+    let proxy = format!("socks5h://{}", ward.addr);
+    let r = curl(&[
+        "-x",
+        &proxy,
+        "--cacert",
+        o.ca(),
+        &o.https("origin.test", "/"),
+    ]);
+    assert_eq!(r.expect_ok(200).body, INDEX_BODY);
+    let rec = ward.expect_access("for the socks5h tunnel", |v| {
+        field(v, "via").as_deref() == Some("socks5")
+    });
+    assert_eq!(
+        field(&rec, "target"),
+        Some(format!("origin.test:{}", o.tls.port()))
+    );
+    assert_eq!(field(&rec, "sni").as_deref(), Some("origin.test"));
+}
+
+#[test]
+fn curl_socks5_with_client_side_resolution() {
+    if !have("curl") {
+        return;
+    }
+    let o = origins();
+    let ward = Ward::start(&Policy::new());
+    let proxy = format!("socks5://{}", ward.addr);
+    let resolve = format!("origin.test:{}:127.0.0.1", o.tls.port());
+    let r = curl(&[
+        "-x",
+        &proxy,
+        "--resolve",
+        &resolve,
+        "--cacert",
+        o.ca(),
+        &o.https("origin.test", "/"),
+    ]);
+    assert_eq!(r.expect_ok(200).body, INDEX_BODY);
+    let rec = ward.expect_access("for the socks5 tunnel", |v| {
+        field(v, "via").as_deref() == Some("socks5")
+    });
+    assert_eq!(
+        field(&rec, "target"),
+        Some(format!("127.0.0.1:{}", o.tls.port())),
+        "the client sent an address"
+    );
+    assert_eq!(field(&rec, "sni").as_deref(), Some("origin.test"));
+}
+
+#[test]
+fn socks5_authentication() {
+    if !have("curl") {
+        return;
+    }
+    let o = origins();
+    let ward = Ward::start(&Policy::new().set("users", r#"[{name: alice, password: "pw"}]"#));
+    let url = o.https("origin.test", "/");
+
+    let ok = format!("socks5h://alice:pw@{}", ward.addr);
+    let r = curl(&["-x", &ok, "--cacert", o.ca(), &url]);
+    assert_eq!(r.expect_ok(200).body, INDEX_BODY);
+
+    let bad = format!("socks5h://alice:Wr0ng-S3cret@{}", ward.addr);
+    let r = curl(&["-x", &bad, "--cacert", o.ca(), &url]);
+    assert!(
+        !r.out.success() && r.http_code == 0,
+        "wrong password must fail: {r:#?}"
+    );
+
+    // Offering only "no authentication" when users are configured: no acceptable method.
+    let mut s = net::connect(ward.addr);
+    assert_eq!(socks5_greet(&mut s, &[0x00]), 0xFF);
+    assert!(net::closes_within(
+        &mut s,
+        std::time::Duration::from_secs(3)
+    ));
+
+    let mut s = net::connect(ward.addr);
+    assert_eq!(
+        socks5_greet(&mut s, &[0x00, 0x02]),
+        0x02,
+        "user/password chosen"
+    );
+    assert_eq!(
+        socks5_auth(&mut s, "alice", "Wr0ng-S3cret"),
+        0x01,
+        "RFC 1929 failure status"
+    );
+    assert!(net::closes_within(
+        &mut s,
+        std::time::Duration::from_secs(3)
+    ));
+
+    let mut s = net::connect(ward.addr);
+    assert_eq!(socks5_greet(&mut s, &[0x02]), 0x02);
+    assert_eq!(socks5_auth(&mut s, "mallory", "pw"), 0x01, "unknown user");
+
+    let target = SocksAddr::Domain("origin.test", o.tls.port());
+    let s = net::socks5_open(ward.addr, &target, Some(("alice", "pw")))
+        .unwrap_or_else(|code| panic!("socks5 CONNECT with credentials: reply {code:#x}"));
+    let mut tls = net::tls_over(s, "origin.test", o.pki.client_config(&[b"http/1.1"]));
+    let (status, body) = net::http_get(&mut tls, "origin.test", "/");
+    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    assert!(
+        !ward.stderr_text().contains("Wr0ng-S3cret"),
+        "passwords never logged: {}",
+        ward.stderr_text()
+    );
+}
+
+#[test]
+fn socks5_carries_plain_bytes_both_ways() {
+    let o = origins();
+    let ward = Ward::start(&Policy::new());
+    let mut s = net::socks5_open(ward.addr, &SocksAddr::Ip(o.echo.addr), None)
+        .unwrap_or_else(|code| panic!("socks5 CONNECT to the echo server: {code:#x}"));
+    s.write_all(b"ping").expect("write");
+    net::shutdown_write(&s);
+    assert_eq!(
+        net::lossy(&net::read_all(&mut s)),
+        "pingEOF after 4 bytes\n"
+    );
+}
