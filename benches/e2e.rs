@@ -155,7 +155,7 @@ fn meta(
         format!("command: `{}`{}", opts.command, if opts.quick { " (quick mode)" } else { "" }),
         format!(
             "method: {} repetitions alternated round-robin (direct and every proxy in turn, rotated each repetition); \
-             figures are medians with (min–max); throughput counted for {:.1} s after {:.1} s of warm-up; new connections \
+             figures are medians with (min–max); throughput counted for {:.2} s after {:.2} s of warm-up; new connections \
              {} at a time for {:.1} s; memory scenarios run once each on a fresh proxy",
             opts.reps,
             opts.tput_length.as_secs_f64(),
