@@ -154,8 +154,9 @@ fn meta(
         format!("machine: {}", machine()),
         format!("command: `{}`{}", opts.command, if opts.quick { " (quick mode)" } else { "" }),
         format!(
-            "method: {} repetitions alternated round-robin (direct and every proxy in turn, rotated each repetition); \
-             figures are medians with (min–max); throughput counted for {:.2} s after {:.2} s of warm-up; new connections \
+            "method: {} repetitions; each starts every proxy afresh, then runs each scenario on direct and every \
+             proxy in turn (round-robin, the order rotated each repetition); figures are medians with (min–max), \
+             ratios are medians of per-repetition ratios to direct; throughput counted for {:.2} s after {:.2} s of warm-up; new connections \
              {} at a time for {:.1} s; memory scenarios run once each on a fresh proxy",
             opts.reps,
             opts.tput_length.as_secs_f64(),

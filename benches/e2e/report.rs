@@ -37,7 +37,8 @@ pub struct DownloadRow {
 
 #[derive(Default)]
 pub struct Results {
-    samples: BTreeMap<(&'static str, Metric), Vec<f64>>,
+    /// Per subject and metric: (repetition, value).
+    samples: BTreeMap<(&'static str, Metric), Vec<(usize, f64)>>,
     rate_errors: BTreeMap<&'static str, u64>,
     pub memory: Vec<MemRow>,
     pub downloads: Vec<DownloadRow>,
@@ -50,23 +51,46 @@ const FLAT_SLACK_KIB: u64 = 32 * 1024;
 const MIB: f64 = 1024.0;
 
 impl Results {
-    pub fn push(&mut self, subject: &'static str, metric: Metric, value: f64) {
+    pub fn push(&mut self, subject: &'static str, metric: Metric, rep: usize, value: f64) {
         self.samples
             .entry((subject, metric))
             .or_default()
-            .push(value);
+            .push((rep, value));
     }
 
     pub fn add_rate_errors(&mut self, subject: &'static str, errors: u64) {
         *self.rate_errors.entry(subject).or_default() += errors;
     }
 
-    fn stats(&self, subject: &str, metric: Metric) -> Option<Stats> {
-        let (_, values) = self
-            .samples
+    fn values(&self, subject: &str, metric: Metric) -> &[(usize, f64)] {
+        self.samples
             .iter()
-            .find(|((s, m), _)| *s == subject && *m == metric)?;
-        Stats::of(values)
+            .find(|((s, m), _)| *s == subject && *m == metric)
+            .map_or(&[], |(_, v)| v.as_slice())
+    }
+
+    fn stats(&self, subject: &str, metric: Metric) -> Option<Stats> {
+        let values: Vec<f64> = self
+            .values(subject, metric)
+            .iter()
+            .map(|&(_, v)| v)
+            .collect();
+        Stats::of(&values)
+    }
+
+    /// Median over repetitions of subject / direct, each pair measured seconds apart in the
+    /// same repetition: robust to load that drifts between repetitions.
+    fn paired_ratio(&self, subject: &str, metric: Metric) -> Option<f64> {
+        let direct = self.values("direct", metric);
+        let ratios: Vec<f64> = self
+            .values(subject, metric)
+            .iter()
+            .filter_map(|&(rep, v)| {
+                let &(_, d) = direct.iter().find(|&&(r, _)| r == rep)?;
+                (d > 0.0).then_some(v / d)
+            })
+            .collect();
+        Stats::of(&ratios).map(|s| s.median)
     }
 }
 
@@ -140,15 +164,15 @@ fn cell(r: &Results, subject: &str, metric: Metric) -> String {
     } else {
         String::new()
     };
-    let ratio = match r.stats("direct", metric) {
-        Some(d) if subject != "direct" && d.median > 0.0 => format!(" ×{:.2}", s.median / d.median),
+    let ratio = match r.paired_ratio(subject, metric) {
+        Some(x) if subject != "direct" => format!(" ×{x:.2}"),
         _ => String::new(),
     };
     format!("{}{spread}{ratio}", num(s.median))
 }
 
 fn throughput_table(out: &mut String, r: &Results) {
-    out.push_str("\n## Tunnel throughput\n\nMiB/s received by the client, median (min–max) over repetitions, ×ratio to direct. \
+    out.push_str("\n## Tunnel throughput\n\nMiB/s received by the client, median (min–max) over repetitions; ×: median over repetitions of the ratio to direct measured in the same repetition. \
 Raw TCP: the origin streams zeros; TLS: an HTTP/1.1 download over TLS (through an interception for the intercepting rows).\n\n");
     out.push_str("| subject | raw TCP, 1 stream | raw TCP, 8 streams | TLS, 1 stream | TLS, 8 streams |\n|---|---|---|---|---|\n");
     for s in SUBJECTS.iter().filter(|s| !s.rate_only) {
@@ -162,7 +186,7 @@ Raw TCP: the origin streams zeros; TLS: an HTTP/1.1 download over TLS (through a
 
 fn rate_table(out: &mut String, r: &Results) {
     out.push_str("\n## New connections\n\nEach: TCP connect, CONNECT or SOCKS5, full TLS handshake (no resumption), GET 1 KiB, close. \
-Connections/s and latency of one whole connection, median (min–max) over repetitions, ×ratio to direct.\n\n");
+Connections/s and latency of one whole connection, median (min–max) over repetitions; ×: median over repetitions of the ratio to direct measured in the same repetition.\n\n");
     out.push_str("| subject | connections/s | p50 latency (ms) | p99 latency (ms) | failed |\n|---|---|---|---|---|\n");
     for s in SUBJECTS {
         let cells = [Metric::ConnPerSec, Metric::P50Ms, Metric::P99Ms].map(|m| cell(r, s.name, m));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::client::Port;
+use crate::client::{Port, Route};
 use crate::opts::Options;
 use crate::origin::Origin;
 use crate::peers::{self, PeerEnv, PeerKind, Running};
@@ -21,6 +21,29 @@ use crate::subjects::{SUBJECTS, Subject};
 const WARM_CONNECTIONS: usize = 16;
 const SETTLE: Duration = Duration::from_secs(1);
 const MULTI_STREAMS: usize = 8;
+
+/// The speed scenarios, in the order each repetition runs them.
+#[derive(Clone, Copy, Debug)]
+enum Case {
+    Raw1,
+    Raw8,
+    Tls1,
+    Tls8,
+    Rate,
+}
+
+const CASES: [Case; 5] = [Case::Raw1, Case::Raw8, Case::Tls1, Case::Tls8, Case::Rate];
+
+impl Case {
+    fn applies(self, s: &Subject) -> bool {
+        match self {
+            // An interception has no raw-TCP path; the logging rows measure connections only.
+            Case::Raw1 | Case::Raw8 => !s.intercept && !s.rate_only,
+            Case::Tls1 | Case::Tls8 => !s.rate_only,
+            Case::Rate => true,
+        }
+    }
+}
 
 pub struct Bench<'a> {
     pub opts: &'a Options,
@@ -48,87 +71,91 @@ impl Bench<'_> {
         }
     }
 
-    /// Every speed scenario, repetition after repetition, each repetition visiting direct and
-    /// every proxy in turn (rotated, so no one always goes first).
+    /// Every speed scenario, repetition after repetition. Each repetition starts every proxy
+    /// afresh, then runs each scenario on direct and every proxy one after the other (the
+    /// order rotated each repetition), so that the figures compared were taken seconds apart:
+    /// a shared machine's load drifts over minutes.
     pub async fn speed(&self, results: &mut Results) {
-        let mut groups: Vec<Option<PeerKind>> = vec![None];
-        groups.extend(self.peers.iter().map(|(k, _)| Some(*k)));
         for rep in 0..self.opts.reps {
             eprintln!("repetition {}/{}", rep + 1, self.opts.reps);
-            for i in 0..groups.len() {
-                let group = groups[(i + rep) % groups.len()];
-                let running = match group {
-                    Some(kind) => match self.start(kind, results) {
-                        Some(r) => Some(r),
+            let running: Vec<(PeerKind, Running)> = self
+                .peers
+                .iter()
+                .filter_map(|(kind, _)| Some((*kind, self.start(*kind, results)?)))
+                .collect();
+            let mut routes = Vec::new();
+            for s in SUBJECTS {
+                let proxy = match s.peer {
+                    None => None,
+                    Some(kind) => match running.iter().find(|(k, _)| *k == kind) {
+                        Some((_, r)) => Some(r),
                         None => continue,
                     },
-                    None => None,
                 };
-                for subject in SUBJECTS.iter().filter(|s| s.peer == group) {
-                    if let Err(e) = self.speed_subject(subject, running.as_ref(), results).await {
-                        eprintln!("  {}: {e:#}", subject.name);
-                        results.notes.push(format!(
-                            "{} (repetition {}): {e:#}",
-                            subject.name,
-                            rep + 1
-                        ));
-                    }
+                match s.route(self.origin, proxy, self.pki) {
+                    Ok(route) => routes.push((s, route)),
+                    Err(e) => results.notes.push(format!("{}: {e:#}", s.name)),
                 }
             }
+            for case in CASES {
+                let mut line = format!("  {case:?}:");
+                for i in 0..routes.len() {
+                    let (s, route) = &routes[(i + rep) % routes.len()];
+                    if !case.applies(s) {
+                        continue;
+                    }
+                    match self.measure(case, s, route, rep, results).await {
+                        Ok(shown) => line += &format!(" {} {shown};", s.name),
+                        Err(e) => {
+                            line += &format!(" {} failed;", s.name);
+                            results.notes.push(format!(
+                                "{} {case:?} (repetition {}): {e:#}",
+                                s.name,
+                                rep + 1
+                            ));
+                        }
+                    }
+                }
+                eprintln!("{line}");
+            }
+            drop(running);
         }
     }
 
-    async fn speed_subject(
+    /// One measurement; returns the figure as shown in the progress line.
+    async fn measure(
         &self,
+        case: Case,
         s: &Subject,
-        running: Option<&Running>,
+        route: &Route,
+        rep: usize,
         results: &mut Results,
-    ) -> Result<()> {
-        let route = s.route(self.origin, running, self.pki)?;
+    ) -> Result<String> {
         let o = self.opts;
-        let mut line = format!("  {:<22}", s.name);
-        if !s.rate_only {
-            let mut cases = vec![
-                (Metric::Tls1, Port::Tls, 1),
-                (Metric::Tls8, Port::Tls, MULTI_STREAMS),
-            ];
-            if !s.intercept {
-                cases.splice(
-                    0..0,
-                    [
-                        (Metric::Raw1, Port::Raw, 1),
-                        (Metric::Raw8, Port::Raw, MULTI_STREAMS),
-                    ],
-                );
-            }
-            for (metric, port, streams) in cases {
-                match scenarios::throughput(&route, port, streams, o.tput_warmup, o.tput_length)
-                    .await
-                {
-                    Ok(mib) => {
-                        results.push(s.name, metric, mib);
-                        line += &format!(" {metric:?} {mib:.0} MiB/s");
-                    }
-                    Err(e) => results.notes.push(format!("{} {metric:?}: {e:#}", s.name)),
+        let (metric, port, streams) = match case {
+            Case::Raw1 => (Metric::Raw1, Port::Raw, 1),
+            Case::Raw8 => (Metric::Raw8, Port::Raw, MULTI_STREAMS),
+            Case::Tls1 => (Metric::Tls1, Port::Tls, 1),
+            Case::Tls8 => (Metric::Tls8, Port::Tls, MULTI_STREAMS),
+            Case::Rate => {
+                let rate =
+                    scenarios::connect_rate(route, o.rate_concurrency, o.rate_length).await?;
+                results.push(s.name, Metric::ConnPerSec, rep, rate.per_sec);
+                results.push(s.name, Metric::P50Ms, rep, rate.p50_ms);
+                results.push(s.name, Metric::P99Ms, rep, rate.p99_ms);
+                results.add_rate_errors(s.name, rate.errors);
+                if let Some(e) = rate.first_error {
+                    results.notes.push(format!(
+                        "{}: {} failed connections, first: {e}",
+                        s.name, rate.errors
+                    ));
                 }
+                return Ok(format!("{:.0}/s p50 {:.1} ms", rate.per_sec, rate.p50_ms));
             }
-        }
-        let rate = scenarios::connect_rate(&route, o.rate_concurrency, o.rate_length).await?;
-        results.push(s.name, Metric::ConnPerSec, rate.per_sec);
-        results.push(s.name, Metric::P50Ms, rate.p50_ms);
-        results.push(s.name, Metric::P99Ms, rate.p99_ms);
-        results.add_rate_errors(s.name, rate.errors);
-        if let Some(e) = rate.first_error {
-            results.notes.push(format!(
-                "{}: {} failed connections, first: {e}",
-                s.name, rate.errors
-            ));
-        }
-        eprintln!(
-            "{line} | {:.0} conn/s p50 {:.2} ms p99 {:.2} ms",
-            rate.per_sec, rate.p50_ms, rate.p99_ms
-        );
-        Ok(())
+        };
+        let mib = scenarios::throughput(route, port, streams, o.tput_warmup, o.tput_length).await?;
+        results.push(s.name, metric, rep, mib);
+        Ok(format!("{mib:.0} MiB/s"))
     }
 
     /// Idle connections held open, on a fresh proxy for each count.
