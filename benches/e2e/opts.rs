@@ -1,0 +1,114 @@
+//! Options of the e2e benchmark, from the arguments after `cargo bench --bench e2e --` and
+//! from E2E_* environment variables. Parses only; runs nothing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+pub const USAGE: &str = "\
+cargo bench --bench e2e [-- OPTIONS]
+  --quick          short run (~3 min): 2 repetitions, short windows, 1,000 idle tunnels, 2 GiB download
+  --reps N         repetitions of the speed scenarios (default 5; quick 2)
+  --only A,B       only these proxies (ward, ward-logs, squid, tinyproxy, dante,
+                   mitmproxy-tunnel, mitmproxy-intercept); direct always runs
+  --no-memory      skip the idle-connection and large-download memory scenarios
+  --ward PATH      the ward binary (default: the one cargo built for this bench)
+Environment: E2E_QUICK=1, E2E_REPS=N, E2E_ONLY=A,B, E2E_NO_MEMORY=1, WARD_BIN=PATH";
+
+pub struct Options {
+    pub quick: bool,
+    pub reps: usize,
+    pub only: Option<Vec<String>>,
+    pub memory: bool,
+    pub tput_warmup: Duration,
+    pub tput_length: Duration,
+    pub rate_length: Duration,
+    pub rate_concurrency: usize,
+    pub idle_counts: Vec<usize>,
+    /// How long building up the idle connections of one measurement may take.
+    pub idle_cap: Duration,
+    pub download_bytes: u64,
+    pub download_cap: Duration,
+    pub ward_bin: Option<PathBuf>,
+    /// The command as typed, for the report.
+    pub command: String,
+}
+
+const GIB: u64 = 1 << 30;
+/// Concurrency of the new-connection scenario: a busy browser-like client population.
+const RATE_CONCURRENCY: usize = 16;
+
+fn flag_env(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+impl Options {
+    pub fn parse() -> Result<Options> {
+        // cargo passes `--bench` to every bench target; it means nothing here.
+        let args: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--bench")
+            .collect();
+        let mut quick = flag_env("E2E_QUICK");
+        let mut reps = std::env::var("E2E_REPS")
+            .ok()
+            .map(|v| v.parse())
+            .transpose()?;
+        let mut only = std::env::var("E2E_ONLY").ok();
+        let mut memory = !flag_env("E2E_NO_MEMORY");
+        let mut ward_bin = std::env::var_os("WARD_BIN").map(PathBuf::from);
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--no-memory" => memory = false,
+                "--reps" => reps = Some(it.next().map(|v| v.parse()).transpose()?.unwrap_or(0)),
+                "--only" => only = it.next().cloned(),
+                "--ward" => ward_bin = it.next().map(PathBuf::from),
+                "-h" | "--help" => bail!("{USAGE}"),
+                other => bail!("unknown option {other:?}\n{USAGE}"),
+            }
+        }
+        let reps = reps.unwrap_or(if quick { 2 } else { 5 });
+        if reps == 0 {
+            bail!("--reps must be at least 1");
+        }
+        let ward_bin = ward_bin.or_else(|| option_env!("CARGO_BIN_EXE_ward").map(PathBuf::from));
+        let mut command = String::from("cargo bench --bench e2e");
+        if !args.is_empty() {
+            command = format!("{command} -- {}", args.join(" "));
+        }
+        Ok(Options {
+            quick,
+            reps,
+            only: only.map(|s| {
+                s.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            }),
+            memory,
+            tput_warmup: Duration::from_millis(if quick { 150 } else { 250 }),
+            tput_length: Duration::from_millis(if quick { 400 } else { 1000 }),
+            rate_length: Duration::from_millis(if quick { 800 } else { 2000 }),
+            rate_concurrency: RATE_CONCURRENCY,
+            idle_counts: if quick {
+                vec![1_000]
+            } else {
+                vec![1_000, 10_000]
+            },
+            idle_cap: Duration::from_secs(if quick { 15 } else { 40 }),
+            download_bytes: if quick { 2 * GIB } else { 10 * GIB },
+            download_cap: Duration::from_secs(if quick { 8 } else { 25 }),
+            ward_bin,
+            command,
+        })
+    }
+
+    pub fn wants(&self, peer: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|p| p == peer))
+    }
+}

@@ -1,0 +1,190 @@
+//! Child processes of the benchmark and what it reads about them: a guard that kills the
+//! child's whole process group on drop (panics included), resident memory from /proc, the
+//! file-descriptor limit, free loopback ports. Kills only what it started, by process group.
+
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// How long a child gets to exit on SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(3);
+const POLL: Duration = Duration::from_millis(25);
+/// Wanted file-descriptor limit: 10,000 tunnels cost the bench process 20,000 descriptors
+/// (client side and origin side) and the proxy as many again.
+const WANTED_NOFILE: u64 = 131_072;
+
+/// A running child; dropping it ends its process group.
+pub struct ChildGuard {
+    child: Child,
+    name: String,
+}
+
+impl ChildGuard {
+    /// Starts `cmd` in its own process group, and asks the kernel to kill it should this
+    /// process die without running destructors (SIGKILL, abort).
+    pub fn spawn(name: &str, cmd: &mut Command) -> Result<ChildGuard> {
+        cmd.process_group(0);
+        // SAFETY: the closure runs between fork and exec and only calls prctl, which is
+        // async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        Ok(ChildGuard {
+            child,
+            name: name.to_owned(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Ok while running; the exit status once it has stopped.
+    pub fn check_running(&mut self) -> Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => bail!("{} exited: {status}", self.name),
+        }
+    }
+
+    fn signal_group(&self, signal: libc::c_int) {
+        let Ok(pgid) = libc::pid_t::try_from(self.child.id()) else {
+            return;
+        };
+        // SAFETY: kill has no memory effects; the group is the one this guard created.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.signal_group(libc::SIGTERM);
+        let deadline = Instant::now() + TERM_GRACE;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        // Helpers the child forked (Squid's certgen, Dante's workers) share its group.
+        self.signal_group(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// Memory of a proxy: every process in the group led by its main process (Squid and Dante
+/// fork helpers and workers, and their memory is the proxy's memory too).
+#[derive(Clone, Copy, Default)]
+pub struct Mem {
+    /// VmRSS summed over the group: counts pages the processes share once per process.
+    pub rss_kib: u64,
+    /// Pss summed over the group: shared pages split between their users, so the sum is
+    /// what the group costs. For one process it is VmRSS less its share of shared libraries.
+    pub pss_kib: u64,
+}
+
+pub fn group_memory(leader: u32) -> Mem {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Mem::default();
+    };
+    let mut total = Mem::default();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if process_group_of(pid) == Some(leader) {
+            total.rss_kib += kib_field(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0);
+            total.pss_kib += kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:").unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn process_group_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // state, ppid, pgrp
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// A `Name:  123 kB` line of a /proc file.
+fn kib_field(path: &str, name: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Raises RLIMIT_NOFILE as far as the system lets this process (children inherit it).
+/// Returns the soft limit in force afterwards.
+pub fn raise_nofile_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read only the struct passed by reference.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let wanted = WANTED_NOFILE.min(nr_open.unwrap_or(WANTED_NOFILE));
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: wanted.max(limit.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            // Without CAP_SYS_RESOURCE the hard limit is the ceiling.
+            let capped = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &capped);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}
+
+/// A loopback port free right now (the OS picks it; it is released for the child to bind).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until `port` accepts a connection, failing early if the child exits.
+pub fn wait_listening(child: &mut ChildGuard, port: u16, limit: Duration) -> Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        child.check_running()?;
+        if TcpStream::connect_timeout(&addr, POLL * 4).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(POLL * 2);
+    }
+    bail!("{} not listening on {addr} after {limit:?}", child.name)
+}
+
+/// The last lines of a log file, for error messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

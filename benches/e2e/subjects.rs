@@ -1,0 +1,173 @@
+//! What is measured: one row of the report per subject (a proxy used one way: tunnel or
+//! intercept, CONNECT or SOCKS5), and the client route that reaches the origin through it.
+
+use anyhow::Result;
+
+use crate::client::{Front, Route};
+use crate::origin::Origin;
+use crate::peers::{PeerKind, Running};
+use crate::pki::{ALPN_H1, ALPN_H2, INSPECT_NAME, ORIGIN_NAME, Pki, client_config};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Direct,
+    Connect,
+    Socks5,
+}
+
+pub struct Subject {
+    pub name: &'static str,
+    pub peer: Option<PeerKind>,
+    pub via: Via,
+    /// The proxy is told our `hosts` (ward's `hosts`, Squid's `hosts_file`) and is asked for
+    /// the name; the others resolve with the system and are asked for 127.0.0.1.
+    pub by_name: bool,
+    pub intercept: bool,
+    /// Measured only for the new-connection rate (the logging-cost rows).
+    pub rate_only: bool,
+    /// Also measured in the idle-memory scenario.
+    pub memory: bool,
+}
+
+const fn subject(
+    name: &'static str,
+    peer: Option<PeerKind>,
+    via: Via,
+    by_name: bool,
+    intercept: bool,
+) -> Subject {
+    Subject {
+        name,
+        peer,
+        via,
+        by_name,
+        intercept,
+        rate_only: false,
+        memory: true,
+    }
+}
+
+pub const SUBJECTS: &[Subject] = &[
+    Subject {
+        memory: false,
+        ..subject("direct", None, Via::Direct, true, false)
+    },
+    subject("ward", Some(PeerKind::Ward), Via::Connect, true, false),
+    Subject {
+        memory: false,
+        ..subject(
+            "ward socks5",
+            Some(PeerKind::Ward),
+            Via::Socks5,
+            true,
+            false,
+        )
+    },
+    subject(
+        "ward inspect",
+        Some(PeerKind::Ward),
+        Via::Connect,
+        true,
+        true,
+    ),
+    Subject {
+        rate_only: true,
+        memory: false,
+        ..subject(
+            "ward, logs on",
+            Some(PeerKind::WardLogs),
+            Via::Connect,
+            true,
+            false,
+        )
+    },
+    Subject {
+        rate_only: true,
+        memory: false,
+        ..subject(
+            "ward inspect, logs on",
+            Some(PeerKind::WardLogs),
+            Via::Connect,
+            true,
+            true,
+        )
+    },
+    subject(
+        "squid peek+splice",
+        Some(PeerKind::Squid),
+        Via::Connect,
+        true,
+        false,
+    ),
+    subject(
+        "squid ssl-bump",
+        Some(PeerKind::Squid),
+        Via::Connect,
+        true,
+        true,
+    ),
+    subject(
+        "tinyproxy",
+        Some(PeerKind::Tinyproxy),
+        Via::Connect,
+        false,
+        false,
+    ),
+    subject("dante", Some(PeerKind::Dante), Via::Socks5, false, false),
+    subject(
+        "mitmproxy tunnel",
+        Some(PeerKind::MitmTunnel),
+        Via::Connect,
+        false,
+        false,
+    ),
+    subject(
+        "mitmproxy intercept",
+        Some(PeerKind::MitmIntercept),
+        Via::Connect,
+        false,
+        true,
+    ),
+];
+
+impl Subject {
+    pub fn sni(&self) -> &'static str {
+        if self.intercept {
+            INSPECT_NAME
+        } else {
+            ORIGIN_NAME
+        }
+    }
+
+    /// The client route through `running` (None for direct).
+    pub fn route(&self, origin: &Origin, running: Option<&Running>, pki: &Pki) -> Result<Route> {
+        let proxy = |r: Option<&Running>| -> Result<std::net::SocketAddr> {
+            let r = r.ok_or_else(|| anyhow::anyhow!("{} needs a running proxy", self.name))?;
+            Ok(std::net::SocketAddr::from(([127, 0, 0, 1], r.port)))
+        };
+        let front = match self.via {
+            Via::Direct => Front::Direct,
+            Via::Connect => Front::Connect(proxy(running)?),
+            Via::Socks5 => Front::Socks5(proxy(running)?),
+        };
+        // A tunnel must show the origin's own certificate; an interception the proxy's.
+        let ca = match running {
+            Some(r) if self.intercept => r.intercept_ca_pem.as_str(),
+            _ => pki.bench_ca_pem.as_str(),
+        };
+        let host = if self.by_name {
+            self.sni().to_owned()
+        } else {
+            "127.0.0.1".to_owned()
+        };
+        Ok(Route {
+            front,
+            host,
+            sni: self.sni(),
+            raw_origin: origin.raw_addr,
+            tls_origin: origin.tls_addr,
+            tls_h1: client_config(ca, &[ALPN_H1])?,
+            tls_h2: client_config(ca, &[ALPN_H2, ALPN_H1])?,
+        })
+    }
+}
