@@ -27,7 +27,7 @@ pub const MAX_LEAF_VALIDITY: Duration = Duration::from_secs(397 * 24 * 3600);
 /// proxy never hands out a certificate near its end.
 const CACHE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Upstream certificates can list hundreds of names; copying more would bloat every handshake.
-const MAX_EXTRA_SANS: usize = 32;
+pub(crate) const MAX_EXTRA_SANS: usize = 32;
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
 /// A forged leaf and when the cache should stop handing it out.
@@ -186,7 +186,8 @@ fn leaf_params(
     let mut sans = vec![san_for(name)?];
     for extra in extra_sans.iter().take(MAX_EXTRA_SANS) {
         // An unusable upstream name is skipped: the primary name is what the client checks.
-        if let Ok(san) = parse_san(extra)
+        // DNS names only: an IP SAN would invite clients to reuse this connection by address.
+        if let Ok(san @ SanType::DnsName(_)) = parse_san(extra)
             && !sans.contains(&san)
         {
             sans.push(san);
