@@ -140,14 +140,6 @@ fn inspect_reports_an_untrusted_origin_as_502_inside_the_forged_tls() {
     );
 }
 
-/// The flow records (target `ward::flow`) ward has logged so far.
-pub fn flow_records(ward: &Ward) -> Vec<serde_json::Value> {
-    ward.records()
-        .into_iter()
-        .filter(|v| v["target"] == "ward::flow")
-        .collect()
-}
-
 /// Waits (bounded) for a flow record matching `pred`, panicking with the log if none comes.
 pub fn expect_flow(
     ward: &Ward,

@@ -233,7 +233,8 @@ fn inspect_chromium_loads_an_inspected_and_a_tunnelled_page() {
     let ca = ward_ca(&ward);
     let proxy = format!("--proxy-server=http://{}", ward.addr);
     let inspected = o.https("site.lab.test", "/");
-    let out = chromium::dump_dom_trusting(&[Path::new(&ca)], &[proxy.clone()], &inspected);
+    let out =
+        chromium::dump_dom_trusting(&[Path::new(&ca)], std::slice::from_ref(&proxy), &inspected);
     assert!(
         out.stdout.contains(PAGE_MARKER),
         "Chromium must render the inspected page: {out:#?}\nward log:\n{}",
