@@ -95,6 +95,24 @@ impl LeafCache {
         self.slots.is_empty()
     }
 
+    /// The cached leaf for `name` if there is a fresh one, else one forged for this use only
+    /// and not cached: when the origin could not be reached its names are unknown, and a
+    /// transient failure must not fix a leaf without them for the cache's lifetime.
+    pub fn get_or_forge_uncached(
+        &self,
+        name: &LeafName,
+        now: SystemTime,
+    ) -> Result<Arc<CertifiedKey>, MitmError> {
+        if let Some(slot) = self.slots.get(name)
+            && let Some(Ok(leaf)) = slot.0.get()
+            && now < leaf.refresh_at
+        {
+            return Ok(leaf.key.clone());
+        }
+        self.forged.fetch_add(1, Ordering::Relaxed);
+        self.forge(name, &[], now).map(|leaf| leaf.key)
+    }
+
     /// The leaf for `name`, forged on first use. `extra_sans` (e.g. the upstream certificate's
     /// names) only count when the leaf is forged; the cache is keyed by `name` alone.
     pub fn get_or_forge(
@@ -345,6 +363,24 @@ mod tests {
         let later = now + CACHE_MAX_AGE + Duration::from_secs(1);
         let c = cache.get_or_forge(&name("x.test"), &[], later).unwrap();
         assert!(!Arc::ptr_eq(&a, &c), "stale leaf re-forged");
+    }
+
+    #[test]
+    fn uncached_forge_uses_a_cached_leaf_but_never_fills_the_cache() {
+        let (_dir, cache) = cache();
+        let now = SystemTime::now();
+        let a = cache.get_or_forge_uncached(&name("a.test"), now).unwrap();
+        assert!(
+            cache.is_empty(),
+            "a leaf forged without the origin's names is not kept"
+        );
+        let extra = ["www.a.test".to_string()];
+        let b = cache.get_or_forge(&name("a.test"), &extra, now).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        verify(&cache, &b, "www.a.test").unwrap();
+        let c = cache.get_or_forge_uncached(&name("a.test"), now).unwrap();
+        assert!(Arc::ptr_eq(&b, &c), "a fresh cached leaf is reused");
+        assert_eq!(cache.forged(), 2);
     }
 
     /// Rough forge cost: `cargo test --lib forge_timing -- --ignored --nocapture`.

@@ -146,7 +146,8 @@ struct Session<'a> {
 struct LeafRequest<'a> {
     name: &'a Host,
     /// The origin's DNS names, added to a leaf when it is forged (not on a cache hit).
-    extra_sans: &'a [String],
+    /// `None` when the origin's handshake failed: the leaf is then not cached.
+    extra_sans: Option<&'a [String]>,
     alpn: Option<Vec<u8>>,
 }
 
@@ -236,10 +237,10 @@ impl Interceptor {
             Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
             Err(_) => fallback_alpn(&offered),
         };
-        let extra_sans = origin.as_ref().map(upstream_sans).unwrap_or_default();
+        let extra_sans = origin.as_ref().ok().map(upstream_sans);
         let leaf = LeafRequest {
             name: &name,
-            extra_sans: &extra_sans,
+            extra_sans: extra_sans.as_deref(),
             alpn: alpn.clone(),
         };
         let tls = match self.accept_client(start, leaf, &ctx).await? {
@@ -356,10 +357,12 @@ impl Interceptor {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let name = leaf.name;
-        let key = self
-            .leaves
-            .get_or_forge(name, leaf.extra_sans, SystemTime::now())
-            .map_err(|e| ProxyError::local(ErrorKind::Internal, e.to_string()))?;
+        let now = SystemTime::now();
+        let key = match leaf.extra_sans {
+            Some(sans) => self.leaves.get_or_forge(name, sans, now),
+            None => self.leaves.get_or_forge_uncached(name, now),
+        }
+        .map_err(|e| ProxyError::local(ErrorKind::Internal, e.to_string()))?;
         let mut config = self.server_base.clone();
         config.cert_resolver = Arc::new(SingleCertAndKey::from(key));
         config.alpn_protocols = leaf.alpn.into_iter().collect();
