@@ -154,6 +154,7 @@ async fn tunnel_path(
                 connect_target: t.request.target.clone(),
                 rule: rec.rule.clone(),
                 alpn_offered: hello.alpn.clone(),
+                deny_host_mismatch: cfg.sni_mismatch == Toggle::Deny,
             };
             let client = PrefixedStream::new(buf.freeze(), t.stream);
             let done = interceptor

@@ -1,4 +1,4 @@
-//! ward's command line: run | check | explain | ca. The only place that uses anyhow and decides
+//! ward's command line: run | check | explain | ca | flows. The only place that uses anyhow and decides
 //! exit codes; everything else returns typed errors.
 
 use std::io::IsTerminal;
@@ -64,6 +64,21 @@ enum Command {
     Ca {
         #[command(subcommand)]
         action: CaAction,
+    },
+    /// The flow records of inspected connections (the policy's `flows:` file).
+    Flows {
+        #[command(subcommand)]
+        action: FlowsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlowsAction {
+    /// Print the flow records as a HAR 1.2 log (JSON) on stdout.
+    Har {
+        /// The JSON-lines file to read. Default: the policy's `flows` path.
+        #[arg(long)]
+        input: Option<PathBuf>,
     },
 }
 
@@ -149,7 +164,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (config, _) = load_config(cli.config.as_deref())?;
             ca_command(&config, action)
         }
+        Command::Flows {
+            action: FlowsAction::Har { input },
+        } => flows_har(cli.config.as_deref(), input),
     }
+}
+
+fn flows_har(config: Option<&Path>, input: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let path = match input {
+        Some(p) => p,
+        None => load_config(config)?
+            .0
+            .flows
+            .context("the policy sets no `flows:` file; set one, or pass --input FILE")?,
+    };
+    let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+    let har = ward::mitm::har::har_from_lines(std::io::BufReader::new(file))
+        .with_context(|| format!("read {}", path.display()))?;
+    if har.skipped > 0 {
+        tracing::warn!(skipped = har.skipped, path = %path.display(), "lines that are not flow records were skipped");
+    }
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &har.doc)?;
+    writeln!(out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ca_command(config: &Config, action: CaAction) -> anyhow::Result<ExitCode> {

@@ -27,7 +27,7 @@ pub const MAX_LEAF_VALIDITY: Duration = Duration::from_secs(397 * 24 * 3600);
 /// proxy never hands out a certificate near its end.
 const CACHE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Upstream certificates can list hundreds of names; copying more would bloat every handshake.
-const MAX_EXTRA_SANS: usize = 32;
+pub(crate) const MAX_EXTRA_SANS: usize = 32;
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
 /// A forged leaf and when the cache should stop handing it out.
@@ -93,6 +93,24 @@ impl LeafCache {
 
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// The cached leaf for `name` if there is a fresh one, else one forged for this use only
+    /// and not cached: when the origin could not be reached its names are unknown, and a
+    /// transient failure must not fix a leaf without them for the cache's lifetime.
+    pub fn get_or_forge_uncached(
+        &self,
+        name: &LeafName,
+        now: SystemTime,
+    ) -> Result<Arc<CertifiedKey>, MitmError> {
+        if let Some(slot) = self.slots.get(name)
+            && let Some(Ok(leaf)) = slot.0.get()
+            && now < leaf.refresh_at
+        {
+            return Ok(leaf.key.clone());
+        }
+        self.forged.fetch_add(1, Ordering::Relaxed);
+        self.forge(name, &[], now).map(|leaf| leaf.key)
     }
 
     /// The leaf for `name`, forged on first use. `extra_sans` (e.g. the upstream certificate's
@@ -186,7 +204,8 @@ fn leaf_params(
     let mut sans = vec![san_for(name)?];
     for extra in extra_sans.iter().take(MAX_EXTRA_SANS) {
         // An unusable upstream name is skipped: the primary name is what the client checks.
-        if let Ok(san) = parse_san(extra)
+        // DNS names only: an IP SAN would invite clients to reuse this connection by address.
+        if let Ok(san @ SanType::DnsName(_)) = parse_san(extra)
             && !sans.contains(&san)
         {
             sans.push(san);
@@ -344,6 +363,24 @@ mod tests {
         let later = now + CACHE_MAX_AGE + Duration::from_secs(1);
         let c = cache.get_or_forge(&name("x.test"), &[], later).unwrap();
         assert!(!Arc::ptr_eq(&a, &c), "stale leaf re-forged");
+    }
+
+    #[test]
+    fn uncached_forge_uses_a_cached_leaf_but_never_fills_the_cache() {
+        let (_dir, cache) = cache();
+        let now = SystemTime::now();
+        let a = cache.get_or_forge_uncached(&name("a.test"), now).unwrap();
+        assert!(
+            cache.is_empty(),
+            "a leaf forged without the origin's names is not kept"
+        );
+        let extra = ["www.a.test".to_string()];
+        let b = cache.get_or_forge(&name("a.test"), &extra, now).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        verify(&cache, &b, "www.a.test").unwrap();
+        let c = cache.get_or_forge_uncached(&name("a.test"), now).unwrap();
+        assert!(Arc::ptr_eq(&b, &c), "a fresh cached leaf is reused");
+        assert_eq!(cache.forged(), 2);
     }
 
     /// Rough forge cost: `cargo test --lib forge_timing -- --ignored --nocapture`.

@@ -1,5 +1,6 @@
-//! Just enough DER reading to learn a certificate's validity window from its bytes. Pure; it
-//! must not grow into a general X.509 parser (rcgen and rustls already verify what matters).
+//! Just enough DER reading to learn a certificate's validity window, common name and DNS
+//! subject alternative names from its bytes. Pure; it must not grow into a general X.509 parser
+//! (rcgen and rustls already verify what matters), and reads only certificates already verified.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,6 +12,17 @@ const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 const TAG_VERSION: u8 = 0xA0;
 const TAG_UTC_TIME: u8 = 0x17;
 const TAG_GENERALIZED_TIME: u8 = 0x18;
+/// `[3] EXPLICIT Extensions` in the TBSCertificate.
+const TAG_EXTENSIONS: u8 = 0xA3;
+const TAG_BOOLEAN: u8 = 0x01;
+const TAG_OCTET_STRING: u8 = 0x04;
+/// GeneralName `dNSName [2] IA5String`, implicitly tagged.
+const TAG_DNS_NAME: u8 = 0x82;
+/// 2.5.29.17 (id-ce-subjectAltName), content octets.
+const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+/// RFC 1035: a name in text is at most 253 octets; one label at most 63.
+const MAX_DNS_NAME: usize = 253;
+const MAX_DNS_LABEL: usize = 63;
 
 /// One DER element: (tag, content, rest of the input). Lengths beyond 4 bytes are refused:
 /// no certificate needs them, and they would only serve an attacker.
@@ -81,6 +93,80 @@ pub(crate) fn subject_common_name(cert_der: &[u8]) -> Option<String> {
     None
 }
 
+/// The `dNSName` entries of the certificate's subjectAltName, lowercased, at most `max`, each
+/// with valid DNS syntax (a leading `*.` allowed); anything else in the list is skipped.
+pub(crate) fn san_dns_names(cert_der: &[u8], max: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let Some(mut list) = subject_alt_names(cert_der) else {
+        return names;
+    };
+    while names.len() < max {
+        let Some((tag, value, rest)) = element(list) else {
+            break;
+        };
+        list = rest;
+        if tag != TAG_DNS_NAME {
+            continue;
+        }
+        if let Ok(text) = std::str::from_utf8(value)
+            && is_dns_name(text)
+        {
+            let name = text.to_ascii_lowercase();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// The content of the subjectAltName extension's GeneralNames SEQUENCE.
+fn subject_alt_names(cert_der: &[u8]) -> Option<&[u8]> {
+    let (cert, _) = expect(cert_der, TAG_SEQUENCE)?;
+    let (tbs, _) = expect(cert, TAG_SEQUENCE)?;
+    // Extensions are the TBS's last field; each step consumes bytes, so this ends.
+    let mut rest = tbs;
+    let extensions = loop {
+        let (tag, content, next) = element(rest)?;
+        if tag == TAG_EXTENSIONS {
+            break content;
+        }
+        rest = next;
+    };
+    let (mut list, _) = expect(extensions, TAG_SEQUENCE)?;
+    while !list.is_empty() {
+        let (ext, next) = expect(list, TAG_SEQUENCE)?;
+        list = next;
+        let (oid, mut body) = expect(ext, TAG_OID)?;
+        if oid != OID_SUBJECT_ALT_NAME {
+            continue;
+        }
+        if body.first() == Some(&TAG_BOOLEAN) {
+            body = element(body)?.2;
+        }
+        let (value, _) = expect(body, TAG_OCTET_STRING)?;
+        return expect(value, TAG_SEQUENCE).map(|(names, _)| names);
+    }
+    None
+}
+
+/// LDH labels separated by dots, optionally `*.` first; no IP literals (those are not DNS names).
+fn is_dns_name(text: &str) -> bool {
+    let bare = text.strip_prefix("*.").unwrap_or(text);
+    if bare.is_empty() || text.len() > MAX_DNS_NAME || bare.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    bare.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= MAX_DNS_LABEL
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 /// UTCTime `YYMMDDHHMMSSZ` (RFC 5280: years 50..99 are 19xx) or GeneralizedTime
 /// `YYYYMMDDHHMMSSZ`.
 fn parse_time(tag: u8, text: &[u8]) -> Option<SystemTime> {
@@ -137,5 +223,43 @@ mod tests {
             assert!(validity(&der[..i]).is_none());
         }
         assert!(validity(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+        for i in 0..der.len() {
+            // Truncation may leave a readable prefix of the list, never a panic or junk.
+            let names = san_dns_names(&der[..i], 8);
+            assert!(names.iter().all(|n| n == "a.test"), "{names:?}");
+        }
+    }
+
+    #[test]
+    fn dns_sans_are_read_bounded_and_filtered() {
+        let names = vec![
+            "Origin.Test".to_string(),
+            "*.lab.test".into(),
+            "127.0.0.1".into(),
+            "localhost".into(),
+            "origin.test".into(),
+        ];
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::Rfc822Name("a@b.test".try_into().unwrap()));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        assert_eq!(
+            san_dns_names(&der, 10),
+            ["origin.test", "*.lab.test", "localhost"]
+        );
+        assert_eq!(san_dns_names(&der, 1), ["origin.test"]);
+        assert!(san_dns_names(b"\x30\x00", 10).is_empty());
+        assert!(!is_dns_name("a..b") && !is_dns_name("-a.b") && !is_dns_name("a b"));
+        assert!(!is_dns_name("*.") && !is_dns_name("::1") && is_dns_name("x-1.b_c.test"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = san_dns_names(&bytes, 4);
+            let _ = validity(&bytes);
+        }
     }
 }

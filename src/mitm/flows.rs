@@ -36,6 +36,11 @@ pub struct FlowRecord {
     pub client: SocketAddr,
     pub user: Option<String>,
     pub sni: Option<String>,
+    /// The CONNECT (or SOCKS5) target, `host:port`.
+    pub connect: Option<String>,
+    /// Which names disagree: `connect_sni` (CONNECT host vs SNI), `sni_authority` (the
+    /// request's Host / `:authority` vs the TLS server name). Empty when all agree.
+    pub mismatch: Vec<&'static str>,
     pub method: String,
     pub authority: Option<String>,
     pub path: String,
@@ -64,6 +69,8 @@ impl FlowRecord {
             client: SocketAddr::from(([0, 0, 0, 0], 0)),
             user: None,
             sni: None,
+            connect: None,
+            mismatch: Vec::new(),
             method: req.method().to_string(),
             authority,
             path: uri
@@ -157,11 +164,14 @@ impl FlowSink {
     }
 
     pub fn emit(&self, rec: &FlowRecord) {
+        let mismatch = (!rec.mismatch.is_empty()).then(|| rec.mismatch.join(","));
         tracing::info!(
             target: "ward::flow",
             client = %rec.client,
             user = rec.user.as_deref(),
             sni = rec.sni.as_deref(),
+            connect = rec.connect.as_deref(),
+            mismatch = mismatch.as_deref(),
             method = %rec.method,
             authority = rec.authority.as_deref(),
             path = %rec.path,

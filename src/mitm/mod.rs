@@ -7,6 +7,7 @@ pub mod ca;
 pub mod certs;
 mod der;
 pub mod flows;
+pub mod har;
 pub mod pinning;
 mod relay;
 mod upstream;
@@ -82,6 +83,9 @@ pub struct FlowContext {
     pub rule: Option<String>,
     /// Informational; the ALPN list offered upstream is read from the ClientHello itself.
     pub alpn_offered: Vec<String>,
+    /// `sni_mismatch: deny`: a request whose Host / `:authority` names another site than the
+    /// TLS server name is answered 421 Misdirected Request instead of being relayed.
+    pub deny_host_mismatch: bool,
 }
 
 #[derive(Debug)]
@@ -136,6 +140,15 @@ struct Session<'a> {
     protocol: Protocol,
     name: &'a Host,
     shutdown: &'a CancellationToken,
+}
+
+/// What the client's side of the handshake presents.
+struct LeafRequest<'a> {
+    name: &'a Host,
+    /// The origin's DNS names, added to a leaf when it is forged (not on a cache hit).
+    /// `None` when the origin's handshake failed: the leaf is then not cached.
+    extra_sans: Option<&'a [String]>,
+    alpn: Option<Vec<u8>>,
 }
 
 enum Accepted<IO> {
@@ -224,7 +237,13 @@ impl Interceptor {
             Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
             Err(_) => fallback_alpn(&offered),
         };
-        let tls = match self.accept_client(start, &name, alpn.clone(), &ctx).await? {
+        let extra_sans = origin.as_ref().ok().map(upstream_sans);
+        let leaf = LeafRequest {
+            name: &name,
+            extra_sans: extra_sans.as_deref(),
+            alpn: alpn.clone(),
+        };
+        let tls = match self.accept_client(start, leaf, &ctx).await? {
             Accepted::Stream(tls) => tls,
             Accepted::Rejected(alert) => {
                 let outcome = InterceptOutcome::ClientRejectedCertificate { alert };
@@ -281,6 +300,7 @@ impl Interceptor {
                 (failed(&err), Some(err))
             }
         };
+        let connect_host = &ctx.connect_target.host;
         let relay = Arc::new(Relay {
             upstream: sender,
             meta: FlowMeta {
@@ -288,6 +308,10 @@ impl Interceptor {
                 user: ctx.user,
                 sni: Some(name.to_string()),
                 rule: ctx.rule,
+                connect: ctx.connect_target.to_string(),
+                connect_mismatch: names_differ(connect_host, name),
+                tls_name: name.clone(),
+                deny_host_mismatch: ctx.deny_host_mismatch,
             },
             sink: self.flows.clone(),
             requests: AtomicU64::new(0),
@@ -326,20 +350,22 @@ impl Interceptor {
     async fn accept_client<IO>(
         &self,
         start: StartHandshake<IO>,
-        name: &Host,
-        alpn: Option<Vec<u8>>,
+        leaf: LeafRequest<'_>,
         ctx: &FlowContext,
     ) -> Result<Accepted<IO>, ProxyError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let leaf = self
-            .leaves
-            .get_or_forge(name, &[], SystemTime::now())
-            .map_err(|e| ProxyError::local(ErrorKind::Internal, e.to_string()))?;
+        let name = leaf.name;
+        let now = SystemTime::now();
+        let key = match leaf.extra_sans {
+            Some(sans) => self.leaves.get_or_forge(name, sans, now),
+            None => self.leaves.get_or_forge_uncached(name, now),
+        }
+        .map_err(|e| ProxyError::local(ErrorKind::Internal, e.to_string()))?;
         let mut config = self.server_base.clone();
-        config.cert_resolver = Arc::new(SingleCertAndKey::from(leaf));
-        config.alpn_protocols = alpn.into_iter().collect();
+        config.cert_resolver = Arc::new(SingleCertAndKey::from(key));
+        config.alpn_protocols = leaf.alpn.into_iter().collect();
         let accept = start.into_stream(Arc::new(config));
         match tokio::time::timeout(self.handshake_timeout, accept).await {
             Ok(Ok(tls)) => Ok(Accepted::Stream(Box::new(tls))),
@@ -365,6 +391,22 @@ impl Interceptor {
             )),
         }
     }
+}
+
+/// The verified origin leaf's DNS names, so that the forged leaf answers for the same names
+/// (clients that pool connections by certificate keep doing so). Bounded.
+fn upstream_sans(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> Vec<String> {
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| der::san_dns_names(leaf, certs::MAX_EXTRA_SANS))
+        .unwrap_or_default()
+}
+
+/// Two hosts name different sites; an IP names no site, so it never differs (DESIGN).
+pub(crate) fn names_differ(a: &Host, b: &Host) -> bool {
+    matches!((a, b), (Host::Name(x), Host::Name(y)) if x != y)
 }
 
 fn failed(err: &ProxyError) -> UpstreamSender {

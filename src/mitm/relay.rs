@@ -26,7 +26,12 @@ use tokio_util::task::TaskTracker;
 use super::activity::Activity;
 
 use super::flows::{FlowRecord, FlowSink, millis};
+use super::names_differ;
 use crate::error::{ErrorKind, ProxyError, proxy_status_value};
+use crate::target::{Host, Target};
+
+/// The port assumed for a Host header without one: these requests arrived over TLS.
+const HTTPS_PORT: u16 = 443;
 
 pub(crate) type ClientBody = Counting<Incoming>;
 pub(crate) type RelayBody = Either<Counting<Incoming>, Full<Bytes>>;
@@ -183,6 +188,14 @@ pub(crate) struct FlowMeta {
     pub user: Option<String>,
     pub sni: Option<String>,
     pub rule: Option<String>,
+    /// The CONNECT target as text, for the records.
+    pub connect: String,
+    /// The CONNECT host and the TLS server name name different sites.
+    pub connect_mismatch: bool,
+    /// The name the leaf was forged for (SNI, else the CONNECT host): what every request on
+    /// this connection must be for.
+    pub tls_name: Host,
+    pub deny_host_mismatch: bool,
 }
 
 pub(crate) struct Relay {
@@ -200,11 +213,55 @@ impl Relay {
         mut req: Request<Incoming>,
     ) -> Result<Response<RelayBody>, Infallible> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut record = FlowRecord::from_request(&req, SystemTime::now());
+        let (done, misdirected) = self.start_flow(&req);
+        if misdirected && self.meta.deny_host_mismatch {
+            return Ok(self.misdirected(done));
+        }
+        let client_upgrade = req
+            .headers()
+            .contains_key(header::UPGRADE)
+            .then(|| hyper::upgrade::on(&mut req));
+        let req = req.map(|b| Counting::new(b, done.request_bytes.clone(), None));
+        let mut resp = match self.send(req).await {
+            Ok(resp) => resp,
+            Err((kind, detail)) => {
+                let status =
+                    StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+                return Ok(error_response(kind, status, &detail, done));
+            }
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            self.upgrades
+                .spawn(splice(client_upgrade, upstream_upgrade));
+        }
+        let mut done = done;
+        done.record.status = Some(resp.status().as_u16());
+        let bytes = done.response_bytes.clone();
+        Ok(resp.map(|b| Either::Left(Counting::new(b, bytes, Some(done)))))
+    }
+
+    /// The request's flow record (emitted when dropped), and whether its Host / `:authority`
+    /// names another site than this connection's TLS name.
+    fn start_flow(&self, req: &Request<Incoming>) -> (FlowDone, bool) {
+        let mut record = FlowRecord::from_request(req, SystemTime::now());
         record.client = self.meta.client;
         record.user.clone_from(&self.meta.user);
         record.sni.clone_from(&self.meta.sni);
         record.rule.clone_from(&self.meta.rule);
+        record.connect = Some(self.meta.connect.clone());
+        if self.meta.connect_mismatch {
+            record.mismatch.push("connect_sni");
+        }
+        let misdirected = record
+            .authority
+            .as_deref()
+            .is_some_and(|a| authority_differs(a, &self.meta.tls_name));
+        if misdirected {
+            record.mismatch.push("sni_authority");
+        }
         let done = FlowDone {
             record,
             started: Instant::now(),
@@ -212,15 +269,29 @@ impl Relay {
             response_bytes: Arc::new(AtomicU64::new(0)),
             sink: self.sink.clone(),
         };
-        let client_upgrade = req
-            .headers()
-            .contains_key(header::UPGRADE)
-            .then(|| hyper::upgrade::on(&mut req));
-        let req = req.map(|b| Counting::new(b, done.request_bytes.clone(), None));
+        (done, misdirected)
+    }
+
+    /// `sni_mismatch: deny` inside interception. 421 rather than 403: the request may be fine,
+    /// the connection is the wrong one, and a client that pooled it because the certificate
+    /// also covered this name retries on a connection of its own (RFC 9110, 15.5.20).
+    fn misdirected(&self, done: FlowDone) -> Response<RelayBody> {
+        let detail = format!(
+            "request for {} on a TLS connection for {}; sni_mismatch: deny",
+            done.record.authority.as_deref().unwrap_or_default(),
+            self.meta.tls_name
+        );
+        let status = StatusCode::MISDIRECTED_REQUEST;
+        error_response(ErrorKind::SniMismatch, status, &detail, done)
+    }
+
+    /// Sends upstream; an error is what ward answers instead: its kind and details.
+    async fn send(
+        &self,
+        req: Request<ClientBody>,
+    ) -> Result<Response<Incoming>, (ErrorKind, String)> {
         let sent = match &self.upstream {
-            UpstreamSender::Failed { kind, detail } => {
-                return Ok(error_response(*kind, detail, done));
-            }
+            UpstreamSender::Failed { kind, detail } => return Err((*kind, detail.clone())),
             UpstreamSender::Http1(sender) => {
                 let mut sender = sender.lock().await;
                 match sender.ready().await {
@@ -236,24 +307,7 @@ impl Relay {
                 }
             }
         };
-        let mut resp = match sent {
-            Ok(resp) => resp,
-            Err(e) => {
-                let detail = format!("upstream connection: {e}");
-                return Ok(error_response(ErrorKind::Io, &detail, done));
-            }
-        };
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(client_upgrade) = client_upgrade
-        {
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            self.upgrades
-                .spawn(splice(client_upgrade, upstream_upgrade));
-        }
-        let mut done = done;
-        done.record.status = Some(resp.status().as_u16());
-        let bytes = done.response_bytes.clone();
-        Ok(resp.map(|b| Either::Left(Counting::new(b, bytes, Some(done)))))
+        sent.map_err(|e| (ErrorKind::Io, format!("upstream connection: {e}")))
     }
 }
 
@@ -272,12 +326,25 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
+/// Whether a request's Host / `:authority` names another site than the connection's TLS name.
+/// One that does not parse as a host names no site we could check, so it counts as different.
+fn authority_differs(authority: &str, tls_name: &Host) -> bool {
+    match Target::parse_with_default_port(authority, HTTPS_PORT) {
+        Ok(target) => names_differ(&target.host, tls_name),
+        Err(_) => true,
+    }
+}
+
 /// ward's own answer inside the forged connection: status, Proxy-Status and a short body.
-fn error_response(kind: ErrorKind, detail: &str, mut done: FlowDone) -> Response<RelayBody> {
+fn error_response(
+    kind: ErrorKind,
+    status: StatusCode,
+    detail: &str,
+    mut done: FlowDone,
+) -> Response<RelayBody> {
     let err = ProxyError::upstream(kind, detail);
     tracing::debug!(error = %err, "answering inside interception");
     let body = format!("{}\n{detail}\n", kind.summary());
-    let status = StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
@@ -356,5 +423,30 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inner_authority_is_compared_by_normalised_host() {
+        let site = Host::parse("site.test").unwrap();
+        assert!(!authority_differs("site.test", &site));
+        assert!(!authority_differs("SITE.test.:8443", &site));
+        assert!(authority_differs("other.test", &site));
+        assert!(authority_differs("other.test:443", &site));
+        assert!(
+            authority_differs("bad host", &site),
+            "unparseable counts as different"
+        );
+        // An IP names no site: never a mismatch, on either side.
+        assert!(!authority_differs("127.0.0.1:443", &site));
+        assert!(!authority_differs("[::1]", &site));
+        assert!(!authority_differs(
+            "other.test",
+            &Host::parse("127.0.0.1").unwrap()
+        ));
     }
 }

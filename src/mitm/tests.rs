@@ -216,6 +216,7 @@ impl Ward {
             connect_target: Target::parse_authority("origin.test:443").unwrap(),
             rule: Some("inspect-lab".into()),
             alpn_offered: vec![],
+            deny_host_mismatch: false,
         };
         let i = self.interceptor.clone();
         let task =

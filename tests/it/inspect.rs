@@ -9,16 +9,19 @@ use crate::support::ward::field;
 use crate::support::{Policy, Ward, curl, have, origins};
 
 /// Inspects everything under .lab.test (on loopback), trusting the test CA upstream.
-fn inspecting_ward() -> Ward {
-    let o = origins();
-    Ward::start(
-        &Policy::new()
-            .set("upstream_ca", &format!("\"{}\"", o.ca()))
-            .rule(r#"{name: look, action: inspect, hosts: [".lab.test"], dst: ["127.0.0.0/8"]}"#),
-    )
+pub fn inspecting_ward() -> Ward {
+    Ward::start(&inspecting_policy())
 }
 
-fn ward_ca(ward: &Ward) -> String {
+/// The policy of `inspecting_ward`, for tests that add keys to it. The rule is named `look`.
+pub fn inspecting_policy() -> Policy {
+    Policy::new()
+        .set("upstream_ca", &format!("\"{}\"", origins().ca()))
+        .rule(r#"{name: look, action: inspect, hosts: [".lab.test"], dst: ["127.0.0.0/8"]}"#)
+}
+
+/// The path of ward's interception CA (created at start because the policy inspects).
+pub fn ward_ca(ward: &Ward) -> String {
     let p = ward.dir().join("certs/ca.pem");
     assert!(
         p.exists(),
@@ -135,4 +138,36 @@ fn inspect_reports_an_untrusted_origin_as_502_inside_the_forged_tls() {
         Some("tls_certificate_error"),
         "{head:#?}"
     );
+}
+
+/// Waits (bounded) for a flow record matching `pred`, panicking with the log if none comes.
+pub fn expect_flow(
+    ward: &Ward,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    ward.wait_log(std::time::Duration::from_secs(5), |v| {
+        v["target"] == "ward::flow" && pred(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no flow record {what} within 5 s; stderr:\n{}",
+            ward.stderr_text()
+        )
+    })
+}
+
+/// CONNECT `connect` through ward, then TLS with `sni`, trusting only ward's CA.
+pub fn inspected_tls(
+    ward: &Ward,
+    connect: &str,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let (s, head) = http_connect(ward.addr, connect, &[]);
+    assert_eq!(head.status, 200, "CONNECT {connect}: {head:#?}");
+    let cfg = client_config_trusting(std::path::Path::new(&ward_ca(ward)), alpn);
+    let mut tls = net::tls_over(s, sni, cfg);
+    net::handshake(&mut tls).expect("the forged handshake succeeds");
+    tls
 }

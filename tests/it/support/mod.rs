@@ -9,6 +9,7 @@ pub mod policy;
 pub mod tinyproxy;
 pub mod tools;
 pub mod ward;
+pub mod ws;
 
 pub use origin::{Blackhole, origins, refused_port};
 pub use policy::Policy;

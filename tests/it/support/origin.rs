@@ -1,7 +1,8 @@
 //! The destinations the proxy is tested against, all in this process on 127.0.0.1 ports the OS
-//! picks: a TLS origin (h1 and h2 via ALPN) signed by the test CA, the same routes over plain
-//! HTTP, a TLS origin with a self-signed certificate, a server that speaks first, an
-//! echo server that honours half-close, and addresses that refuse or never answer.
+//! picks: a TLS origin (h1 and h2 via ALPN, a WebSocket echo at /ws) signed by the test CA,
+//! the same routes over plain HTTP, a TLS origin with a self-signed certificate, a server that
+//! speaks first, an echo server that honours half-close, and addresses that refuse or never
+//! answer.
 //! Shared by every test (one runtime, one set of listeners); it must never reach off loopback.
 
 use std::convert::Infallible;
@@ -183,7 +184,7 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(io, hyper::service::service_fn(route))
+        .serve_connection_with_upgrades(io, hyper::service::service_fn(route))
         .await
         .map_err(std::io::Error::other)
 }
@@ -197,6 +198,7 @@ async fn route(req: Request<Incoming>) -> Result<Reply, Infallible> {
         "/echo" => Response::new(req.into_body().boxed()),
         "/headers" => text(StatusCode::OK, describe_request(&req), "text/plain"),
         "/proto" => text(StatusCode::OK, format!("{:?}", req.version()), "text/plain"),
+        "/ws" => websocket(req),
         p => match p
             .strip_prefix("/bytes/")
             .and_then(|n| n.parse::<u64>().ok())
@@ -214,6 +216,43 @@ async fn route(req: Request<Incoming>) -> Result<Reply, Infallible> {
         },
     };
     Ok(reply)
+}
+
+/// `/ws`: a WebSocket echo (HTTP/1.1 Upgrade), answered 101 with the accept key RFC 6455
+/// prescribes, then frames echoed by `ws::echo` on the upgraded connection.
+fn websocket(mut req: Request<Incoming>) -> Reply {
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .and_then(|k| k.to_str().ok())
+        .map(super::ws::accept_key);
+    let upgrade = req
+        .headers()
+        .get("upgrade")
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let (Some(accept), true) = (key, upgrade) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs Upgrade: websocket and Sec-WebSocket-Key\n".into(),
+            "text/plain",
+        );
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let _ = super::ws::echo(TokioIo::new(upgraded)).await;
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()).map_err(never).boxed());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert("upgrade", http::HeaderValue::from_static("websocket"));
+    h.insert("connection", http::HeaderValue::from_static("Upgrade"));
+    h.insert(
+        "sec-websocket-accept",
+        accept.parse().expect("base64 is a valid header value"),
+    );
+    r
 }
 
 /// The request line as the origin saw it, then every header as `name: value`, one a line, in
