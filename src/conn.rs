@@ -119,8 +119,7 @@ async fn tunnel_path(
         First::Failed(err) => return Err(err),
     };
     rec.sni = hello.sni.clone();
-    // What the client offered; an inspected connection replaces it with what was agreed.
-    rec.alpn = (!hello.alpn.is_empty()).then(|| hello.alpn.join(","));
+    rec.alpn = hello.alpn.first().cloned();
     rec.ech = hello.ech_offered;
 
     rec.stage = Stage::Policy;
