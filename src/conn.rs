@@ -439,7 +439,7 @@ async fn relay(
             .await
             .map_err(|e| ProxyError::upstream(ErrorKind::Io, format!("write to upstream: {e}")))?;
     }
-    let done = tunnel::relay(
+    let done = tunnel::relay_tcp(
         &mut client,
         &mut upstream,
         ctx.config.timeouts.idle,

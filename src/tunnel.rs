@@ -10,10 +10,13 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Side;
+#[cfg(target_os = "linux")]
+use crate::splice::{self, KernelPipe};
 
 /// Each direction's buffer starts at one TLS record's worth, enough for interactive traffic, so
 /// that many open tunnels stay cheap...
@@ -94,56 +97,111 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let mut dirs = Directions::new();
+    let mut dirs = Directions::new(Copier::new(), Copier::new());
+    let outcome = drive(&mut dirs, client, upstream, idle, shutdown).await;
+    dirs.relayed(outcome)
+}
+
+/// [`relay`] between two TCP sockets, the same in every respect but the cost: on Linux, once a
+/// direction proves bulk, its bytes go socket to socket through a kernel pipe (splice(2)) and
+/// no longer through user space (see [`TcpLane`]); without a pipe, it keeps copying.
+pub async fn relay_tcp(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    idle: Duration,
+    shutdown: CancellationToken,
+) -> Relayed {
+    #[cfg(target_os = "linux")]
+    {
+        let mut dirs = Directions::new(TcpLane::new(), TcpLane::new());
+        let outcome = drive(&mut dirs, client, upstream, idle, shutdown).await;
+        dirs.relayed(outcome)
+    }
+    #[cfg(not(target_os = "linux"))]
+    relay(client, upstream, idle, shutdown).await
+}
+
+/// Runs both directions until they end, the shutdown token is cancelled, or nothing moved for
+/// `idle`. The directions' state is borrowed, not owned, so that the counters outlive the end.
+async fn drive<L, A, B>(
+    dirs: &mut Directions<L>,
+    client: &mut A,
+    upstream: &mut B,
+    idle: Duration,
+    shutdown: CancellationToken,
+) -> Outcome
+where
+    L: Lane<A, B> + Lane<B, A>,
+    A: ?Sized,
+    B: ?Sized,
+{
     // Relaxed: a stale read only moves the idle verdict by one tick. Atomic (not a Cell) so the
     // relay future stays Send.
     let active = AtomicBool::new(false);
-    let outcome = {
-        let mut copying = pin!(poll_fn(|cx| dirs.poll_relay(cx, client, upstream, &active)));
-        let mut cancelled = pin!(shutdown.cancelled());
-        let tick = (idle / IDLE_TICKS).clamp(MIN_IDLE_TICK, MAX_IDLE_TICK);
-        let mut ticks = tokio::time::interval_at(Instant::now() + tick, tick);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut quiet_since = Instant::now();
-        loop {
-            tokio::select! {
-                biased;
-                outcome = &mut copying => break outcome,
-                () = &mut cancelled => break Outcome::Shutdown,
-                _ = ticks.tick() => {
-                    // Not the tick's scheduled instant: a late tick may follow the activity.
-                    let now = Instant::now();
-                    if active.swap(false, Ordering::Relaxed) {
-                        quiet_since = now;
-                    } else if now.duration_since(quiet_since) >= idle {
-                        break Outcome::IdleTimeout;
-                    }
+    let mut copying = pin!(poll_fn(|cx| dirs.poll_relay(cx, client, upstream, &active)));
+    let mut cancelled = pin!(shutdown.cancelled());
+    let tick = (idle / IDLE_TICKS).clamp(MIN_IDLE_TICK, MAX_IDLE_TICK);
+    let mut ticks = tokio::time::interval_at(Instant::now() + tick, tick);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut quiet_since = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            outcome = &mut copying => return outcome,
+            () = &mut cancelled => return Outcome::Shutdown,
+            _ = ticks.tick() => {
+                // Not the tick's scheduled instant: a late tick may follow the activity.
+                let now = Instant::now();
+                if active.swap(false, Ordering::Relaxed) {
+                    quiet_since = now;
+                } else if now.duration_since(quiet_since) >= idle {
+                    return Outcome::IdleTimeout;
                 }
             }
         }
-    };
-    Relayed {
-        bytes_up: dirs.up.bytes,
-        bytes_down: dirs.down.bytes,
-        outcome,
     }
+}
+
+/// One direction of a relay, whatever moves its bytes: from `reader` to `writer`, then the
+/// reader's EOF passed on as a shutdown of the writer.
+trait Lane<R: ?Sized, W: ?Sized> {
+    /// Moves what can be moved now; `Ready(Ok(()))` once the EOF has been passed on.
+    fn poll_lane(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+        active: &AtomicBool,
+    ) -> Poll<Result<(), Fault>>;
+
+    fn flow(&self) -> &Flow;
+}
+
+/// What every lane knows of its direction, however it moves the bytes.
+#[derive(Debug, Default)]
+struct Flow {
+    read_eof: bool,
+    /// The EOF has been passed on as a shutdown: nothing more to do.
+    finished: bool,
+    /// Delivered to the writer.
+    bytes: u64,
 }
 
 /// Both directions and which side sent EOF first. Lives outside the relay future so that the
 /// counters survive its cancellation.
-struct Directions {
+struct Directions<L> {
     /// client → upstream
-    up: Pipe,
+    up: L,
     /// upstream → client
-    down: Pipe,
+    down: L,
     first_eof: Option<Outcome>,
 }
 
-impl Directions {
-    fn new() -> Self {
+impl<L> Directions<L> {
+    fn new(up: L, down: L) -> Self {
         Directions {
-            up: Pipe::new(),
-            down: Pipe::new(),
+            up,
+            down,
             first_eof: None,
         }
     }
@@ -156,19 +214,22 @@ impl Directions {
         active: &AtomicBool,
     ) -> Poll<Outcome>
     where
-        A: AsyncRead + AsyncWrite + Unpin + ?Sized,
-        B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+        L: Lane<A, B> + Lane<B, A>,
+        A: ?Sized,
+        B: ?Sized,
     {
-        let eof_before = (self.up.read_eof, self.down.read_eof);
-        if let Poll::Ready(Err(fault)) = self.up.poll_copy(cx, client, upstream, active) {
+        let up_eof_before = Lane::<A, B>::flow(&self.up).read_eof;
+        let down_eof_before = Lane::<B, A>::flow(&self.down).read_eof;
+        if let Poll::Ready(Err(fault)) = self.up.poll_lane(cx, client, upstream, active) {
             return Poll::Ready(fault.outcome(Side::Client, Side::Upstream));
         }
-        if let Poll::Ready(Err(fault)) = self.down.poll_copy(cx, upstream, client, active) {
+        if let Poll::Ready(Err(fault)) = self.down.poll_lane(cx, upstream, client, active) {
             return Poll::Ready(fault.outcome(Side::Upstream, Side::Client));
         }
+        let (up, down) = (Lane::<A, B>::flow(&self.up), Lane::<B, A>::flow(&self.down));
         if self.first_eof.is_none() {
-            let client_eof = self.up.read_eof && !eof_before.0;
-            let upstream_eof = self.down.read_eof && !eof_before.1;
+            let client_eof = up.read_eof && !up_eof_before;
+            let upstream_eof = down.read_eof && !down_eof_before;
             self.first_eof = match (client_eof, upstream_eof) {
                 (true, true) => Some(Outcome::BothClosed),
                 (true, false) => Some(Outcome::ClientClosed),
@@ -176,11 +237,26 @@ impl Directions {
                 (false, false) => None,
             };
         }
-        if self.up.finished && self.down.finished {
+        if up.finished && down.finished {
             return Poll::Ready(self.first_eof.take().unwrap_or(Outcome::BothClosed));
         }
         Poll::Pending
     }
+}
+
+impl<L: Counted> Directions<L> {
+    fn relayed(&self, outcome: Outcome) -> Relayed {
+        Relayed {
+            bytes_up: self.up.bytes(),
+            bytes_down: self.down.bytes(),
+            outcome,
+        }
+    }
+}
+
+/// The delivered-bytes counter of a lane, readable without naming its streams' types.
+trait Counted {
+    fn bytes(&self) -> u64;
 }
 
 /// A failed read or write, so that the error can be blamed on the right side.
@@ -208,33 +284,39 @@ impl Fault {
     }
 }
 
-/// One direction: fills its buffer from the reader, drains it into the writer, and turns the
-/// reader's EOF into a shutdown of the writer.
-struct Pipe {
+/// A lane through a buffer in user space: fills it from the reader, drains it into the writer.
+struct Copier {
+    flow: Flow,
     buf: Box<[u8]>,
     /// Buffered bytes not yet written are `buf[pos..filled]`.
     pos: usize,
     filled: usize,
-    read_eof: bool,
-    /// The EOF has been passed on as a shutdown: nothing more to do.
-    finished: bool,
     /// Written since the last flush; flushed before waiting on the reader, so that a writer
     /// that buffers (TLS, say) never sits on bytes while the relay waits.
     unflushed: bool,
-    bytes: u64,
 }
 
-impl Pipe {
+impl Copier {
     fn new() -> Self {
-        Pipe {
+        Copier::resuming(Flow::default())
+    }
+
+    /// A copier taking over a direction from another lane, with what that lane did so far.
+    fn resuming(flow: Flow) -> Self {
+        Copier {
+            flow,
             buf: vec![0; RELAY_BUFFER_MIN].into_boxed_slice(),
             pos: 0,
             filled: 0,
-            read_eof: false,
-            finished: false,
             unflushed: false,
-            bytes: 0,
         }
+    }
+
+    /// The buffer has grown to its maximum and holds nothing unwritten: a bulk direction,
+    /// between two reads.
+    #[cfg(target_os = "linux")]
+    fn is_bulk(&self) -> bool {
+        self.buf.len() == RELAY_BUFFER_MAX && self.pos == self.filled
     }
 
     /// Called once the buffer is drained: a read that filled all of it says more was waiting.
@@ -245,23 +327,35 @@ impl Pipe {
             (self.pos, self.filled) = (0, 0);
         }
     }
+}
 
-    fn poll_copy<R, W>(
+impl Counted for Copier {
+    fn bytes(&self) -> u64 {
+        self.flow.bytes
+    }
+}
+
+impl<R, W> Lane<R, W> for Copier
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    fn flow(&self) -> &Flow {
+        &self.flow
+    }
+
+    fn poll_lane(
         &mut self,
         cx: &mut Context<'_>,
         reader: &mut R,
         writer: &mut W,
         active: &AtomicBool,
-    ) -> Poll<Result<(), Fault>>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        while !self.finished {
-            if self.pos == self.filled && !self.read_eof {
+    ) -> Poll<Result<(), Fault>> {
+        while !self.flow.finished {
+            if self.pos == self.filled && !self.flow.read_eof {
                 let mut out = ReadBuf::new(&mut self.buf);
                 match Pin::new(&mut *reader).poll_read(cx, &mut out) {
-                    Poll::Ready(Ok(())) if out.filled().is_empty() => self.read_eof = true,
+                    Poll::Ready(Ok(())) if out.filled().is_empty() => self.flow.read_eof = true,
                     Poll::Ready(Ok(())) => {
                         (self.pos, self.filled) = (0, out.filled().len());
                         active.store(true, Ordering::Relaxed);
@@ -284,18 +378,143 @@ impl Pipe {
                     return Poll::Ready(Err(Fault::Write(io::ErrorKind::WriteZero.into())));
                 }
                 self.pos += n;
-                self.bytes += n as u64;
+                self.flow.bytes += n as u64;
                 self.unflushed = true;
                 active.store(true, Ordering::Relaxed);
             }
             self.grow_if_full();
-            if self.read_eof {
+            if self.flow.read_eof {
                 ready!(Pin::new(&mut *writer).poll_shutdown(cx)).map_err(Fault::Write)?;
-                self.finished = true;
+                self.flow.finished = true;
             }
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// A TCP-to-TCP lane. It starts as a copier, so that an interactive tunnel costs no pipe (two
+/// file descriptors and pipe quota); once reads have kept filling its buffer until it grew to
+/// the maximum, the direction is bulk and moves on to a kernel pipe. It stays copying when no
+/// pipe can be had or the kernel cannot splice these sockets.
+#[cfg(target_os = "linux")]
+enum TcpLane {
+    Copy { copier: Copier, may_splice: bool },
+    Splice { flow: Flow, pipe: KernelPipe },
+}
+
+#[cfg(target_os = "linux")]
+impl TcpLane {
+    fn new() -> Self {
+        TcpLane::Copy {
+            copier: Copier::new(),
+            may_splice: true,
+        }
+    }
+
+    /// Moves a bulk copier, with nothing left in its buffer, onto a pipe if one can be had.
+    fn promote_if_bulk(&mut self) {
+        let TcpLane::Copy { copier, may_splice } = self else {
+            return;
+        };
+        if !*may_splice || !copier.is_bulk() || copier.flow.read_eof {
+            return;
+        }
+        match KernelPipe::new() {
+            Ok(pipe) => {
+                let flow = std::mem::take(&mut copier.flow);
+                *self = TcpLane::Splice { flow, pipe };
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no pipe for splicing: copying");
+                *may_splice = false;
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Counted for TcpLane {
+    fn bytes(&self) -> u64 {
+        Lane::<TcpStream, TcpStream>::flow(self).bytes
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Lane<TcpStream, TcpStream> for TcpLane {
+    fn flow(&self) -> &Flow {
+        match self {
+            TcpLane::Copy { copier, .. } => &copier.flow,
+            TcpLane::Splice { flow, .. } => flow,
+        }
+    }
+
+    fn poll_lane(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut TcpStream,
+        writer: &mut TcpStream,
+        active: &AtomicBool,
+    ) -> Poll<Result<(), Fault>> {
+        let (flow, pipe) = match self {
+            TcpLane::Splice { flow, pipe } => (flow, pipe),
+            TcpLane::Copy { copier, .. } => {
+                let polled = copier.poll_lane(cx, reader, writer, active);
+                if polled.is_pending() {
+                    self.promote_if_bulk();
+                    if let TcpLane::Splice { .. } = self {
+                        // The splice lane waits on the same readiness: poll it so it is the
+                        // one registered to be woken.
+                        return self.poll_lane(cx, reader, writer, active);
+                    }
+                }
+                return polled;
+            }
+        };
+        match poll_splice(flow, pipe, cx, reader, writer, active) {
+            // Only a fill fails this way, and a fill starts from an empty pipe: no byte is
+            // stranded in it when the copier takes over.
+            Poll::Ready(Err(Fault::Read(e))) if splice::is_unsupported(&e) => {
+                tracing::debug!(error = %e, "splice unavailable: copying");
+                let copier = Copier::resuming(std::mem::take(flow));
+                *self = TcpLane::Copy {
+                    copier,
+                    may_splice: false,
+                };
+                self.poll_lane(cx, reader, writer, active)
+            }
+            polled => polled,
+        }
+    }
+}
+
+/// The splice lane's loop: fill the empty pipe from the reader, drain it all into the writer.
+#[cfg(target_os = "linux")]
+fn poll_splice(
+    flow: &mut Flow,
+    pipe: &mut KernelPipe,
+    cx: &mut Context<'_>,
+    reader: &mut TcpStream,
+    writer: &mut TcpStream,
+    active: &AtomicBool,
+) -> Poll<Result<(), Fault>> {
+    while !flow.finished {
+        if pipe.is_empty() && !flow.read_eof {
+            match ready!(pipe.poll_fill(cx, reader)).map_err(Fault::Read)? {
+                0 => flow.read_eof = true,
+                _ => active.store(true, Ordering::Relaxed),
+            }
+        }
+        while !pipe.is_empty() {
+            let n = ready!(pipe.poll_drain(cx, writer)).map_err(Fault::Write)?;
+            flow.bytes += n as u64;
+            active.store(true, Ordering::Relaxed);
+        }
+        if flow.read_eof {
+            ready!(Pin::new(&mut *writer).poll_shutdown(cx)).map_err(Fault::Write)?;
+            flow.finished = true;
+        }
+    }
+    Poll::Ready(Ok(()))
 }
 
 #[cfg(test)]
@@ -402,44 +621,139 @@ mod tests {
         assert_eq!((done.bytes_up, done.bytes_down), (1000, 0));
     }
 
-    /// Two connected loopback TCP pairs with a relay between their inner ends.
-    async fn spawn_relay_tcp() -> (TcpStream, TcpStream, JoinHandle<Relayed>) {
-        async fn pair() -> (TcpStream, TcpStream) {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let far = TcpStream::connect(listener.local_addr().unwrap());
-            let (far, near) = tokio::join!(far, listener.accept());
-            (far.unwrap(), near.unwrap().0)
-        }
-        let (client_app, mut client) = pair().await;
-        let (upstream_app, mut upstream) = pair().await;
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let far = TcpStream::connect(listener.local_addr().unwrap());
+        let (far, near) = tokio::join!(far, listener.accept());
+        (far.unwrap(), near.unwrap().0)
+    }
+
+    /// Two connected loopback TCP pairs with a relay (`path`: Copy or Splice) between their
+    /// inner ends.
+    async fn spawn_relay_tcp(
+        path: Path,
+        idle: Duration,
+        shutdown: CancellationToken,
+    ) -> (TcpStream, TcpStream, JoinHandle<Relayed>) {
+        let (client_app, mut client) = tcp_pair().await;
+        let (upstream_app, mut upstream) = tcp_pair().await;
         let task = tokio::spawn(async move {
-            relay(&mut client, &mut upstream, LONG, CancellationToken::new()).await
+            match path {
+                Path::Splice => relay_tcp(&mut client, &mut upstream, idle, shutdown).await,
+                _ => relay(&mut client, &mut upstream, idle, shutdown).await,
+            }
         });
         (client_app, upstream_app, task)
     }
 
+    /// Enough bytes that a direction counts as bulk and a TCP lane moves onto a pipe.
+    const BULK: usize = 1024 * 1024;
+
+    /// Writes [`BULK`] bytes into `from` and reads them out of `to`.
+    async fn bulk(from: &mut TcpStream, to: &mut TcpStream) {
+        let (_, got) = tokio::join!(from.write_all(&[9; BULK]), read_n(to, BULK));
+        assert!(got.iter().all(|b| *b == 9));
+    }
+
+    const TCP_PATHS: [Path; 2] = [Path::Copy, Path::Splice];
+
     #[tokio::test]
     async fn client_reset_mid_stream() {
-        let (mut c, mut u, task) = spawn_relay_tcp().await;
-        c.write_all(b"partial").await.unwrap();
-        assert_eq!(read_n(&mut u, 7).await, b"partial");
-        c.set_zero_linger().unwrap();
-        drop(c);
-        let done = finish(task).await;
-        assert!(matches!(done.outcome, Outcome::ClientReset), "{done:?}");
-        assert_eq!(done.bytes_up, 7);
+        for path in TCP_PATHS {
+            let (mut c, mut u, task) = spawn_relay_tcp(path, LONG, CancellationToken::new()).await;
+            bulk(&mut c, &mut u).await;
+            c.write_all(b"partial").await.unwrap();
+            assert_eq!(read_n(&mut u, 7).await, b"partial");
+            c.set_zero_linger().unwrap();
+            drop(c);
+            let done = finish(task).await;
+            assert!(
+                matches!(done.outcome, Outcome::ClientReset),
+                "{path:?} {done:?}"
+            );
+            assert_eq!(done.bytes_up, BULK as u64 + 7, "{path:?}");
+        }
     }
 
     #[tokio::test]
     async fn upstream_reset_mid_stream() {
-        let (mut c, mut u, task) = spawn_relay_tcp().await;
-        u.write_all(b"partial").await.unwrap();
-        assert_eq!(read_n(&mut c, 7).await, b"partial");
-        u.set_zero_linger().unwrap();
-        drop(u);
+        for path in TCP_PATHS {
+            let (mut c, mut u, task) = spawn_relay_tcp(path, LONG, CancellationToken::new()).await;
+            bulk(&mut u, &mut c).await;
+            u.write_all(b"partial").await.unwrap();
+            assert_eq!(read_n(&mut c, 7).await, b"partial");
+            u.set_zero_linger().unwrap();
+            drop(u);
+            let done = finish(task).await;
+            assert!(
+                matches!(done.outcome, Outcome::UpstreamReset),
+                "{path:?} {done:?}"
+            );
+            assert_eq!(done.bytes_down, BULK as u64 + 7, "{path:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn spliced_half_close_both_ways_after_bulk() {
+        let (mut c, mut u, task) =
+            spawn_relay_tcp(Path::Splice, LONG, CancellationToken::new()).await;
+        bulk(&mut c, &mut u).await;
+        c.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(u.read_to_end(&mut rest).await.unwrap(), 0, "EOF passed on");
+        bulk(&mut u, &mut c).await;
+        u.write_all(b"late reply").await.unwrap();
+        u.shutdown().await.unwrap();
+        c.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"late reply");
         let done = finish(task).await;
-        assert!(matches!(done.outcome, Outcome::UpstreamReset), "{done:?}");
-        assert_eq!(done.bytes_down, 7);
+        assert!(matches!(done.outcome, Outcome::ClientClosed), "{done:?}");
+        assert_eq!(
+            (done.bytes_up, done.bytes_down),
+            (BULK as u64, BULK as u64 + 10)
+        );
+    }
+
+    #[tokio::test]
+    async fn spliced_idle_timeout_and_shutdown_keep_the_counters() {
+        let idle = Duration::from_millis(150);
+        let (mut c, mut u, task) =
+            spawn_relay_tcp(Path::Splice, idle, CancellationToken::new()).await;
+        bulk(&mut c, &mut u).await;
+        bulk(&mut u, &mut c).await;
+        let done = finish(task).await;
+        assert!(matches!(done.outcome, Outcome::IdleTimeout), "{done:?}");
+        assert_eq!((done.bytes_up, done.bytes_down), (BULK as u64, BULK as u64));
+
+        let token = CancellationToken::new();
+        let (mut c, mut u, task) = spawn_relay_tcp(Path::Splice, LONG, token.clone()).await;
+        bulk(&mut u, &mut c).await;
+        token.cancel();
+        let done = finish(task).await;
+        assert!(matches!(done.outcome, Outcome::Shutdown), "{done:?}");
+        assert_eq!((done.bytes_up, done.bytes_down), (0, BULK as u64));
+    }
+
+    /// A quiet direction keeps its copier (no pipe); a bulk one moves onto a pipe.
+    #[tokio::test]
+    async fn only_bulk_directions_get_a_pipe() {
+        let (mut c, mut client) = tcp_pair().await;
+        let (mut u, mut upstream) = tcp_pair().await;
+        let token = CancellationToken::new();
+        let mut dirs = Directions::new(TcpLane::new(), TcpLane::new());
+        let relaying = drive(&mut dirs, &mut client, &mut upstream, LONG, token.clone());
+        let talking = async {
+            bulk(&mut c, &mut u).await;
+            u.write_all(b"ok").await.unwrap();
+            read_n(&mut c, 2).await;
+            token.cancel();
+        };
+        let (outcome, ()) = tokio::join!(relaying, talking);
+        assert!(matches!(outcome, Outcome::Shutdown), "{outcome:?}");
+        assert!(matches!(dirs.up, TcpLane::Splice { .. }), "bulk up");
+        assert!(matches!(dirs.down, TcpLane::Copy { .. }), "quiet down");
+        let done = dirs.relayed(outcome);
+        assert_eq!((done.bytes_up, done.bytes_down), (BULK as u64, 2));
     }
 
     /// Sends `len` bytes of a position-derived pattern, then shuts down its write half.
@@ -465,114 +779,220 @@ mod tests {
 
     #[tokio::test]
     async fn megabytes_both_ways_at_once_arrive_intact_and_counted() {
-        let (c, u, task) = spawn_relay_tcp().await;
-        let (c_read, c_write) = c.into_split();
-        let (u_read, u_write) = u.into_split();
-        let up_len = 3 * 1024 * 1024 + 17;
-        let down_len = 2 * 1024 * 1024 + 5;
-        let (_, _, at_upstream, at_client) = tokio::join!(
-            send_pattern(c_write, up_len, 3),
-            send_pattern(u_write, down_len, 5),
-            receive_pattern(u_read, 3),
-            receive_pattern(c_read, 5),
-        );
-        assert_eq!((at_upstream, at_client), (up_len, down_len));
-        let done = finish(task).await;
-        assert_eq!(
-            (done.bytes_up, done.bytes_down),
-            (up_len as u64, down_len as u64)
-        );
-        assert!(
-            matches!(
-                done.outcome,
-                Outcome::ClientClosed | Outcome::UpstreamClosed | Outcome::BothClosed
-            ),
-            "{done:?}"
-        );
-    }
-
-    /// Sends `total` bytes through `addr` and waits until the sink has read them all.
-    async fn push_through(addr: std::net::SocketAddr, total: u64, sink: JoinHandle<u64>) -> f64 {
-        let start = std::time::Instant::now();
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        let chunk = vec![0x5a; 256 * 1024];
-        let mut sent = 0;
-        while sent < total {
-            s.write_all(&chunk).await.unwrap();
-            sent += chunk.len() as u64;
+        for path in TCP_PATHS {
+            let (c, u, task) = spawn_relay_tcp(path, LONG, CancellationToken::new()).await;
+            let (c_read, c_write) = c.into_split();
+            let (u_read, u_write) = u.into_split();
+            let up_len = 3 * 1024 * 1024 + 17;
+            let down_len = 2 * 1024 * 1024 + 5;
+            let (_, _, at_upstream, at_client) = tokio::join!(
+                send_pattern(c_write, up_len, 3),
+                send_pattern(u_write, down_len, 5),
+                receive_pattern(u_read, 3),
+                receive_pattern(c_read, 5),
+            );
+            assert_eq!((at_upstream, at_client), (up_len, down_len), "{path:?}");
+            let done = finish(task).await;
+            assert_eq!(
+                (done.bytes_up, done.bytes_down),
+                (up_len as u64, down_len as u64),
+                "{path:?}"
+            );
+            assert!(
+                matches!(
+                    done.outcome,
+                    Outcome::ClientClosed | Outcome::UpstreamClosed | Outcome::BothClosed
+                ),
+                "{path:?} {done:?}"
+            );
         }
-        s.shutdown().await.unwrap();
-        assert_eq!(sink.await.unwrap(), sent);
-        sent as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9
     }
 
-    async fn spawn_sink() -> (std::net::SocketAddr, JoinHandle<u64>) {
+    /// How the bytes of a throughput measurement travel.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Path {
+        Direct,
+        /// Through [`relay`]: the copy loop.
+        Copy,
+        /// Through [`relay_tcp`]: splice where it can.
+        Splice,
+    }
+
+    /// A sink accepting `streams` connections and counting all they carry.
+    async fn spawn_sink(streams: usize) -> (std::net::SocketAddr, JoinHandle<u64>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sink = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0; 256 * 1024];
-            let mut got = 0u64;
-            loop {
-                match s.read(&mut buf).await.unwrap() {
-                    0 => return got,
-                    n => got += n as u64,
-                }
+            let mut readers = Vec::new();
+            for _ in 0..streams {
+                let (mut s, _) = listener.accept().await.unwrap();
+                readers.push(tokio::spawn(async move {
+                    let mut buf = vec![0; 256 * 1024];
+                    let mut got = 0u64;
+                    loop {
+                        match s.read(&mut buf).await.unwrap() {
+                            0 => return got,
+                            n => got += n as u64,
+                        }
+                    }
+                }));
             }
+            let mut total = 0;
+            for r in readers {
+                total += r.await.unwrap();
+            }
+            total
         });
         (addr, sink)
     }
 
-    /// A one-connection proxy in front of a sink, relaying with ours or with tokio's copy.
-    async fn spawn_proxy(to: std::net::SocketAddr, ours: bool) -> std::net::SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// A proxy in front of `to` for `streams` connections, relaying each as `path` says, on a
+    /// thread of its own (a proxy is a process of its own) so that its CPU time can be told
+    /// apart from the sender's and the sink's; that time arrives on the receiver at the end.
+    async fn spawn_proxy(
+        to: std::net::SocketAddr,
+        path: Path,
+        streams: usize,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Receiver<Duration>,
+    ) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut client, _) = listener.accept().await.unwrap();
-            let mut upstream = TcpStream::connect(to).await.unwrap();
-            if ours {
-                relay(&mut client, &mut upstream, LONG, CancellationToken::new()).await;
-            } else {
-                tokio::io::copy_bidirectional_with_sizes(
-                    &mut client,
-                    &mut upstream,
-                    RELAY_BUFFER_MAX,
-                    RELAY_BUFFER_MAX,
-                )
-                .await
+        let (cpu_tx, cpu_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
                 .unwrap();
-            }
+            let cpu_start = thread_cpu();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                let mut relays = tokio::task::JoinSet::new();
+                for _ in 0..streams {
+                    let (mut client, _) = listener.accept().await.unwrap();
+                    relays.spawn(async move {
+                        let mut upstream = TcpStream::connect(to).await.unwrap();
+                        let token = CancellationToken::new();
+                        match path {
+                            Path::Splice => {
+                                relay_tcp(&mut client, &mut upstream, LONG, token).await
+                            }
+                            _ => relay(&mut client, &mut upstream, LONG, token).await,
+                        }
+                    });
+                }
+                while let Some(done) = relays.join_next().await {
+                    let done = done.unwrap();
+                    assert_eq!(done.bytes_down, 0, "{done:?}");
+                    assert!(
+                        matches!(done.outcome, Outcome::ClientClosed | Outcome::BothClosed),
+                        "{done:?}"
+                    );
+                }
+            });
+            let _ = cpu_tx.send(thread_cpu() - cpu_start);
         });
-        addr
+        (addr, cpu_rx)
     }
 
-    /// Loopback throughput of a direct connection, through `relay`, and through tokio's
-    /// `copy_bidirectional_with_sizes` for reference; best of three runs each.
+    /// Time the calling thread has spent on a CPU, user and kernel (the first field of
+    /// /proc/thread-self/schedstat, in nanoseconds): on a shared machine, the relay's cost per
+    /// byte is steadier than wall-clock throughput.
+    fn thread_cpu() -> Duration {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        Duration::from_nanos(stat.split(' ').next().unwrap().parse().unwrap())
+    }
+
+    /// One measurement: wall-clock Gbit/s, and the relay thread's CPU seconds per GiB.
+    struct Measured {
+        gbit: f64,
+        relay_cpu_per_gib: f64,
+    }
+
+    /// `total` bytes split over `streams` connections along `path`, from the first connect
+    /// until the sink has read the last byte.
+    async fn measure(path: Path, streams: usize, total: u64) -> Measured {
+        let (sink_addr, sink) = spawn_sink(streams).await;
+        let (addr, relay_cpu) = match path {
+            Path::Direct => (sink_addr, None),
+            _ => {
+                let (addr, cpu) = spawn_proxy(sink_addr, path, streams).await;
+                (addr, Some(cpu))
+            }
+        };
+        let per_stream = total / streams as u64;
+        let start = std::time::Instant::now();
+        let senders: Vec<_> = (0..streams)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut s = TcpStream::connect(addr).await.unwrap();
+                    let chunk = vec![0x5a; 256 * 1024];
+                    let mut sent = 0;
+                    while sent < per_stream {
+                        let n = (chunk.len() as u64).min(per_stream - sent) as usize;
+                        s.write_all(&chunk[..n]).await.unwrap();
+                        sent += n as u64;
+                    }
+                    s.shutdown().await.unwrap();
+                })
+            })
+            .collect();
+        for s in senders {
+            s.await.unwrap();
+        }
+        let bytes = per_stream * streams as u64;
+        assert_eq!(sink.await.unwrap(), bytes);
+        let gbit = bytes as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9;
+        let relay_cpu = match relay_cpu {
+            Some(cpu) => cpu.await.unwrap().as_secs_f64(),
+            None => 0.0,
+        };
+        Measured {
+            gbit,
+            relay_cpu_per_gib: relay_cpu / (bytes as f64 / (1u64 << 30) as f64),
+        }
+    }
+
+    fn median(mut xs: Vec<f64>) -> f64 {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    }
+
+    /// Loopback throughput of direct connections, the copy loop and splice, for one stream and
+    /// for eight at once; the paths alternate within each run (the machine is shared, so load
+    /// drifts), and each figure is the median of the runs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "measurement: cargo test --release --lib throughput -- --ignored --nocapture"]
     async fn throughput_vs_direct() {
         const TOTAL: u64 = 2 << 30;
-        const RUNS: usize = 3;
-        let (mut direct, mut ours, mut tokio_copy) = (0f64, 0f64, 0f64);
-        for _ in 0..RUNS {
-            let (addr, sink) = spawn_sink().await;
-            direct = direct.max(push_through(addr, TOTAL, sink).await);
-            let (addr, sink) = spawn_sink().await;
-            let proxy = spawn_proxy(addr, true).await;
-            ours = ours.max(push_through(proxy, TOTAL, sink).await);
-            let (addr, sink) = spawn_sink().await;
-            let proxy = spawn_proxy(addr, false).await;
-            tokio_copy = tokio_copy.max(push_through(proxy, TOTAL, sink).await);
+        const RUNS: usize = 5;
+        const PATHS: [Path; 3] = [Path::Direct, Path::Copy, Path::Splice];
+        for streams in [1, 8] {
+            let mut gbits: [Vec<f64>; 3] = Default::default();
+            let mut cpus: [Vec<f64>; 3] = Default::default();
+            for _ in 0..RUNS {
+                for (i, path) in PATHS.iter().enumerate() {
+                    let m = measure(*path, streams, TOTAL).await;
+                    gbits[i].push(m.gbit);
+                    cpus[i].push(m.relay_cpu_per_gib);
+                }
+            }
+            let runs = format!("{gbits:.1?}");
+            let [direct, copy, spliced] = gbits.map(median);
+            let [_, cpu_copy, cpu_spliced] = cpus.map(median);
+            eprintln!(
+                "{streams} stream(s): direct {direct:.1} Gbit/s, copy {copy:.1} ({:.2}x), \
+                 splice {spliced:.1} ({:.2}x); relay CPU s/GiB copy {cpu_copy:.3}, \
+                 splice {cpu_spliced:.3}; runs {runs}",
+                copy / direct,
+                spliced / direct,
+            );
+            // Floors, not targets: they catch a regression such as a per-chunk allocation
+            // (the ratios swing with the load other builds put on this shared machine).
+            assert!(copy / direct >= 0.25, "copy loop below 0.25x direct");
+            assert!(spliced / direct >= 0.25, "splice below 0.25x direct");
         }
-        eprintln!(
-            "direct {direct:.1} Gbit/s, relay {ours:.1} Gbit/s ({:.2}x), \
-             tokio copy_bidirectional {tokio_copy:.1} Gbit/s ({:.2}x), buffers {RELAY_BUFFER_MIN}..{RELAY_BUFFER_MAX}",
-            ours / direct,
-            tokio_copy / direct
-        );
-        // Not 0.8: with sender, relay and sink in one process on this 2-core box, the relay's
-        // extra two kernel copies per byte compete for the same CPUs (measured 0.65-0.70x, tokio's
-        // copy 0.57-0.60x). The floor catches a regression such as a per-chunk allocation.
-        assert!(ours / direct >= 0.5, "relay below 0.5x direct");
     }
 }
