@@ -62,7 +62,8 @@ pub async fn handle(stream: TcpStream, client: SocketAddr, ctx: Context) {
         } => {
             // Plain HTTP: one record per forwarded request, written by the forwarder.
             rec.discard();
-            forward::serve(stream, buffered, client, user, ctx).await;
+            // Boxed for the same reason as the interception: tunnels need not carry its size.
+            Box::pin(forward::serve(stream, buffered, client, user, ctx)).await;
         }
     }
 }
@@ -156,9 +157,11 @@ async fn tunnel_path(
                 deny_host_mismatch: cfg.sni_mismatch == Toggle::Deny,
             };
             let client = PrefixedStream::new(buf.freeze(), t.stream);
-            let done = interceptor
-                .intercept(client, upstream, flow, ctx.force_close.clone())
-                .await?;
+            // Boxed: the interception's state machine is many KiB, and inlined it would be
+            // the size of every connection's task, tunnels included.
+            let done =
+                Box::pin(interceptor.intercept(client, upstream, flow, ctx.force_close.clone()))
+                    .await?;
             rec.bytes_up = done.bytes_up;
             rec.bytes_down = done.bytes_down;
             rec.alpn = done.alpn;
@@ -439,6 +442,9 @@ async fn relay(
             .await
             .map_err(|e| ProxyError::upstream(ErrorKind::Io, format!("write to upstream: {e}")))?;
     }
+    // Not held through the relay: an idle tunnel should cost no buffer.
+    let buffered_len = buffered.len() as u64;
+    drop(buffered);
     let done = tunnel::relay_tcp(
         &mut client,
         &mut upstream,
@@ -446,7 +452,7 @@ async fn relay(
         ctx.force_close.clone(),
     )
     .await;
-    rec.bytes_up = done.bytes_up + buffered.len() as u64;
+    rec.bytes_up = done.bytes_up + buffered_len;
     rec.bytes_down = done.bytes_down;
     rec.outcome.get_or_insert(done.outcome.log_name());
     match done.outcome {

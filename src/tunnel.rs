@@ -131,23 +131,24 @@ async fn drive<L, A, B>(
     shutdown: CancellationToken,
 ) -> Outcome
 where
-    L: Lane<A, B> + Lane<B, A>,
+    L: Lane<A, B> + Lane<B, A> + Rest,
     A: ?Sized,
     B: ?Sized,
 {
     // Relaxed: a stale read only moves the idle verdict by one tick. Atomic (not a Cell) so the
     // relay future stays Send.
     let active = AtomicBool::new(false);
-    let mut copying = pin!(poll_fn(|cx| dirs.poll_relay(cx, client, upstream, &active)));
     let mut cancelled = pin!(shutdown.cancelled());
     let tick = (idle / IDLE_TICKS).clamp(MIN_IDLE_TICK, MAX_IDLE_TICK);
     let mut ticks = tokio::time::interval_at(Instant::now() + tick, tick);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut quiet_since = Instant::now();
     loop {
+        // The relay is polled through a fresh borrow each turn (it keeps no state of its own
+        // between polls), so that a quiet tick can reach the directions.
         tokio::select! {
             biased;
-            outcome = &mut copying => return outcome,
+            outcome = poll_fn(|cx| dirs.poll_relay(cx, client, upstream, &active)) => return outcome,
             () = &mut cancelled => return Outcome::Shutdown,
             _ = ticks.tick() => {
                 // Not the tick's scheduled instant: a late tick may follow the activity.
@@ -156,8 +157,26 @@ where
                     quiet_since = now;
                 } else if now.duration_since(quiet_since) >= idle {
                     return Outcome::IdleTimeout;
+                } else {
+                    dirs.up.rest();
+                    dirs.down.rest();
                 }
             }
+        }
+    }
+}
+
+/// What a lane holds only for moving bytes, given back when a whole tick passed without any
+/// byte moving either way: what a bulk transfer grew is not kept by a tunnel gone idle.
+trait Rest {
+    fn rest(&mut self);
+}
+
+impl Rest for Copier {
+    fn rest(&mut self) {
+        if self.pos == self.filled {
+            self.buf = None;
+            self.size = RELAY_BUFFER_MIN;
         }
     }
 }
@@ -285,9 +304,14 @@ impl Fault {
 }
 
 /// A lane through a buffer in user space: fills it from the reader, drains it into the writer.
+/// The buffer exists only while bytes are moving: an interactive direction gives it back each
+/// time the reader runs dry, a bulk one when the relay finds it quiet (see [`Rest`]), so an idle
+/// tunnel holds no buffer (two 16 KiB buffers were most of an idle tunnel's 40 KiB).
 struct Copier {
     flow: Flow,
-    buf: Box<[u8]>,
+    buf: Option<Box<[u8]>>,
+    /// The size of the next buffer: grows while reads keep filling it.
+    size: usize,
     /// Buffered bytes not yet written are `buf[pos..filled]`.
     pos: usize,
     filled: usize,
@@ -305,26 +329,42 @@ impl Copier {
     fn resuming(flow: Flow) -> Self {
         Copier {
             flow,
-            buf: vec![0; RELAY_BUFFER_MIN].into_boxed_slice(),
+            buf: None,
+            size: RELAY_BUFFER_MIN,
             pos: 0,
             filled: 0,
             unflushed: false,
         }
     }
 
+    /// Nothing buffered and no buffer: the next step is to wait for the reader.
+    #[cfg(target_os = "linux")]
+    fn is_waiting_unbuffered(&self) -> bool {
+        self.buf.is_none() && !self.flow.read_eof
+    }
+
     /// The buffer has grown to its maximum and holds nothing unwritten: a bulk direction,
     /// between two reads.
     #[cfg(target_os = "linux")]
     fn is_bulk(&self) -> bool {
-        self.buf.len() == RELAY_BUFFER_MAX && self.pos == self.filled
+        self.size == RELAY_BUFFER_MAX && self.pos == self.filled
     }
 
     /// Called once the buffer is drained: a read that filled all of it says more was waiting.
     fn grow_if_full(&mut self) {
-        if self.filled == self.buf.len() && self.buf.len() < RELAY_BUFFER_MAX {
-            let size = (self.buf.len() * RELAY_BUFFER_GROWTH).min(RELAY_BUFFER_MAX);
-            self.buf = vec![0; size].into_boxed_slice();
+        if self.filled == self.size && self.size < RELAY_BUFFER_MAX {
+            self.size = (self.size * RELAY_BUFFER_GROWTH).min(RELAY_BUFFER_MAX);
+            self.buf = None;
             (self.pos, self.filled) = (0, 0);
+        }
+    }
+
+    /// The reader has nothing now and the buffer is empty: an unstretched buffer goes back at
+    /// once (allocating 16 KiB per burst costs far less than the reads it serves); a grown one
+    /// is kept for the next read of a bulk transfer, until [`Rest::rest`].
+    fn release_if_small(&mut self) {
+        if self.size == RELAY_BUFFER_MIN {
+            self.buf = None;
         }
     }
 }
@@ -353,15 +393,23 @@ where
     ) -> Poll<Result<(), Fault>> {
         while !self.flow.finished {
             if self.pos == self.filled && !self.flow.read_eof {
-                let mut out = ReadBuf::new(&mut self.buf);
+                let size = self.size;
+                let buf = self
+                    .buf
+                    .get_or_insert_with(|| vec![0; size].into_boxed_slice());
+                let mut out = ReadBuf::new(buf);
                 match Pin::new(&mut *reader).poll_read(cx, &mut out) {
-                    Poll::Ready(Ok(())) if out.filled().is_empty() => self.flow.read_eof = true,
+                    Poll::Ready(Ok(())) if out.filled().is_empty() => {
+                        self.flow.read_eof = true;
+                        self.buf = None;
+                    }
                     Poll::Ready(Ok(())) => {
                         (self.pos, self.filled) = (0, out.filled().len());
                         active.store(true, Ordering::Relaxed);
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(Fault::Read(e))),
                     Poll::Pending => {
+                        self.release_if_small();
                         if self.unflushed {
                             ready!(Pin::new(&mut *writer).poll_flush(cx)).map_err(Fault::Write)?;
                             self.unflushed = false;
@@ -370,8 +418,8 @@ where
                     }
                 }
             }
-            while self.pos < self.filled {
-                let chunk = &self.buf[self.pos..self.filled];
+            while let Some(buf) = self.buf.as_deref().filter(|_| self.pos < self.filled) {
+                let chunk = &buf[self.pos..self.filled];
                 let n =
                     ready!(Pin::new(&mut *writer).poll_write(cx, chunk)).map_err(Fault::Write)?;
                 if n == 0 {
@@ -433,6 +481,25 @@ impl TcpLane {
 }
 
 #[cfg(target_os = "linux")]
+impl Rest for TcpLane {
+    /// An empty pipe goes back too (two descriptors and pipe quota): should the direction turn
+    /// bulk again, it earns a new one the same way.
+    fn rest(&mut self) {
+        match self {
+            TcpLane::Copy { copier, .. } => copier.rest(),
+            TcpLane::Splice { flow, pipe } if pipe.is_empty() && !flow.finished => {
+                let copier = Copier::resuming(std::mem::take(flow));
+                *self = TcpLane::Copy {
+                    copier,
+                    may_splice: true,
+                };
+            }
+            TcpLane::Splice { .. } => {}
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
 impl Counted for TcpLane {
     fn bytes(&self) -> u64 {
         Lane::<TcpStream, TcpStream>::flow(self).bytes
@@ -458,6 +525,10 @@ impl Lane<TcpStream, TcpStream> for TcpLane {
         let (flow, pipe) = match self {
             TcpLane::Splice { flow, pipe } => (flow, pipe),
             TcpLane::Copy { copier, .. } => {
+                // Wait for bytes before taking a buffer to read them into.
+                if copier.is_waiting_unbuffered() {
+                    ready!(reader.poll_read_ready(cx)).map_err(Fault::Read)?;
+                }
                 let polled = copier.poll_lane(cx, reader, writer, active);
                 if polled.is_pending() {
                     self.promote_if_bulk();
@@ -751,9 +822,70 @@ mod tests {
         let (outcome, ()) = tokio::join!(relaying, talking);
         assert!(matches!(outcome, Outcome::Shutdown), "{outcome:?}");
         assert!(matches!(dirs.up, TcpLane::Splice { .. }), "bulk up");
-        assert!(matches!(dirs.down, TcpLane::Copy { .. }), "quiet down");
+        let TcpLane::Copy { copier, .. } = &dirs.down else {
+            panic!("quiet down");
+        };
+        assert!(copier.buf.is_none(), "a quiet direction holds no buffer");
         let done = dirs.relayed(outcome);
         assert_eq!((done.bytes_up, done.bytes_down), (BULK as u64, 2));
+    }
+
+    #[tokio::test]
+    async fn a_quiet_spliced_direction_gives_back_its_pipe() {
+        let (mut c, mut client) = tcp_pair().await;
+        let (mut u, mut upstream) = tcp_pair().await;
+        let token = CancellationToken::new();
+        let mut dirs = Directions::new(TcpLane::new(), TcpLane::new());
+        let idle = Duration::from_millis(400);
+        let relaying = drive(&mut dirs, &mut client, &mut upstream, idle, token.clone());
+        let talking = async {
+            bulk(&mut c, &mut u).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // After resting, the direction still carries bytes, and can earn a pipe again.
+            bulk(&mut c, &mut u).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            token.cancel();
+        };
+        let (outcome, ()) = tokio::join!(relaying, talking);
+        assert!(matches!(outcome, Outcome::Shutdown), "{outcome:?}");
+        let TcpLane::Copy { copier, may_splice } = &dirs.up else {
+            panic!("the pipe was kept while quiet");
+        };
+        assert!(copier.buf.is_none() && *may_splice);
+        assert_eq!(dirs.relayed(outcome).bytes_up, 2 * BULK as u64);
+    }
+
+    #[tokio::test]
+    async fn buffers_exist_only_while_bytes_move() {
+        let (mut c, mut client) = duplex(PIPE);
+        let (mut u, mut upstream) = duplex(PIPE);
+        let token = CancellationToken::new();
+        let mut dirs = Directions::new(Copier::new(), Copier::new());
+        // Ticks every 50 ms: quiet ticks come well before the idle timeout.
+        let idle = Duration::from_millis(400);
+        let relaying = drive(&mut dirs, &mut client, &mut upstream, idle, token.clone());
+        let talking = async {
+            c.write_all(b"ping").await.unwrap();
+            read_n(&mut u, 4).await;
+            // A burst that fills the buffer, then silence.
+            let burst = vec![7; 3 * RELAY_BUFFER_MIN];
+            let writing = u.write_all(&burst);
+            let (written, got) = tokio::join!(writing, read_n(&mut c, burst.len()));
+            written.unwrap();
+            assert_eq!(got, burst);
+            u.write_all(b"pong").await.unwrap();
+            read_n(&mut c, 4).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            token.cancel();
+        };
+        let (outcome, ()) = tokio::join!(relaying, talking);
+        assert!(matches!(outcome, Outcome::Shutdown), "{outcome:?}");
+        for copier in [&dirs.up, &dirs.down] {
+            assert!(copier.buf.is_none(), "buffer kept while quiet");
+            assert_eq!(copier.size, RELAY_BUFFER_MIN, "the next burst starts small");
+        }
+        let done = dirs.relayed(outcome);
+        assert_eq!(done.bytes_down, 3 * RELAY_BUFFER_MIN as u64 + 4);
     }
 
     /// Sends `len` bytes of a position-derived pattern, then shuts down its write half.
