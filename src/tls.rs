@@ -23,6 +23,10 @@ pub const MAX_CLIENT_HELLO: usize = 64 * 1024;
 const RECORD_HEADER_LEN: usize = 5;
 /// RFC 8446 §5.1: a record's payload never exceeds 2^14 bytes.
 const MAX_RECORD_PAYLOAD: usize = 1 << 14;
+/// Cap on the records one ClientHello may be split over. Real clients send one record (two or
+/// three past 16 KiB), and tools that split the hello to dodge DPI a handful; the cap bounds
+/// what a re-parse after every read costs, which walks every record header so far.
+pub const MAX_HELLO_RECORDS: usize = 256;
 /// RFC 8446 §4: message type (1), length (3).
 const HANDSHAKE_HEADER_LEN: usize = 4;
 /// RFC 8446 §B.1 ContentType.
@@ -142,13 +146,41 @@ pub fn parse_client_hello(buf: &[u8]) -> Result<Parsed<ClientHelloFacts>, HelloE
     })
 }
 
-/// Walks the handshake records at the start of `buf` and joins their payloads until one whole
-/// handshake message is there; `consumed` counts the record bytes that carried it.
-/// Every header is checked as soon as its bytes arrive, so junk is refused early.
+/// Walks the handshake records at the start of `buf` until one whole handshake message is
+/// there, then joins their payloads; `consumed` counts the record bytes that carried it.
+/// Every header is checked as soon as its bytes arrive, so junk is refused early. Nothing is
+/// copied until the message is whole: the caller parses again after every read, and a hello
+/// dribbled in tiny records must not cost a copy of all it sent so far each time.
 fn join_hello_records(buf: &[u8]) -> Result<Parsed<Cow<'_, [u8]>>, HelloError> {
+    let Parsed::Done {
+        value: records,
+        consumed,
+    } = walk_hello_records(buf)?
+    else {
+        return Ok(Parsed::Incomplete);
+    };
+    let message = if records == 1 {
+        Cow::Borrowed(&buf[RECORD_HEADER_LEN..consumed])
+    } else {
+        let mut joined = Vec::with_capacity(consumed - records * RECORD_HEADER_LEN);
+        record_payloads(&buf[..consumed]).for_each(|p| joined.extend_from_slice(p));
+        Cow::Owned(joined)
+    };
+    Ok(Parsed::Done {
+        value: message,
+        consumed,
+    })
+}
+
+/// The checks of [`join_hello_records`] over the record headers alone: how many records carry
+/// the whole message, or `Incomplete`.
+fn walk_hello_records(buf: &[u8]) -> Result<Parsed<usize>, HelloError> {
     check_first_record_start(buf)?;
-    let mut message: Cow<'_, [u8]> = Cow::Borrowed(&[]);
-    let mut pos = 0;
+    // The message's handshake header, gathered as its bytes arrive, in however many records.
+    let mut head = [0; HANDSHAKE_HEADER_LEN];
+    let mut joined = 0;
+    let mut message_len = None;
+    let (mut pos, mut records) = (0, 0);
     loop {
         // Any further record needs a header and at least one payload byte within the cap.
         if pos + RECORD_HEADER_LEN + 1 > MAX_CLIENT_HELLO {
@@ -168,19 +200,30 @@ fn join_hello_records(buf: &[u8]) -> Result<Parsed<Cow<'_, [u8]>>, HelloError> {
             return Err(HelloError::TooLarge);
         }
         let fragment = &buf[pos + RECORD_HEADER_LEN..end.min(buf.len())];
-        append(&mut message, fragment);
-        let message_len = check_handshake_header(&message)?;
+        if joined < HANDSHAKE_HEADER_LEN {
+            let n = fragment.len().min(HANDSHAKE_HEADER_LEN - joined);
+            head[joined..joined + n].copy_from_slice(&fragment[..n]);
+            if joined + n == HANDSHAKE_HEADER_LEN {
+                message_len = check_handshake_header(&head)?;
+            }
+        }
+        joined += fragment.len();
         if end > buf.len() {
             return Ok(Parsed::Incomplete);
         }
-        pos = end;
+        (pos, records) = (end, records + 1);
+        if records == MAX_HELLO_RECORDS && message_len.is_none_or(|n| joined < n) {
+            return Err(malformed(format!(
+                "ClientHello split over more than {MAX_HELLO_RECORDS} records"
+            )));
+        }
         match message_len {
-            Some(n) if message.len() > n => {
+            Some(n) if joined > n => {
                 return Err(malformed("bytes after the ClientHello in its last record"));
             }
-            Some(n) if message.len() == n => {
+            Some(n) if joined == n => {
                 return Ok(Parsed::Done {
-                    value: message,
+                    value: records,
                     consumed: end,
                 });
             }
@@ -189,13 +232,16 @@ fn join_hello_records(buf: &[u8]) -> Result<Parsed<Cow<'_, [u8]>>, HelloError> {
     }
 }
 
-/// Appends a record fragment; a hello in one record stays borrowed, with no copy.
-fn append<'a>(message: &mut Cow<'a, [u8]>, fragment: &'a [u8]) {
-    if message.is_empty() {
-        *message = Cow::Borrowed(fragment);
-    } else {
-        message.to_mut().extend_from_slice(fragment);
-    }
+/// The payloads of the whole records `records` holds, already checked by
+/// [`walk_hello_records`].
+fn record_payloads(mut records: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let header = records.get(..RECORD_HEADER_LEN)?;
+        let end = RECORD_HEADER_LEN + usize::from(u16::from_be_bytes([header[3], header[4]]));
+        let payload = records.get(RECORD_HEADER_LEN..end)?;
+        records = &records[end..];
+        Some(payload)
+    })
 }
 
 /// Refuses a stream whose first bytes cannot start a TLS handshake record, naming what they
@@ -636,10 +682,12 @@ mod tests {
     }
 
     #[test]
-    fn one_byte_records_every_prefix_is_incomplete() {
-        // The handshake header itself is split over four records here.
+    fn tiny_records_every_prefix_is_incomplete() {
+        // The handshake header itself is split over four records here, the rest over
+        // 4-byte records (within MAX_HELLO_RECORDS).
         let bytes = fixture("curl");
-        let stream = frame(&message_of(bytes), &vec![1; bytes.len()]);
+        let sizes: Vec<usize> = [1; 8].into_iter().chain([4; 200]).collect();
+        let stream = frame(&message_of(bytes), &sizes);
         for i in 0..stream.len() {
             assert_eq!(
                 parse_client_hello(&stream[..i]),
@@ -648,6 +696,20 @@ mod tests {
             );
         }
         assert_eq!(done(&stream).sni, name("curl.ward.test"));
+    }
+
+    #[test]
+    fn a_hello_over_too_many_records_is_refused() {
+        let message = message_of(fixture("chromium"));
+        let at_cap = message.len().div_ceil(MAX_HELLO_RECORDS);
+        let stream = frame(&message, &vec![at_cap; MAX_HELLO_RECORDS]);
+        assert_eq!(done(&stream).sni, name("chromium.ward.test"));
+        let stream = frame(&message, &vec![1; message.len()]);
+        let err = parse_client_hello(&stream).unwrap_err();
+        assert!(err.to_string().contains("more than 256 records"), "{err}");
+        // Refused once the cap's worth of records is in and the hello is still unfinished.
+        let cut = (RECORD_HEADER_LEN + 1) * MAX_HELLO_RECORDS;
+        assert_eq!(parse_client_hello(&stream[..cut]), Err(err));
     }
 
     #[test]
@@ -673,18 +735,22 @@ mod tests {
 
     #[test]
     fn records_beyond_the_cap_are_refused_before_they_arrive() {
-        // A 50 KB hello fits the message cap, but cut into 10-byte records it needs 75 KB of
-        // records: refused once the record bytes reach the cap, never needing a bigger buffer.
-        let body_len: usize = 50_000;
+        // A 65 KB hello fits the message cap, but cut into 256-byte records (fewer than
+        // MAX_HELLO_RECORDS) it needs 66.3 KB of records: refused once the record bytes reach
+        // the cap, never needing a bigger buffer.
+        let body_len: usize = 64_996;
         let mut message = vec![HANDSHAKE_CLIENT_HELLO, 0];
         message.extend_from_slice(&(body_len as u16).to_be_bytes());
         message.resize(HANDSHAKE_HEADER_LEN + body_len, 0);
-        let stream = frame(&message, &vec![10; body_len]);
+        let stream = frame(&message, &vec![256; body_len]);
         assert!(stream.len() > MAX_CLIENT_HELLO);
-        let under_cap = &stream[..MAX_CLIENT_HELLO - 2];
+        let record = RECORD_HEADER_LEN + 256;
+        let fitting = MAX_CLIENT_HELLO / record * record;
+        let under_cap = &stream[..fitting];
         assert_eq!(parse_client_hello(under_cap), Ok(Parsed::Incomplete));
-        let at_cap = &stream[..MAX_CLIENT_HELLO];
-        assert_eq!(parse_client_hello(at_cap), Err(HelloError::TooLarge));
+        // The next record's header says it would end past the cap.
+        let over_cap = &stream[..fitting + RECORD_HEADER_LEN];
+        assert_eq!(parse_client_hello(over_cap), Err(HelloError::TooLarge));
         // A record longer than TLS allows is malformed, whatever follows.
         let long = [CONTENT_TYPE_HANDSHAKE, 3, 1, 0x40, 1];
         assert!(matches!(
