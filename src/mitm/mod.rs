@@ -8,6 +8,7 @@ pub mod certs;
 mod der;
 pub mod flows;
 pub mod har;
+mod parked;
 pub mod pinning;
 mod relay;
 mod upstream;
@@ -363,6 +364,9 @@ impl Interceptor {
         });
         let ending =
             relay::serve_http(tls, protocol, relay.clone(), activity, idle, shutdown).await;
+        if let UpstreamSender::Http1(parked) = &relay.upstream {
+            parked.close().await;
+        }
         let requests = relay.requests.load(Ordering::Relaxed);
         let outcome = match failure {
             Some(err) => InterceptOutcome::UpstreamTlsFailed(err),

@@ -15,16 +15,17 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper::server::conn::{http1 as server_h1, http2 as server_h2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Origin;
 use super::activity::Activity;
+use super::parked::ParkedHttp1;
 
 use super::flows::{FlowRecord, FlowSink, millis};
 use super::names_differ;
@@ -40,7 +41,7 @@ pub(crate) type RelayBody = Either<Counting<Incoming>, Full<Bytes>>;
 /// The upstream half: a live connection, or the reason there is none, which every request is
 /// answered with (an upstream certificate failure is never hidden).
 pub(crate) enum UpstreamSender {
-    Http1(Mutex<http1::SendRequest<ClientBody>>),
+    Http1(ParkedHttp1),
     Http2(http2::SendRequest<ClientBody>),
     Failed { kind: ErrorKind, detail: String },
 }
@@ -74,18 +75,16 @@ pub enum Ending {
     Shutdown,
 }
 
-/// Opens the HTTP client half over the upstream TLS stream; its driver task ends when the
-/// relay (the only sender) is dropped or the origin closes.
-pub(crate) async fn connect_upstream<IO>(
-    io: IO,
+/// Opens the HTTP client half over the upstream TLS stream. HTTP/2: a driver task that ends
+/// when the relay (the only sender) is dropped or the origin closes. HTTP/1.1: the stream is
+/// parked, and each exchange gets its own short-lived client connection.
+pub(crate) async fn connect_upstream(
+    origin: Origin,
     protocol: Protocol,
-) -> Result<UpstreamSender, hyper::Error>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> Result<UpstreamSender, hyper::Error> {
     if protocol == Protocol::Http2 {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(io))
+            .handshake(TokioIo::new(origin))
             .await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -94,16 +93,7 @@ where
         });
         return Ok(UpstreamSender::Http2(sender));
     }
-    let (sender, conn) = http1::Builder::new()
-        .preserve_header_case(true)
-        .handshake(TokioIo::new(io))
-        .await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream http/1 connection ended");
-        }
-    });
-    Ok(UpstreamSender::Http1(Mutex::new(sender)))
+    Ok(UpstreamSender::Http1(ParkedHttp1::new(origin)))
 }
 
 /// One request's relay, boxed: hyper keeps a slot of the service future's size for the whole
@@ -323,12 +313,11 @@ impl Relay {
     ) -> Result<Response<Incoming>, (ErrorKind, String)> {
         let sent = match &self.upstream {
             UpstreamSender::Failed { kind, detail } => return Err((*kind, detail.clone())),
-            UpstreamSender::Http1(sender) => {
-                let mut sender = sender.lock().await;
-                match sender.ready().await {
-                    Ok(()) => sender.send_request(req).await,
-                    Err(e) => Err(e),
-                }
+            UpstreamSender::Http1(parked) => {
+                return parked
+                    .send(req)
+                    .await
+                    .map_err(|e| (ErrorKind::Io, format!("upstream connection: {e}")));
             }
             UpstreamSender::Http2(sender) => {
                 let mut sender = sender.clone();
