@@ -115,6 +115,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for PrefixedStream<S> {
         let n = this.prefix.len().min(out.remaining());
         out.put_slice(&this.prefix[..n]);
         this.prefix.advance(n);
+        if this.prefix.is_empty() {
+            // An emptied `Bytes` still holds its whole buffer (the 8 KiB read chunk): release
+            // it, or every long-lived connection keeps it.
+            this.prefix = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }

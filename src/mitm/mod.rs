@@ -8,6 +8,7 @@ pub mod certs;
 mod der;
 pub mod flows;
 pub mod har;
+mod parked;
 pub mod pinning;
 mod relay;
 mod upstream;
@@ -151,6 +152,18 @@ struct LeafRequest<'a> {
     alpn: Option<Vec<u8>>,
 }
 
+/// Both handshakes done (or the origin's failed): what the relay starts from.
+struct Handshaken<IO> {
+    accepted: Accepted<IO>,
+    origin: Result<Origin, ProxyError>,
+    name: Host,
+    alpn: Option<Vec<u8>>,
+}
+
+/// The origin's TLS stream, boxed so that moving it through the relay's futures moves a
+/// pointer, not a kilobyte.
+type Origin = Box<tokio_rustls::client::TlsStream<TcpStream>>;
+
 enum Accepted<IO> {
     /// Boxed: a TLS stream is over a kilobyte, the other variant a pointer.
     Stream(Box<tokio_rustls::server::TlsStream<IO>>),
@@ -217,6 +230,46 @@ impl Interceptor {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new();
+        // Boxed: the handshakes' state (two TLS handshakes, the ClientHello) is several KiB
+        // that only the first milliseconds need; inline it would size this future, which
+        // lives as long as the connection.
+        let shaken = Box::pin(self.handshakes(client, upstream, &ctx, &activity)).await?;
+        let Handshaken {
+            accepted,
+            origin,
+            name,
+            alpn,
+        } = shaken;
+        let tls = match accepted {
+            Accepted::Stream(tls) => tls,
+            Accepted::Rejected(alert) => {
+                let outcome = InterceptOutcome::ClientRejectedCertificate { alert };
+                return Ok(finish(&activity, 0, alpn, outcome));
+            }
+        };
+        let protocol = Protocol::from_alpn(alpn.as_deref());
+        let session = Session {
+            activity: &activity,
+            protocol,
+            name: &name,
+            shutdown: &shutdown,
+        };
+        let (requests, outcome) = self.relay(session, tls, origin, ctx).await;
+        Ok(finish(&activity, requests, alpn, outcome))
+    }
+
+    /// Reads the ClientHello, handshakes with the origin offering what the client offered,
+    /// then finishes the client's handshake with a leaf forged for the name.
+    async fn handshakes<S>(
+        &self,
+        client: S,
+        upstream: TcpStream,
+        ctx: &FlowContext,
+        activity: &Arc<Activity>,
+    ) -> Result<Handshaken<Metered<S>>, ProxyError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let start = self
             .read_hello(Metered::new(client, activity.clone()))
             .await?;
@@ -243,22 +296,13 @@ impl Interceptor {
             extra_sans: extra_sans.as_deref(),
             alpn: alpn.clone(),
         };
-        let tls = match self.accept_client(start, leaf, &ctx).await? {
-            Accepted::Stream(tls) => tls,
-            Accepted::Rejected(alert) => {
-                let outcome = InterceptOutcome::ClientRejectedCertificate { alert };
-                return Ok(finish(&activity, 0, alpn, outcome));
-            }
-        };
-        let protocol = Protocol::from_alpn(alpn.as_deref());
-        let session = Session {
-            activity: &activity,
-            protocol,
-            name: &name,
-            shutdown: &shutdown,
-        };
-        let (requests, outcome) = self.relay(session, tls, origin, ctx).await;
-        Ok(finish(&activity, requests, alpn, outcome))
+        let accepted = self.accept_client(start, leaf, ctx).await?;
+        Ok(Handshaken {
+            accepted,
+            origin,
+            name,
+            alpn,
+        })
     }
 
     /// Relays the established pair: bytes for a non-HTTP protocol, else hyper on both sides;
@@ -267,7 +311,7 @@ impl Interceptor {
         &self,
         session: Session<'_>,
         tls: IO,
-        origin: Result<tokio_rustls::client::TlsStream<TcpStream>, ProxyError>,
+        origin: Result<Origin, ProxyError>,
         ctx: FlowContext,
     ) -> (u64, InterceptOutcome)
     where
@@ -285,7 +329,8 @@ impl Interceptor {
                 let ending = relay::relay_opaque(tls, origin, activity, idle, shutdown).await;
                 return (0, InterceptOutcome::Finished(ending));
             }
-            Ok(origin) => match relay::connect_upstream(origin, protocol).await {
+            // Boxed: an HTTP/2 handshake future is large and needed only once.
+            Ok(origin) => match Box::pin(relay::connect_upstream(origin, protocol)).await {
                 Ok(sender) => (sender, None),
                 Err(e) => {
                     let err = ProxyError::upstream(
@@ -319,6 +364,9 @@ impl Interceptor {
         });
         let ending =
             relay::serve_http(tls, protocol, relay.clone(), activity, idle, shutdown).await;
+        if let UpstreamSender::Http1(parked) = &relay.upstream {
+            parked.close().await;
+        }
         let requests = relay.requests.load(Ordering::Relaxed);
         let outcome = match failure {
             Some(err) => InterceptOutcome::UpstreamTlsFailed(err),
@@ -395,7 +443,7 @@ impl Interceptor {
 
 /// The verified origin leaf's DNS names, so that the forged leaf answers for the same names
 /// (clients that pool connections by certificate keep doing so). Bounded.
-fn upstream_sans(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> Vec<String> {
+fn upstream_sans(tls: &Origin) -> Vec<String> {
     tls.get_ref()
         .1
         .peer_certificates()

@@ -559,3 +559,71 @@ async fn shutdown_drains_an_idle_keep_alive_connection() {
     );
     drop(send);
 }
+
+/// The origin's HTTP/1.1 stream is parked between exchanges: every request of a keep-alive
+/// connection still reaches the origin over the one upstream connection ward was given.
+#[tokio::test]
+async fn http1_keep_alive_requests_share_the_parked_origin_stream() {
+    let origin = start_origin("origin CA").await;
+    let ward = ward(&origin.ca_pem, None);
+    let (client, task) = ward.connect(origin.addr).await;
+    let tls = client_tls(
+        client,
+        Some(ward.interceptor.ca().cert_der()),
+        &[b"http/1.1"],
+    )
+    .await
+    .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for i in 0..3 {
+        let req = Request::get(format!("/hello?x={i}"))
+            .header("host", ORIGIN)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        send.ready().await.unwrap();
+        let resp = tokio::time::timeout(WAIT, send.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert!(body_text(resp).await.starts_with("hello HTTP/1.1"));
+    }
+    drop(send);
+    let done = tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.requests, 3);
+    assert_eq!(ward.wait_flows(3).await.len(), 3);
+}
+
+/// What an idle connection keeps is sized by these types: the intercept future lives as long
+/// as the connection (12.4 KiB before its handshakes and hyper connection were boxed), and a
+/// request sizes each of the 32 slots of hyper's client queue (648 bytes with the flow record
+/// inline). Generous bounds: a regression, not the compiler's layout, should trip them.
+#[tokio::test]
+async fn idle_connection_state_stays_small() {
+    let origin = start_origin("origin CA").await;
+    let ward = ward(&origin.ca_pem, None);
+    let (_client, proxy_side) = tokio::io::duplex(64);
+    let upstream = TcpStream::connect(origin.addr).await.unwrap();
+    let ctx = FlowContext {
+        client: "127.0.0.1:40000".parse().unwrap(),
+        user: None,
+        sni: None,
+        connect_target: Target::parse_authority("origin.test:443").unwrap(),
+        rule: None,
+        alpn_offered: vec![],
+        deny_host_mismatch: false,
+    };
+    let shutdown = CancellationToken::new();
+    let intercept = ward
+        .interceptor
+        .intercept(proxy_side, upstream, ctx, shutdown);
+    assert!(std::mem::size_of_val(&intercept) <= 4096);
+    assert!(std::mem::size_of::<Request<relay::ClientBody>>() <= 320);
+}

@@ -65,13 +65,14 @@ fn add_pem_bundle(roots: &mut RootCertStore, path: &Path) -> Result<(), MitmErro
 
 /// Handshakes with the origin, offering `alpn` (the client's list) and verifying the chain for
 /// `name`. A client without SNI that asked for a name still gets that name verified.
+/// Boxed: the stream outlives the handshake and is moved along the relay's futures.
 pub(crate) async fn handshake(
     base: &Arc<ClientConfig>,
     upstream: TcpStream,
     name: &Host,
     alpn: &[Vec<u8>],
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, ProxyError> {
+) -> Result<Box<TlsStream<TcpStream>>, ProxyError> {
     let server_name = match name {
         Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
         Host::Name(n) => ServerName::try_from(n.clone()).map_err(|e| {
@@ -88,7 +89,7 @@ pub(crate) async fn handshake(
     };
     let connect = TlsConnector::from(config).connect(server_name, upstream);
     match tokio::time::timeout(timeout, connect).await {
-        Ok(Ok(tls)) => Ok(tls),
+        Ok(Ok(tls)) => Ok(Box::new(tls)),
         Ok(Err(e)) => Err(classify(name, &e)),
         Err(_) => Err(ProxyError::upstream(
             ErrorKind::TlsHandshake,
