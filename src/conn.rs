@@ -83,8 +83,7 @@ async fn tunnel_path(
             return Err(err);
         }
     };
-    let bound = upstream.local_addr().ok();
-    t.reply_ok(bound)
+    t.reply_ok(&upstream)
         .await
         .map_err(|e| ProxyError::client(ErrorKind::Io, format!("write reply: {e}")))?;
 
@@ -124,7 +123,9 @@ async fn tunnel_path(
     rec.ech = hello.ech_offered;
 
     rec.stage = Stage::Policy;
-    let action = match decide_on_hello(&t, &hello, &decision, upstream.peer_addr().ok(), cfg, rec) {
+    // The dialled address, known since the dial: no need to ask the kernel again.
+    let dst = rec.upstream;
+    let action = match decide_on_hello(&t, &hello, &decision, dst, cfg, rec) {
         Ok(action) => action,
         Err(err) => {
             let _ = t

@@ -2,13 +2,15 @@
 //! (Happy Eyeballs, RFC 8305). Must not apply policy nor chain upstream proxies: callers decide
 //! which addresses may be dialled and build proxy chaining on top of [`connect`].
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::error::{ErrorKind, ProxyError};
 use crate::target::{Host, Target};
@@ -88,6 +90,10 @@ fn dns_error(name: &str, err: io::Error) -> ProxyError {
 /// soon as one fails, the first success wins and the others are dropped. `connect_timeout`
 /// bounds the whole race. The stream has TCP_NODELAY set.
 ///
+/// The attempts are polled in this task, not spawned: a connection's dial costs no task, and
+/// the first attempt starts at once rather than on the timer's next tick (up to a millisecond
+/// late, which every tunnel would pay).
+///
 /// When every address fails, the most informative failure is reported (see [`informativeness`]).
 pub async fn connect(
     addrs: &[SocketAddr],
@@ -95,46 +101,46 @@ pub async fn connect(
 ) -> Result<(TcpStream, SocketAddr), ProxyError> {
     let deadline = Instant::now() + connect_timeout;
     let mut queue = interleave_families(addrs).into_iter();
-    let mut attempts = JoinSet::new();
-    let mut in_flight: Vec<SocketAddr> = Vec::new();
+    // In start order: the first is the oldest still in flight.
+    let mut attempts: Vec<Attempt> = Vec::new();
     let mut failures: Vec<ProxyError> = Vec::new();
+    let give_up = sleep_until(deadline);
+    tokio::pin!(give_up);
     let mut next_start = Instant::now();
     loop {
-        let more = queue.len() > 0;
-        if !more && attempts.is_empty() {
-            break;
+        if attempts.is_empty() {
+            // Nothing in flight (the start, or every attempt failed): the next one goes now.
+            let Some(addr) = queue.next() else { break };
+            attempts.push(Attempt::start(addr));
+            next_start = Instant::now() + ATTEMPT_DELAY;
         }
-        tokio::select! {
-            biased;
-            Some(joined) = attempts.join_next(), if !attempts.is_empty() => {
-                let (addr, result) = joined.map_err(|e| {
-                    ProxyError::local(ErrorKind::Internal, format!("connect task failed: {e}"))
-                })?;
-                in_flight.retain(|a| *a != addr);
-                match result {
-                    Ok(stream) => return Ok((stream, addr)),
-                    Err(err) => {
-                        failures.push(ProxyError::from_connect_io(&addr.to_string(), err));
-                        next_start = Instant::now();
-                    }
+        // The stagger timer exists only while addresses remain: one address, one timer.
+        let stagger = (queue.len() > 0).then_some(next_start);
+        match next_event(&mut attempts, give_up.as_mut(), stagger).await {
+            Event::Done(addr, Ok(stream)) => return Ok((stream, addr)),
+            Event::Done(addr, Err(err)) => {
+                failures.push(ProxyError::from_connect_io(&addr.to_string(), err));
+                if let Some(addr) = queue.next() {
+                    attempts.push(Attempt::start(addr));
+                    next_start = Instant::now() + ATTEMPT_DELAY;
                 }
             }
-            () = sleep_until(deadline) => {
-                if let Some(addr) = in_flight.first().copied().or_else(|| queue.next()) {
+            Event::Stagger => {
+                if let Some(addr) = queue.next() {
+                    attempts.push(Attempt::start(addr));
+                }
+                next_start = Instant::now() + ATTEMPT_DELAY;
+            }
+            Event::Deadline => {
+                let oldest = attempts.first().map(|a| a.addr);
+                if let Some(addr) = oldest.or_else(|| queue.next()) {
                     failures.push(timed_out(addr, connect_timeout));
                 }
                 break;
             }
-            () = sleep_until(next_start), if more => {
-                if let Some(addr) = queue.next() {
-                    attempts.spawn(attempt(addr));
-                    in_flight.push(addr);
-                }
-                next_start = Instant::now() + ATTEMPT_DELAY;
-            }
         }
     }
-    // Dropping `attempts` aborts the connects still in flight.
+    // Dropping `attempts` abandons the connects still in flight (their sockets close).
     Err(failures
         .into_iter()
         .min_by_key(|e| informativeness(e.kind))
@@ -143,14 +149,57 @@ pub async fn connect(
         }))
 }
 
-async fn attempt(addr: SocketAddr) -> (SocketAddr, io::Result<TcpStream>) {
-    let result = async {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// One connect in flight, to `addr`.
+struct Attempt {
+    addr: SocketAddr,
+    fut: Connecting,
+}
+
+impl Attempt {
+    fn start(addr: SocketAddr) -> Attempt {
+        let fut = Box::pin(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        });
+        Attempt { addr, fut }
     }
-    .await;
-    (addr, result)
+}
+
+enum Event {
+    Done(SocketAddr, io::Result<TcpStream>),
+    Stagger,
+    Deadline,
+}
+
+/// Waits for an attempt to finish (the oldest first), the deadline, or `stagger`: the time to
+/// start the next attempt, when one remains.
+async fn next_event(
+    attempts: &mut Vec<Attempt>,
+    mut give_up: Pin<&mut Sleep>,
+    stagger: Option<Instant>,
+) -> Event {
+    let mut stagger = stagger.map(|at| Box::pin(sleep_until(at)));
+    std::future::poll_fn(|cx| {
+        for i in 0..attempts.len() {
+            if let Poll::Ready(result) = attempts[i].fut.as_mut().poll(cx) {
+                let done = attempts.remove(i);
+                return Poll::Ready(Event::Done(done.addr, result));
+            }
+        }
+        if give_up.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::Deadline);
+        }
+        if let Some(stagger) = &mut stagger
+            && stagger.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Event::Stagger);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn timed_out(addr: SocketAddr, after: Duration) -> ProxyError {

@@ -91,8 +91,15 @@ impl Options {
             memory,
             tput_warmup: Duration::from_millis(if quick { 150 } else { 250 }),
             tput_length: Duration::from_millis(if quick { 400 } else { 1000 }),
-            rate_length: Duration::from_millis(if quick { 800 } else { 2000 }),
-            rate_concurrency: RATE_CONCURRENCY,
+            rate_length: std::env::var("E2E_RATE_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_millis(if quick { 800 } else { 2000 })),
+            rate_concurrency: std::env::var("E2E_RATE_CONC")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(RATE_CONCURRENCY),
             idle_counts: if quick {
                 vec![1_000]
             } else {

@@ -58,6 +58,13 @@ impl Results {
             .push((rep, value));
     }
 
+    /// The connections/s just measured for `subject` (measurement aid for the progress line).
+    pub fn last_rate(&self, subject: &str) -> Option<&f64> {
+        self.values(subject, Metric::ConnPerSec)
+            .last()
+            .map(|(_, v)| v)
+    }
+
     pub fn add_rate_errors(&mut self, subject: &'static str, errors: u64) {
         *self.rate_errors.entry(subject).or_default() += errors;
     }

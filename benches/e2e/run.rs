@@ -84,7 +84,16 @@ impl Bench<'_> {
                 .filter_map(|(kind, _)| Some((*kind, self.start(*kind, results)?)))
                 .collect();
             let mut routes = Vec::new();
+            let mut pids = Vec::new();
+            let only_subjects = std::env::var("E2E_SUBJECTS").ok();
             for s in SUBJECTS {
+                if s.peer.is_some()
+                    && only_subjects
+                        .as_deref()
+                        .is_some_and(|o| !o.split(',').any(|n| n == s.name))
+                {
+                    continue;
+                }
                 let proxy = match s.peer {
                     None => None,
                     Some(kind) => match running.iter().find(|(k, _)| *k == kind) {
@@ -93,19 +102,52 @@ impl Bench<'_> {
                     },
                 };
                 match s.route(self.origin, proxy, self.pki) {
-                    Ok(route) => routes.push((s, route)),
+                    Ok(route) => {
+                        routes.push((s, route));
+                        pids.push(proxy.map(Running::pid));
+                    }
                     Err(e) => results.notes.push(format!("{}: {e:#}", s.name)),
                 }
             }
+            let only_cases = std::env::var("E2E_CASES").ok();
             for case in CASES {
+                if only_cases.as_deref().is_some_and(|c| {
+                    !c.split(',')
+                        .any(|n| n.eq_ignore_ascii_case(&format!("{case:?}")))
+                }) {
+                    continue;
+                }
                 let mut line = format!("  {case:?}:");
                 for i in 0..routes.len() {
                     let (s, route) = &routes[(i + rep) % routes.len()];
+                    let pid = pids[(i + rep) % routes.len()];
                     if !case.applies(s) {
                         continue;
                     }
+                    let cpu_before = pid.and_then(crate::process::cpu_ticks);
+                    let cs_before = pid.and_then(crate::process::ctx_switches);
                     match self.measure(case, s, route, rep, results).await {
-                        Ok(shown) => line += &format!(" {} {shown};", s.name),
+                        Ok(shown) => {
+                            line += &format!(" {} {shown}", s.name);
+                            // Measurement aid: the proxy's CPU per connection in the rate case.
+                            if let (Case::Rate, Some(before), Some(after)) =
+                                (case, cpu_before, pid.and_then(crate::process::cpu_ticks))
+                                && let Some(&rate) = results.last_rate(s.name)
+                            {
+                                let conns = rate * self.opts.rate_length.as_secs_f64();
+                                let us = (after - before) as f64 * 1e6
+                                    / crate::process::ticks_per_sec()
+                                    / conns.max(1.0);
+                                line += &format!(" cpu {us:.0} us/conn");
+                                if let (Some(a), Some(b)) =
+                                    (cs_before, pid.and_then(crate::process::ctx_switches))
+                                {
+                                    line +=
+                                        &format!(" cs {:.1}/conn", (b - a) as f64 / conns.max(1.0));
+                                }
+                            }
+                            line += ";";
+                        }
                         Err(e) => {
                             line += &format!(" {} failed;", s.name);
                             results.notes.push(format!(

@@ -8,9 +8,9 @@ pub mod socks5;
 
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -25,6 +25,8 @@ use self::http::{ProxyRequest, RequestTarget};
 const SOCKS5_MESSAGE_CAP: usize = 1024;
 /// First byte of every SOCKS5 greeting (RFC 1928 section 3).
 const SOCKS5_VERSION: u8 = 0x05;
+/// The first buffer's capacity: a typical CONNECT head fits without growing it.
+const FIRST_READ: usize = 4096;
 
 /// What a client asked for, once its handshake succeeded.
 pub enum Accepted {
@@ -56,10 +58,13 @@ pub struct TunnelRequest {
 }
 
 impl TunnelRequest {
-    pub async fn reply_ok(&mut self, bound: Option<SocketAddr>) -> std::io::Result<()> {
+    /// Tells the client its tunnel to `upstream` is open. Only SOCKS5 reports the bound address
+    /// (BND.ADDR), so only SOCKS5 asks the kernel for it: a syscall the HTTP reply skips.
+    pub async fn reply_ok(&mut self, upstream: &TcpStream) -> std::io::Result<()> {
         match self.replier {
             Replier::Http => self.stream.write_all(http::CONNECT_OK).await,
             Replier::Socks5 => {
+                let bound = upstream.local_addr().ok();
                 let reply = socks5::encode_reply(socks5_reply::SUCCEEDED, bound);
                 self.stream.write_all(&reply).await
             }
@@ -87,41 +92,48 @@ async fn reply_error<S: AsyncWrite + Unpin>(stream: &mut S, replier: Replier, er
 
 /// Runs the front-end handshake on a fresh connection, within `cfg.timeouts.handshake`.
 pub async fn accept(
-    stream: TcpStream,
+    mut stream: TcpStream,
     client: SocketAddr,
     cfg: &Config,
 ) -> Result<Accepted, ProxyError> {
     let deadline = Instant::now() + cfg.timeouts.handshake;
-    let mut first = [0u8; 1];
-    let n = tokio::time::timeout_at(deadline, stream.peek(&mut first))
-        .await
-        .map_err(|_| {
-            ProxyError::client(
-                ErrorKind::ClientTimeout,
-                "no request before the handshake timeout",
-            )
-        })?
-        .map_err(|e| ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e))?;
+    // The first read both sniffs the protocol and starts its message: a peek first would cost
+    // a syscall per connection. It asks for no more than a SOCKS5 message may hold, so either
+    // protocol's buffer stays within its cap.
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
+    let n = tokio::time::timeout_at(
+        deadline,
+        stream.read_buf(&mut (&mut buf).limit(SOCKS5_MESSAGE_CAP)),
+    )
+    .await
+    .map_err(|_| {
+        ProxyError::client(
+            ErrorKind::ClientTimeout,
+            "no request before the handshake timeout",
+        )
+    })?
+    .map_err(|e| ProxyError::client(ErrorKind::Io, format!("read: {e}")).with_source(e))?;
     if n == 0 {
         return Err(ProxyError::client(
             ErrorKind::Io,
             "client closed before a request",
         ));
     }
-    if first[0] == SOCKS5_VERSION {
-        accept_socks5(stream, client, cfg, deadline).await
+    if buf.first() == Some(&SOCKS5_VERSION) {
+        accept_socks5(stream, buf, client, cfg, deadline).await
     } else {
-        accept_http(stream, client, cfg, deadline).await
+        accept_http(stream, buf, client, cfg, deadline).await
     }
 }
 
+/// `buf` holds the bytes read so far (at least one).
 async fn accept_http(
     mut stream: TcpStream,
+    mut buf: BytesMut,
     client: SocketAddr,
     cfg: &Config,
     deadline: Instant,
 ) -> Result<Accepted, ProxyError> {
-    let mut buf = BytesMut::with_capacity(4096);
     let read = read_until(
         &mut stream,
         &mut buf,
@@ -183,14 +195,15 @@ async fn accept_http(
     }
 }
 
+/// `buf` holds the bytes read so far (at least one).
 async fn accept_socks5(
     mut stream: TcpStream,
+    mut buf: BytesMut,
     client: SocketAddr,
     cfg: &Config,
     deadline: Instant,
 ) -> Result<Accepted, ProxyError> {
     use socks5::{AfterGreeting, ExpectGreeting};
-    let mut buf = BytesMut::with_capacity(512);
     let state = ExpectGreeting::new(!cfg.users.is_empty());
     let greeting = read_socks5(&mut stream, &mut buf, deadline, |b| state.parse(b)).await?;
     let (answer, next) = state.answer(&greeting);
