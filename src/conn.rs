@@ -446,7 +446,7 @@ async fn relay(
     // Not held through the relay: an idle tunnel should cost no buffer.
     let buffered_len = buffered.len() as u64;
     drop(buffered);
-    let done = tunnel::relay_tcp(
+    let done = tunnel::relay(
         &mut client,
         &mut upstream,
         ctx.config.timeouts.idle,

@@ -30,8 +30,6 @@ pub mod mitm;
 pub mod policy;
 pub mod request;
 pub mod server;
-#[cfg(target_os = "linux")]
-pub mod splice;
 pub mod target;
 pub mod tls;
 pub mod tunnel;

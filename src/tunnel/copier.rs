@@ -39,32 +39,14 @@ pub(super) struct Copier {
 
 impl Copier {
     pub(super) fn new() -> Self {
-        Copier::resuming(Flow::default())
-    }
-
-    /// A copier taking over a direction from another lane, with what that lane did so far.
-    pub(super) fn resuming(flow: Flow) -> Self {
         Copier {
-            flow,
+            flow: Flow::default(),
             buf: None,
             size: RELAY_BUFFER_MIN,
             pos: 0,
             filled: 0,
             unflushed: false,
         }
-    }
-
-    /// Nothing buffered and no buffer: the next step is to wait for the reader.
-    #[cfg(target_os = "linux")]
-    pub(super) fn is_waiting_unbuffered(&self) -> bool {
-        self.buf.is_none() && !self.flow.read_eof
-    }
-
-    /// The buffer has grown to its maximum and holds nothing unwritten: a bulk direction,
-    /// between two reads.
-    #[cfg(target_os = "linux")]
-    pub(super) fn is_bulk(&self) -> bool {
-        self.size == RELAY_BUFFER_MAX && self.pos == self.filled
     }
 
     /// Called once the buffer is drained: a read that filled all of it says more was waiting.
