@@ -116,6 +116,15 @@ async fn tunnel_path(
             rec.outcome = Some("client_closed");
             return Ok(());
         }
+        First::Unreadable(err) => {
+            // TLS that cannot be read cannot be checked: refused, whatever `non_tls` says.
+            let _ = t
+                .stream
+                .write_all(&tls::encode_alert(AlertDescription::DecodeError))
+                .await;
+            let _ = t.stream.shutdown().await;
+            return Err(err);
+        }
         First::Failed(err) => return Err(err),
     };
     rec.sni = hello.sni.clone();
@@ -376,8 +385,22 @@ fn decide_on_hello(
 enum First {
     Hello(ClientHelloFacts),
     NotTls(String),
+    /// A TLS handshake record, but no ClientHello ward can read in it.
+    Unreadable(ProxyError),
     ClientGone,
     Failed(ProxyError),
+}
+
+/// Bytes that are not TLS are `non_tls`'s to judge; TLS that cannot be read is refused, or a
+/// client could slip any name past the SNI policy by shaping its hello past ward's caps.
+fn hello_error(e: HelloError) -> First {
+    match e {
+        HelloError::NotTls(why) => First::NotTls(why.to_string()),
+        e => First::Unreadable(ProxyError::client(
+            ErrorKind::ClientHelloUnreadable,
+            e.to_string(),
+        )),
+    }
 }
 
 /// Waits for a complete ClientHello, or for the server to speak first, within
@@ -391,7 +414,7 @@ async fn read_first_bytes(
     let classify = |r: Result<Parsed<ClientHelloFacts>, HelloError>| match r {
         Ok(Parsed::Done { value, .. }) => Some(First::Hello(value)),
         Ok(Parsed::Incomplete) => None,
-        Err(e) => Some(First::NotTls(e.to_string())),
+        Err(e) => Some(hello_error(e)),
     };
     if !buf.is_empty()
         && let Some(first) = classify(tls::parse_client_hello(buf))
@@ -409,8 +432,8 @@ async fn read_first_bytes(
     tokio::select! {
         r = read => match r {
             Ok((hello, _)) => First::Hello(hello),
-            Err(ReadError::Parse(e)) => First::NotTls(e.to_string()),
-            Err(ReadError::TooLarge) => First::NotTls("ClientHello larger than the cap".into()),
+            Err(ReadError::Parse(e)) => hello_error(e),
+            Err(ReadError::TooLarge) => hello_error(HelloError::TooLarge),
             Err(ReadError::Closed) if buf.is_empty() => First::ClientGone,
             Err(ReadError::Closed) => First::NotTls("client closed mid-ClientHello".into()),
             Err(ReadError::Timeout) if buf.is_empty() => First::Failed(ProxyError::client(

@@ -67,6 +67,9 @@ pub enum ErrorKind {
     NonTlsDenied,
     /// The CONNECT host and the SNI name different sites and `sni_mismatch: deny`.
     SniMismatch,
+    /// The tunnel's first bytes start a TLS handshake that ward cannot read (malformed, over
+    /// the size cap, split over too many records): no policy could be applied to it.
+    ClientHelloUnreadable,
     /// No complete ClientHello (nor server bytes) within `timeouts.client_hello`.
     ClientHelloTimeout,
     /// The client did not finish its request head or handshake in time.
@@ -78,7 +81,7 @@ pub enum ErrorKind {
 }
 
 /// Every kind, in table order: for exhaustive tests and documentation.
-pub const ALL_KINDS: [ErrorKind; 23] = [
+pub const ALL_KINDS: [ErrorKind; 24] = [
     ErrorKind::PolicyDenied,
     ErrorKind::AuthRequired,
     ErrorKind::DnsError,
@@ -98,6 +101,7 @@ pub const ALL_KINDS: [ErrorKind; 23] = [
     ErrorKind::SniDenied,
     ErrorKind::NonTlsDenied,
     ErrorKind::SniMismatch,
+    ErrorKind::ClientHelloUnreadable,
     ErrorKind::ClientHelloTimeout,
     ErrorKind::ClientTimeout,
     ErrorKind::Io,
@@ -127,7 +131,10 @@ impl ErrorKind {
             DnsError | ConnectionRefused | Unreachable | UpstreamProxy | TlsCertificate
             | TlsHandshake | Io => 502,
             DnsTimeout | ConnectionTimeout => 504,
-            MalformedRequest | UnsupportedCommand | UnsupportedAddressType => 400,
+            MalformedRequest
+            | UnsupportedCommand
+            | UnsupportedAddressType
+            | ClientHelloUnreadable => 400,
             HeadTooLarge => 431,
             ConnectionLimit => 503,
             ClientHelloTimeout | ClientTimeout => 408,
@@ -153,7 +160,7 @@ impl ErrorKind {
             UpstreamProxy => Some("proxy_internal_error"),
             ConnectionLimit => Some("connection_limit_reached"),
             TlsCertificate => Some("tls_certificate_error"),
-            TlsHandshake => Some("tls_protocol_error"),
+            TlsHandshake | ClientHelloUnreadable => Some("tls_protocol_error"),
             ClientHelloTimeout | ClientTimeout => Some("http_request_error"),
             Io => Some("proxy_internal_error"),
             Internal => Some("proxy_internal_error"),
@@ -180,7 +187,9 @@ impl ErrorKind {
             UpstreamProxy | ConnectionLimit | TlsCertificate | TlsHandshake => {
                 Some(r::GENERAL_FAILURE)
             }
-            ClientHelloTimeout | ClientTimeout | Io | Internal => Some(r::GENERAL_FAILURE),
+            ClientHelloUnreadable | ClientHelloTimeout | ClientTimeout | Io | Internal => {
+                Some(r::GENERAL_FAILURE)
+            }
         }
     }
 
@@ -207,6 +216,7 @@ impl ErrorKind {
             SniDenied => "sni_denied",
             NonTlsDenied => "non_tls_denied",
             SniMismatch => "sni_mismatch",
+            ClientHelloUnreadable => "client_hello_unreadable",
             ClientHelloTimeout => "client_hello_timeout",
             ClientTimeout => "client_timeout",
             Io => "io_error",
@@ -237,6 +247,7 @@ impl ErrorKind {
             SniDenied => "The proxy policy denies the TLS server name.",
             NonTlsDenied => "The proxy accepts only TLS in tunnels.",
             SniMismatch => "The TLS server name does not match the requested host.",
+            ClientHelloUnreadable => "The proxy could not read the TLS ClientHello.",
             ClientHelloTimeout => "No TLS ClientHello arrived in time.",
             ClientTimeout => "The request did not arrive in time.",
             Io => "A network error occurred.",

@@ -89,6 +89,8 @@ pub enum HelloError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertDescription {
     HandshakeFailure,
+    /// A ClientHello ward cannot read: malformed, or over its size or record caps.
+    DecodeError,
     AccessDenied,
     InternalError,
     UnrecognizedName,
@@ -99,6 +101,7 @@ impl AlertDescription {
         match self {
             AlertDescription::HandshakeFailure => 40,
             AlertDescription::AccessDenied => 49,
+            AlertDescription::DecodeError => 50,
             AlertDescription::InternalError => 80,
             AlertDescription::UnrecognizedName => 112,
         }

@@ -135,6 +135,35 @@ fn non_tls_allowed_by_default_and_denied_when_configured() {
     });
 }
 
+/// A real ClientHello split over more TLS records than ward reads is TLS all the same: it must
+/// be refused (its SNI cannot be checked), not relayed as `non_tls`, even where that is allowed.
+#[test]
+fn unreadable_client_hello_is_refused_not_relayed() {
+    let o = origins();
+    let ward = Ward::start(&Policy::new());
+    let hello = include_bytes!("../fixtures/curl.bin");
+    let message = &hello[5..];
+    let mut shredded = Vec::new();
+    for byte in message {
+        shredded.extend_from_slice(&[22, 3, 1, 0, 1, *byte]);
+    }
+    let target = format!("origin.test:{}", o.tls.port());
+    let (mut s, head) = http_connect(ward.addr, &target, &[]);
+    assert_eq!(head.status, 200);
+    s.write_all(&shredded).expect("write");
+    let got = net::read_all(&mut s);
+    // A fatal decode_error alert (RFC 8446 §6: content type 21, level 2, description 50).
+    assert_eq!(
+        (got.first(), got.get(5..7)),
+        (Some(&21), Some(&[2u8, 50][..])),
+        "expected a decode_error alert, got {got:?}"
+    );
+    ward.expect_access("naming the unreadable hello", |v| {
+        field(v, "error").as_deref() == Some("client_hello_unreadable")
+            && field(v, "detail").is_some_and(|d| d.contains("more than 256 records"))
+    });
+}
+
 #[test]
 fn server_speaks_first_is_relayed_at_once() {
     let o = origins();
