@@ -14,7 +14,10 @@ cargo bench --bench e2e [-- OPTIONS]
                    mitmproxy-tunnel, mitmproxy-intercept); direct always runs
   --no-memory      skip the idle-connection and large-download memory scenarios
   --ward PATH      the ward binary (default: the one cargo built for this bench)
-Environment: E2E_QUICK=1, E2E_REPS=N, E2E_ONLY=A,B, E2E_NO_MEMORY=1, WARD_BIN=PATH";
+Environment: E2E_QUICK=1, E2E_REPS=N, E2E_ONLY=A,B, E2E_NO_MEMORY=1, WARD_BIN=PATH;
+  for narrowing a measurement: E2E_CASES=Raw1,Raw8,Tls1,Tls8,Rate (speed scenarios),
+  E2E_SUBJECTS='ward,ward socks5,ward inspect' (rows by name), E2E_RATE_MS=N (window),
+  E2E_RATE_CONC=N (new-connection concurrency)";
 
 pub struct Options {
     pub quick: bool,
