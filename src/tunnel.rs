@@ -106,17 +106,16 @@ where
 
 /// Runs both directions until they end, the shutdown token is cancelled, or nothing moved for
 /// `idle`. The directions' state is borrowed, not owned, so that the counters outlive the end.
-async fn drive<L, A, B>(
-    dirs: &mut Directions<L>,
+async fn drive<A, B>(
+    dirs: &mut Directions,
     client: &mut A,
     upstream: &mut B,
     idle: Duration,
     shutdown: CancellationToken,
 ) -> Outcome
 where
-    L: Lane<A, B> + Lane<B, A> + Rest,
-    A: ?Sized,
-    B: ?Sized,
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
     // Relaxed: a stale read only moves the idle verdict by one tick. Atomic (not a Cell) so the
     // relay future stays Send.
@@ -149,28 +148,7 @@ where
     }
 }
 
-/// What a lane holds only for moving bytes, given back when a whole tick passed without any
-/// byte moving either way: what a bulk transfer grew is not kept by a tunnel gone idle.
-trait Rest {
-    fn rest(&mut self);
-}
-
-/// One direction of a relay, whatever moves its bytes: from `reader` to `writer`, then the
-/// reader's EOF passed on as a shutdown of the writer.
-trait Lane<R: ?Sized, W: ?Sized> {
-    /// Moves what can be moved now; `Ready(Ok(()))` once the EOF has been passed on.
-    fn poll_lane(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: &mut R,
-        writer: &mut W,
-        active: &AtomicBool,
-    ) -> Poll<Result<(), Fault>>;
-
-    fn flow(&self) -> &Flow;
-}
-
-/// What every lane knows of its direction, however it moves the bytes.
+/// What a direction has done so far.
 #[derive(Debug, Default)]
 struct Flow {
     read_eof: bool,
@@ -182,16 +160,16 @@ struct Flow {
 
 /// Both directions and which side sent EOF first. Lives outside the relay future so that the
 /// counters survive its cancellation.
-struct Directions<L> {
+struct Directions {
     /// client → upstream
-    up: L,
+    up: Copier,
     /// upstream → client
-    down: L,
+    down: Copier,
     first_eof: Option<Outcome>,
 }
 
-impl<L> Directions<L> {
-    fn new(up: L, down: L) -> Self {
+impl Directions {
+    fn new(up: Copier, down: Copier) -> Self {
         Directions {
             up,
             down,
@@ -207,19 +185,18 @@ impl<L> Directions<L> {
         active: &AtomicBool,
     ) -> Poll<Outcome>
     where
-        L: Lane<A, B> + Lane<B, A>,
-        A: ?Sized,
-        B: ?Sized,
+        A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+        B: AsyncRead + AsyncWrite + Unpin + ?Sized,
     {
-        let up_eof_before = Lane::<A, B>::flow(&self.up).read_eof;
-        let down_eof_before = Lane::<B, A>::flow(&self.down).read_eof;
+        let up_eof_before = self.up.flow.read_eof;
+        let down_eof_before = self.down.flow.read_eof;
         if let Poll::Ready(Err(fault)) = self.up.poll_lane(cx, client, upstream, active) {
             return Poll::Ready(fault.outcome(Side::Client, Side::Upstream));
         }
         if let Poll::Ready(Err(fault)) = self.down.poll_lane(cx, upstream, client, active) {
             return Poll::Ready(fault.outcome(Side::Upstream, Side::Client));
         }
-        let (up, down) = (Lane::<A, B>::flow(&self.up), Lane::<B, A>::flow(&self.down));
+        let (up, down) = (&self.up.flow, &self.down.flow);
         if self.first_eof.is_none() {
             let client_eof = up.read_eof && !up_eof_before;
             let upstream_eof = down.read_eof && !down_eof_before;
@@ -235,21 +212,14 @@ impl<L> Directions<L> {
         }
         Poll::Pending
     }
-}
 
-impl<L: Counted> Directions<L> {
     fn relayed(&self, outcome: Outcome) -> Relayed {
         Relayed {
-            bytes_up: self.up.bytes(),
-            bytes_down: self.down.bytes(),
+            bytes_up: self.up.flow.bytes,
+            bytes_down: self.down.flow.bytes,
             outcome,
         }
     }
-}
-
-/// The delivered-bytes counter of a lane, readable without naming its streams' types.
-trait Counted {
-    fn bytes(&self) -> u64;
 }
 
 /// A failed read or write, so that the error can be blamed on the right side.

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{Counted, Fault, Flow, Lane, Rest};
+use super::{Fault, Flow};
 
 /// Each direction's buffer starts at one TLS record's worth, enough for interactive traffic, so
 /// that many open tunnels stay cheap...
@@ -22,7 +22,7 @@ const RELAY_BUFFER_GROWTH: usize = 4;
 
 /// A lane through a buffer in user space: fills it from the reader, drains it into the writer.
 /// The buffer exists only while bytes are moving: an interactive direction gives it back each
-/// time the reader runs dry, a bulk one when the relay finds it quiet (see [`Rest`]), so an idle
+/// time the reader runs dry, a bulk one when the relay finds it quiet (see [`Copier::rest`]), so an idle
 /// tunnel holds no buffer (two 16 KiB buffers were most of an idle tunnel's 40 KiB).
 pub(super) struct Copier {
     pub(super) flow: Flow,
@@ -60,7 +60,7 @@ impl Copier {
 
     /// The reader has nothing now and the buffer is empty: an unstretched buffer goes back at
     /// once (allocating 16 KiB per burst costs far less than the reads it serves); a grown one
-    /// is kept for the next read of a bulk transfer, until [`Rest::rest`].
+    /// is kept for the next read of a bulk transfer, until [`Copier::rest`].
     pub(super) fn release_if_small(&mut self) {
         if self.size == RELAY_BUFFER_MIN {
             self.buf = None;
@@ -68,28 +68,20 @@ impl Copier {
     }
 }
 
-impl Counted for Copier {
-    fn bytes(&self) -> u64 {
-        self.flow.bytes
-    }
-}
-
-impl<R, W> Lane<R, W> for Copier
-where
-    R: AsyncRead + Unpin + ?Sized,
-    W: AsyncWrite + Unpin + ?Sized,
-{
-    fn flow(&self) -> &Flow {
-        &self.flow
-    }
-
-    fn poll_lane(
+impl Copier {
+    /// Moves what can be moved now, from `reader` to `writer`; `Ready(Ok(()))` once the
+    /// reader's EOF has been passed on as a shutdown of the writer.
+    pub(super) fn poll_lane<R, W>(
         &mut self,
         cx: &mut Context<'_>,
         reader: &mut R,
         writer: &mut W,
         active: &AtomicBool,
-    ) -> Poll<Result<(), Fault>> {
+    ) -> Poll<Result<(), Fault>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
         while !self.flow.finished {
             if self.pos == self.filled && !self.flow.read_eof {
                 let size = self.size;
@@ -137,10 +129,11 @@ where
         }
         Poll::Ready(Ok(()))
     }
-}
 
-impl Rest for Copier {
-    fn rest(&mut self) {
+    /// What the direction holds only for moving bytes, given back when a whole tick passed
+    /// without any byte moving either way: what a bulk transfer grew is not kept by a tunnel
+    /// gone idle.
+    pub(super) fn rest(&mut self) {
         if self.pos == self.filled {
             self.buf = None;
             self.size = RELAY_BUFFER_MIN;
