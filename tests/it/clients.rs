@@ -14,6 +14,12 @@ use crate::support::ward::field;
 use crate::support::{Policy, Ward, have, origins};
 
 pub fn python_client(proxy: &str, url: &str) -> Value {
+    python_client_trusting(proxy, origins().ca(), url)
+}
+
+/// The Python client (requests, PySocks) through `proxy`, trusting the CA in `cacert`; its
+/// JSON report.
+pub fn python_client_trusting(proxy: &str, cacert: &str, url: &str) -> Value {
     let script: PathBuf = [
         env!("CARGO_MANIFEST_DIR"),
         "tests",
@@ -24,7 +30,7 @@ pub fn python_client(proxy: &str, url: &str) -> Value {
     .collect();
     let mut cmd = Command::new("python3");
     cmd.arg(script)
-        .args(["--proxy", proxy, "--cacert", origins().ca(), "--url", url]);
+        .args(["--proxy", proxy, "--cacert", cacert, "--url", url]);
     let out = run(cmd, Duration::from_secs(60)).ok("python3 proxy_client.py");
     serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out:#?}"))
 }

@@ -93,21 +93,11 @@ fn inspect_python_requests_trusting_wards_ca() {
     }
     let o = origins();
     let ward = inspecting_ward();
-    let script: std::path::PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "tests",
-        "python",
-        "proxy_client.py",
-    ]
-    .iter()
-    .collect();
-    let mut cmd = Command::new("python3");
-    cmd.arg(script)
-        .args(["--proxy", &ward.http_url(), "--cacert", &ward_ca(&ward)])
-        .args(["--url", &o.https("site.lab.test", "/proto")]);
-    let out = run(cmd, Duration::from_secs(60)).ok("python3 proxy_client.py");
-    let got: serde_json::Value =
-        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out:#?}"));
+    let got = crate::clients::python_client_trusting(
+        &ward.http_url(),
+        &ward_ca(&ward),
+        &o.https("site.lab.test", "/proto"),
+    );
     assert_eq!(got["status"], 200, "{got}");
     assert_eq!(got["second_status"], 200, "{got}");
     assert_eq!(
