@@ -187,6 +187,28 @@ fn ward(origin_ca_pem: &str, pinning: Option<PinningSettings>) -> Ward {
     }
 }
 
+/// The facts conn.rs hands the interception for a test client.
+fn flow_context() -> FlowContext {
+    FlowContext {
+        client: "127.0.0.1:40000".parse().unwrap(),
+        user: Some("alice".into()),
+        sni: None,
+        connect_target: Target::parse_authority("origin.test:443").unwrap(),
+        rule: Some("inspect-lab".into()),
+        alpn_offered: vec![],
+        deny_host_mismatch: false,
+    }
+}
+
+/// The interception's result, within [`WAIT`].
+async fn finished(task: tokio::task::JoinHandle<Result<Intercepted, ProxyError>>) -> Intercepted {
+    tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
 impl Ward {
     /// Starts `intercept()` for one client connection to `origin`; returns the client's end.
     async fn connect(
@@ -209,19 +231,35 @@ impl Ward {
     ) {
         let (client, proxy_side) = tokio::io::duplex(64 * 1024);
         let upstream = TcpStream::connect(origin).await.unwrap();
-        let ctx = FlowContext {
-            client: "127.0.0.1:40000".parse().unwrap(),
-            user: Some("alice".into()),
-            sni: None,
-            connect_target: Target::parse_authority("origin.test:443").unwrap(),
-            rule: Some("inspect-lab".into()),
-            alpn_offered: vec![],
-            deny_host_mismatch: false,
-        };
+        let ctx = flow_context();
         let i = self.interceptor.clone();
         let task =
             tokio::spawn(async move { i.intercept(proxy_side, upstream, ctx, shutdown).await });
         (client, task)
+    }
+
+    /// A client connection through the interception trusting ward's CA, speaking HTTP/1.1
+    /// (upgrades allowed) over it.
+    async fn http1_client(
+        &self,
+        origin: std::net::SocketAddr,
+    ) -> (
+        hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+        tokio::task::JoinHandle<Result<Intercepted, ProxyError>>,
+    ) {
+        let (client, task) = self.connect(origin).await;
+        let tls = client_tls(
+            client,
+            Some(self.interceptor.ca().cert_der()),
+            &[b"http/1.1"],
+        )
+        .await
+        .unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn.with_upgrades());
+        (send, task)
     }
 
     fn flows(&self) -> Vec<serde_json::Value> {
@@ -314,11 +352,7 @@ async fn get_and_check(alpn: &'static [u8], version: &str) {
         body,
         format!("hello {version} auth=Bearer s3cret via=false")
     );
-    let done = tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let done = finished(task).await;
     assert!(
         matches!(done.outcome, InterceptOutcome::Finished(Ending::Closed)),
         "{done:?}"
@@ -376,11 +410,7 @@ async fn untrusted_origin_certificate_gives_502_with_proxy_status() {
     );
     assert!(status.contains("unknown issuer"), "{status}");
     drop(body_text(resp).await);
-    let done = tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let done = finished(task).await;
     match done.outcome {
         InterceptOutcome::UpstreamTlsFailed(e) => assert_eq!(e.kind, ErrorKind::TlsCertificate),
         other => panic!("{other:?}"),
@@ -412,11 +442,7 @@ async fn stream_big(alpn: &'static [u8]) {
         "origin ran {max_ahead} bytes ahead"
     );
     drop(body);
-    let done = tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let done = finished(task).await;
     assert!(done.bytes_down > BIG);
     let flows = ward.wait_flows(1).await;
     assert_eq!(flows[0]["response_bytes"], BIG);
@@ -436,18 +462,7 @@ async fn big_body_streams_over_h2() {
 async fn upgrade_is_spliced_through() {
     let origin = start_origin("origin CA").await;
     let ward = ward(&origin.ca_pem, None);
-    let (client, task) = ward.connect(origin.addr).await;
-    let tls = client_tls(
-        client,
-        Some(ward.interceptor.ca().cert_der()),
-        &[b"http/1.1"],
-    )
-    .await
-    .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn.with_upgrades());
+    let (mut send, task) = ward.http1_client(origin.addr).await;
     let req = Request::get("/echo")
         .header("host", ORIGIN)
         .header("connection", "upgrade")
@@ -466,11 +481,7 @@ async fn upgrade_is_spliced_through() {
     assert_eq!(&buf, b"ping");
     drop(io);
     drop(send);
-    let done = tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let done = finished(task).await;
     assert!(
         matches!(done.outcome, InterceptOutcome::Finished(_)),
         "{done:?}"
@@ -496,11 +507,7 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
         let (client, task) = ward.connect(origin.addr).await;
         // This client trusts nothing: it must refuse ward's leaf with unknown_ca.
         assert!(client_tls(client, None, &[b"http/1.1"]).await.is_err());
-        let done = tokio::time::timeout(WAIT, task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let done = finished(task).await;
         match done.outcome {
             InterceptOutcome::ClientRejectedCertificate { alert } => {
                 assert_eq!(alert, "unknown_ca")
@@ -548,11 +555,7 @@ async fn shutdown_drains_an_idle_keep_alive_connection() {
     assert_eq!(send.send_request(req).await.unwrap().status(), 200);
     // The client keeps its connection open; only shutdown can end it now.
     token.cancel();
-    let done = tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let done = finished(task).await;
     assert!(
         matches!(done.outcome, InterceptOutcome::Finished(Ending::Shutdown)),
         "{done:?}"
@@ -566,18 +569,7 @@ async fn shutdown_drains_an_idle_keep_alive_connection() {
 async fn http1_keep_alive_requests_share_the_parked_origin_stream() {
     let origin = start_origin("origin CA").await;
     let ward = ward(&origin.ca_pem, None);
-    let (client, task) = ward.connect(origin.addr).await;
-    let tls = client_tls(
-        client,
-        Some(ward.interceptor.ca().cert_der()),
-        &[b"http/1.1"],
-    )
-    .await
-    .unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let (mut send, task) = ward.http1_client(origin.addr).await;
     for i in 0..3 {
         let req = Request::get(format!("/hello?x={i}"))
             .header("host", ORIGIN)
@@ -592,11 +584,7 @@ async fn http1_keep_alive_requests_share_the_parked_origin_stream() {
         assert!(body_text(resp).await.starts_with("hello HTTP/1.1"));
     }
     drop(send);
-    let done = tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let done = finished(task).await;
     assert_eq!(done.requests, 3);
     assert_eq!(ward.wait_flows(3).await.len(), 3);
 }
@@ -611,19 +599,10 @@ async fn idle_connection_state_stays_small() {
     let ward = ward(&origin.ca_pem, None);
     let (_client, proxy_side) = tokio::io::duplex(64);
     let upstream = TcpStream::connect(origin.addr).await.unwrap();
-    let ctx = FlowContext {
-        client: "127.0.0.1:40000".parse().unwrap(),
-        user: None,
-        sni: None,
-        connect_target: Target::parse_authority("origin.test:443").unwrap(),
-        rule: None,
-        alpn_offered: vec![],
-        deny_host_mismatch: false,
-    };
     let shutdown = CancellationToken::new();
     let intercept = ward
         .interceptor
-        .intercept(proxy_side, upstream, ctx, shutdown);
+        .intercept(proxy_side, upstream, flow_context(), shutdown);
     assert!(std::mem::size_of_val(&intercept) <= 4096);
     assert!(std::mem::size_of::<Request<relay::ClientBody>>() <= 320);
 }
