@@ -118,11 +118,7 @@ async fn tunnel_path(
         }
         First::Unreadable(err) => {
             // TLS that cannot be read cannot be checked: refused, whatever `non_tls` says.
-            let _ = t
-                .stream
-                .write_all(&tls::encode_alert(AlertDescription::DecodeError))
-                .await;
-            let _ = t.stream.shutdown().await;
+            refuse_tls(&mut t.stream, AlertDescription::DecodeError).await;
             return Err(err);
         }
         First::Failed(err) => return Err(err),
@@ -137,11 +133,7 @@ async fn tunnel_path(
     let action = match decide_on_hello(&t, &hello, &decision, dst, cfg, rec) {
         Ok(action) => action,
         Err(err) => {
-            let _ = t
-                .stream
-                .write_all(&tls::encode_alert(AlertDescription::AccessDenied))
-                .await;
-            let _ = t.stream.shutdown().await;
+            refuse_tls(&mut t.stream, AlertDescription::AccessDenied).await;
             return Err(err);
         }
     };
@@ -189,6 +181,13 @@ async fn tunnel_path(
         }
         _ => relay(t.stream, upstream, buf, ctx, rec).await,
     }
+}
+
+/// Ends a tunnel's TLS before it began: a fatal alert, then our side closed. Best effort: the
+/// refusal is logged whether or not the client is still there to read it.
+async fn refuse_tls(client: &mut TcpStream, alert: AlertDescription) {
+    let _ = client.write_all(&tls::encode_alert(alert)).await;
+    let _ = client.shutdown().await;
 }
 
 fn non_tls_denied(t: &TunnelRequest, reason: &str) -> ProxyError {
