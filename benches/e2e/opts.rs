@@ -23,6 +23,10 @@ pub struct Options {
     pub quick: bool,
     pub reps: usize,
     pub only: Option<Vec<String>>,
+    /// E2E_SUBJECTS: only these rows (by name; direct always runs).
+    pub only_subjects: Option<Vec<String>>,
+    /// E2E_CASES: only these speed scenarios (case-insensitive names).
+    pub only_cases: Option<Vec<String>>,
     pub memory: bool,
     pub tput_warmup: Duration,
     pub tput_length: Duration,
@@ -41,6 +45,14 @@ pub struct Options {
 const GIB: u64 = 1 << 30;
 /// Concurrency of the new-connection scenario: a busy browser-like client population.
 const RATE_CONCURRENCY: usize = 16;
+
+/// A comma-separated list, trimmed, empty items dropped.
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
 
 fn flag_env(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
@@ -85,12 +97,9 @@ impl Options {
         Ok(Options {
             quick,
             reps,
-            only: only.map(|s| {
-                s.split(',')
-                    .map(|p| p.trim().to_owned())
-                    .filter(|p| !p.is_empty())
-                    .collect()
-            }),
+            only: only.as_deref().map(list),
+            only_subjects: std::env::var("E2E_SUBJECTS").ok().as_deref().map(list),
+            only_cases: std::env::var("E2E_CASES").ok().as_deref().map(list),
             memory,
             tput_warmup: Duration::from_millis(if quick { 150 } else { 250 }),
             tput_length: Duration::from_millis(if quick { 400 } else { 1000 }),

@@ -115,13 +115,23 @@ pub fn group_memory(leader: u32) -> Mem {
     total
 }
 
-/// utime + stime of a process (all its threads), in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
+/// The fields of /proc/PID/stat after the command name, numbered from 0 (state, ppid, pgrp,
+/// ...). The name may hold spaces and parentheses: fields start after the last ')'.
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // After the command: state is field 3, utime 14, stime 15.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // The state is a letter: 0 in its place keeps the numbering of the fields after it.
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// utime + stime of a process (all its threads, exited ones included), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let f = stat_fields(pid)?;
+    Some(f.get(11)? + f.get(12)?)
 }
 
 /// Context switches (voluntary + involuntary) summed over a process's threads.
@@ -146,11 +156,8 @@ pub fn ticks_per_sec() -> f64 {
 }
 
 fn process_group_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
     // state, ppid, pgrp
-    rest.split_whitespace().nth(2)?.parse().ok()
+    u32::try_from(*stat_fields(pid)?.get(2)?).ok()
 }
 
 /// A `Name:  123 kB` line of a /proc file.

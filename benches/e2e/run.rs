@@ -85,12 +85,9 @@ impl Bench<'_> {
                 .collect();
             let mut routes = Vec::new();
             let mut pids = Vec::new();
-            let only_subjects = std::env::var("E2E_SUBJECTS").ok();
             for s in SUBJECTS {
-                if s.peer.is_some()
-                    && only_subjects
-                        .as_deref()
-                        .is_some_and(|o| !o.split(',').any(|n| n == s.name))
+                let listed = |only: &Vec<String>| only.iter().any(|n| n == s.name);
+                if s.peer.is_some() && self.opts.only_subjects.as_ref().is_some_and(|o| !listed(o))
                 {
                     continue;
                 }
@@ -109,12 +106,11 @@ impl Bench<'_> {
                     Err(e) => results.notes.push(format!("{}: {e:#}", s.name)),
                 }
             }
-            let only_cases = std::env::var("E2E_CASES").ok();
             for case in CASES {
-                if only_cases.as_deref().is_some_and(|c| {
-                    !c.split(',')
-                        .any(|n| n.eq_ignore_ascii_case(&format!("{case:?}")))
-                }) {
+                let name = format!("{case:?}");
+                let listed =
+                    |only: &Vec<String>| only.iter().any(|n| n.eq_ignore_ascii_case(&name));
+                if self.opts.only_cases.as_ref().is_some_and(|o| !listed(o)) {
                     continue;
                 }
                 let mut line = format!("  {case:?}:");
@@ -124,27 +120,18 @@ impl Bench<'_> {
                     if !case.applies(s) {
                         continue;
                     }
-                    let cpu_before = pid.and_then(crate::process::cpu_ticks);
-                    let cs_before = pid.and_then(crate::process::ctx_switches);
+                    let before = pid.map(ProxyCost::now);
                     match self.measure(case, s, route, rep, results).await {
                         Ok(shown) => {
                             line += &format!(" {} {shown}", s.name);
-                            // Measurement aid: the proxy's CPU per connection in the rate case.
-                            if let (Case::Rate, Some(before), Some(after)) =
-                                (case, cpu_before, pid.and_then(crate::process::cpu_ticks))
-                                && let Some(&rate) = results.last_rate(s.name)
+                            // Measurement aid: the proxy's cost per connection in the rate case.
+                            let conns = results
+                                .last_rate(s.name)
+                                .map(|r| (r * self.opts.rate_length.as_secs_f64()).max(1.0));
+                            if let (Case::Rate, Some(before), Some(pid), Some(conns)) =
+                                (case, before, pid, conns)
                             {
-                                let conns = rate * self.opts.rate_length.as_secs_f64();
-                                let us = (after - before) as f64 * 1e6
-                                    / crate::process::ticks_per_sec()
-                                    / conns.max(1.0);
-                                line += &format!(" cpu {us:.0} us/conn");
-                                if let (Some(a), Some(b)) =
-                                    (cs_before, pid.and_then(crate::process::ctx_switches))
-                                {
-                                    line +=
-                                        &format!(" cs {:.1}/conn", (b - a) as f64 / conns.max(1.0));
-                                }
+                                line += &ProxyCost::now(pid).per_connection_since(&before, conns);
                             }
                             line += ";";
                         }
@@ -345,4 +332,33 @@ async fn memory(pid: u32) -> Mem {
     tokio::task::spawn_blocking(move || group_memory(pid))
         .await
         .unwrap_or_default()
+}
+
+/// A proxy's CPU time and context switches so far, for the rate case's progress line.
+struct ProxyCost {
+    cpu_ticks: Option<u64>,
+    switches: Option<u64>,
+}
+
+impl ProxyCost {
+    fn now(pid: u32) -> ProxyCost {
+        ProxyCost {
+            cpu_ticks: crate::process::cpu_ticks(pid),
+            switches: crate::process::ctx_switches(pid),
+        }
+    }
+
+    /// " cpu N us/conn cs N/conn" for what was spent since `before` over `conns` connections;
+    /// the parts /proc could not tell are left out.
+    fn per_connection_since(&self, before: &ProxyCost, conns: f64) -> String {
+        let mut out = String::new();
+        if let (Some(b), Some(a)) = (before.cpu_ticks, self.cpu_ticks) {
+            let us = (a - b) as f64 * 1e6 / crate::process::ticks_per_sec() / conns;
+            out += &format!(" cpu {us:.0} us/conn");
+        }
+        if let (Some(b), Some(a)) = (before.switches, self.switches) {
+            out += &format!(" cs {:.1}/conn", (a - b) as f64 / conns);
+        }
+        out
+    }
 }
