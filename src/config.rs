@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::policy::Policy;
+pub use crate::policy::Toggle;
 use crate::request::Credentials;
 use crate::target::{Host, Target};
 
@@ -42,13 +43,9 @@ pub struct Config {
     pub users: Vec<User>,
     pub upstream: Option<Upstream>,
     pub hosts: HostsOverrides,
-    /// Empty: the system resolver.
-    pub dns_servers: Vec<SocketAddr>,
     pub timeouts: Timeouts,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
-    pub non_tls: Toggle,
-    pub sni_mismatch: Toggle,
     pub open_proxy: bool,
     /// JSON-lines log of inspected requests.
     pub flows: Option<PathBuf>,
@@ -144,12 +141,6 @@ impl Default for Timeouts {
             dns: Duration::from_secs(5),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Toggle {
-    Allow,
-    Deny,
 }
 
 /// Tunnel (instead of inspect) a site whose clients keep rejecting the forged certificate.

@@ -1,65 +1,44 @@
 //! The whole per-connection path, in the order of DESIGN.md's diagram: front-end handshake,
-//! policy on the target, dial, reply, ClientHello, policy on the SNI, then tunnel, deny or
-//! intercept. Each step lives in its own module; this file only sequences them and fills the
-//! access record.
+//! route (judge the target, resolve, judge the address, dial), reply, ClientHello, judge the
+//! SNI, then tunnel, deny or intercept. Each step lives in its own module; this file only
+//! sequences them and fills the access record.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Toggle};
+use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError};
 use crate::front::{self, Accepted, TunnelRequest};
-use crate::io::{PrefixedStream, ReadError, read_until};
+use crate::hello::{self, First};
+use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
-use crate::metrics::Metrics;
 use crate::mitm::{FlowContext, InterceptOutcome, Interceptor};
-use crate::policy::{Action, Decision, Facts, Verdict};
-use crate::request::Request;
-use crate::target::Host;
-use crate::tls::{self, AlertDescription, ClientHelloFacts, HelloError};
-use crate::{Parsed, chain, dial, forward, tunnel};
-
-/// What every connection task shares: a snapshot of the configuration taken at accept (a
-/// reload affects only new connections) and the process-wide services.
-#[derive(Clone)]
-pub struct Context {
-    pub config: Arc<Config>,
-    pub interceptor: Option<Arc<Interceptor>>,
-    /// Fired when the shutdown grace period is over: open tunnels end then.
-    pub force_close: CancellationToken,
-    pub metrics: Arc<Metrics>,
-}
+use crate::policy::{Action, Facts, Toggle};
+use crate::route::{self, Routed};
+use crate::tls::{self, AlertDescription, ClientHelloFacts};
+use crate::{forward, tunnel};
 
 /// Serves one client connection to its end and emits its access record.
 pub async fn handle(stream: TcpStream, client: SocketAddr, ctx: Context) {
     let _ = stream.set_nodelay(true);
     let mut rec = AccessRecord::new(client, ctx.metrics.clone());
-    let accepted = match front::accept(stream, client, &ctx.config).await {
-        Ok(a) => a,
-        Err(err) => {
-            rec.set_error(&err);
-            return;
-        }
-    };
-    match accepted {
-        Accepted::Tunnel(t) => {
+    match front::accept(stream, client, &ctx.config).await {
+        Err(err) => rec.set_error(&err),
+        Ok(Accepted::Tunnel(t)) => {
             rec.set_request(&t.request);
             if let Err(err) = tunnel_path(t, &ctx, &mut rec).await {
                 rec.set_error(&err);
             }
         }
-        Accepted::Forward {
+        Ok(Accepted::Forward {
             stream,
             buffered,
             user,
             ..
-        } => {
+        }) => {
             // Plain HTTP: one record per forwarded request, written by the forwarder.
             rec.discard();
             // Boxed for the same reason as the interception: tunnels need not carry its size.
@@ -68,49 +47,39 @@ pub async fn handle(stream: TcpStream, client: SocketAddr, ctx: Context) {
     }
 }
 
-/// CONNECT and SOCKS5: decide, dial, reply, read the ClientHello, decide again, then relay.
+/// CONNECT and SOCKS5: route, reply, read the ClientHello, judge the SNI, then relay.
 async fn tunnel_path(
     mut t: TunnelRequest,
     ctx: &Context,
     rec: &mut AccessRecord,
 ) -> Result<(), ProxyError> {
     let cfg = &*ctx.config;
-    rec.stage = Stage::Policy;
-    let (upstream, decision, early) = match dial_allowed(&t.request, cfg, rec).await {
-        Ok(ok) => ok,
+    let routed = match route::route(&t.request, cfg, rec).await {
+        Ok(routed) => routed,
         Err(err) => {
             t.reply_err(&err).await;
             return Err(err);
         }
     };
-    t.reply_ok(&upstream)
+    t.reply_ok(&routed.stream)
         .await
         .map_err(|e| ProxyError::client(ErrorKind::Io, format!("write reply: {e}")))?;
 
-    let mut buf = std::mem::take(&mut t.leftover);
-    if !early.is_empty() {
-        // The destination spoke first, already in the upstream proxy's reply.
-        if cfg.non_tls == Toggle::Deny {
-            return Err(non_tls_denied(&t, "the server spoke first"));
-        }
-        t.stream
-            .write_all(&early)
-            .await
-            .map_err(|e| ProxyError::client(ErrorKind::Io, format!("write: {e}")))?;
-        rec.bytes_down += early.len() as u64;
-        return relay(t.stream, upstream, buf, ctx, rec).await;
-    }
-
     rec.stage = Stage::ClientHello;
-    let first = read_first_bytes(&mut t.stream, &upstream, &mut buf, cfg).await;
+    let mut buf = std::mem::take(&mut t.leftover);
+    let first = if routed.early.is_empty() {
+        let wait = cfg.timeouts.client_hello;
+        hello::read_first(&mut t.stream, &routed.stream, &mut buf, wait).await
+    } else {
+        // The destination spoke first, already in the upstream proxy's reply.
+        First::NotTls(hello::SERVER_FIRST.into())
+    };
     let hello = match first {
         First::Hello(hello) => hello,
-        First::NotTls(reason) => {
-            if cfg.non_tls == Toggle::Deny {
-                return Err(non_tls_denied(&t, &reason));
-            }
-            tracing::debug!(target = %t.request.target, reason, "tunnel carries no TLS");
-            return relay(t.stream, upstream, buf, ctx, rec).await;
+        First::NotTls(why) => {
+            cfg.policy.judge_non_tls(&t.request.target, &why)?;
+            tracing::debug!(target = %t.request.target, why, "tunnel carries no TLS");
+            return relay(t.stream, routed, buf, ctx, rec).await;
         }
         First::ClientGone => {
             rec.outcome = Some("client_closed");
@@ -128,58 +97,45 @@ async fn tunnel_path(
     rec.ech = hello.ech_offered;
 
     rec.stage = Stage::Policy;
-    // The dialled address, known since the dial: no need to ask the kernel again.
-    let dst = rec.upstream;
-    let action = match decide_on_hello(&t, &hello, &decision, dst, cfg, rec) {
+    let action = match judge_hello(&t, &hello, &routed, cfg, rec) {
         Ok(action) => action,
         Err(err) => {
             refuse_tls(&mut t.stream, AlertDescription::AccessDenied).await;
             return Err(err);
         }
     };
-    rec.action = Some(action);
     match (action, &ctx.interceptor) {
         (Action::Inspect, Some(interceptor)) => {
-            let host = hello
-                .sni
-                .clone()
-                .unwrap_or_else(|| t.request.target.host.clone());
-            if interceptor.pinned_passthrough(&host, std::time::Instant::now()) {
-                rec.outcome = Some("pinned_passthrough");
-                return relay(t.stream, upstream, buf, ctx, rec).await;
-            }
-            rec.stage = Stage::Intercept;
-            let flow = FlowContext {
-                client: t.request.client,
-                user: t.request.user.clone(),
-                sni: hello.sni.clone(),
-                connect_target: t.request.target.clone(),
-                rule: rec.rule.clone(),
-                alpn_offered: hello.alpn.clone(),
-                deny_host_mismatch: cfg.sni_mismatch == Toggle::Deny,
-            };
-            let client = PrefixedStream::new(buf.freeze(), t.stream);
-            // Boxed: the interception's state machine is many KiB, and inlined it would be
-            // the size of every connection's task, tunnels included.
-            let done =
-                Box::pin(interceptor.intercept(client, upstream, flow, ctx.force_close.clone()))
-                    .await?;
-            rec.bytes_up = done.bytes_up;
-            rec.bytes_down = done.bytes_down;
-            rec.alpn = done.alpn;
-            rec.outcome = Some(done.outcome.as_str());
-            match done.outcome {
-                InterceptOutcome::UpstreamTlsFailed(err) => Err(err),
-                InterceptOutcome::ClientRejectedCertificate { alert } => Err(ProxyError::client(
-                    ErrorKind::TlsHandshake,
-                    format!(
-                        "client rejected the forged certificate for {host} (alert {alert}): it does not trust ward's CA, or pins"
-                    ),
-                )),
-                InterceptOutcome::Finished(_) => Ok(()),
-            }
+            intercept(t, routed, buf, &hello, interceptor, ctx, rec).await
         }
-        _ => relay(t.stream, upstream, buf, ctx, rec).await,
+        _ => relay(t.stream, routed, buf, ctx, rec).await,
+    }
+}
+
+/// The SNI, judged after the target passed; without one, the target's judgement stands.
+fn judge_hello(
+    t: &TunnelRequest,
+    hello: &ClientHelloFacts,
+    routed: &Routed,
+    cfg: &crate::config::Config,
+    rec: &mut AccessRecord,
+) -> Result<Action, ProxyError> {
+    let Some(sni) = &hello.sni else {
+        return Ok(routed.judgement.action());
+    };
+    let policy = &cfg.policy;
+    let facts = Facts {
+        dst: routed.dst,
+        sni: Some(sni),
+        ..route::facts(&t.request)
+    };
+    let judgement = policy
+        .judge_hello(&facts, sni)
+        .map_err(|needs| policy.needs_dst_error(needs, &format!("SNI {sni}")))?;
+    rec.note_judgement(policy, &judgement);
+    match policy.refusal_error(&judgement, &facts) {
+        Some(err) => Err(err),
+        None => Ok(judgement.action()),
     }
 }
 
@@ -190,275 +146,72 @@ async fn refuse_tls(client: &mut TcpStream, alert: AlertDescription) {
     let _ = client.shutdown().await;
 }
 
-fn non_tls_denied(t: &TunnelRequest, reason: &str) -> ProxyError {
-    ProxyError::client(
-        ErrorKind::NonTlsDenied,
-        format!(
-            "tunnel to {} carries no TLS ({reason}); non_tls: deny",
-            t.request.target
-        ),
-    )
-}
-
-/// Decides on the requested target, resolves, checks every address against the policy and the
-/// forbidden ranges, and connects to the first permitted one. Also returns any bytes the
-/// destination sent before being asked (only possible through an upstream proxy).
-pub(crate) async fn dial_allowed(
-    req: &Request,
-    cfg: &Config,
-    rec: &mut AccessRecord,
-) -> Result<(TcpStream, Decision, Bytes), ProxyError> {
-    let facts = Facts {
-        host: Some(&req.target.host),
-        port: req.target.port,
-        client: req.client.ip(),
-        user: req.user.as_deref(),
-        dst: None,
-        sni: None,
-    };
-    let early = match cfg.policy.decide(&facts) {
-        Verdict::Decided(d) => {
-            note_decision(rec, cfg, &d);
-            if d.action == Action::Deny {
-                return Err(denied(cfg, &d, &req.target.to_string()));
-            }
-            Some(d)
-        }
-        Verdict::NeedsDst => None,
-    };
-
-    rec.stage = Stage::Dial;
-    if let Some(up) = &cfg.upstream {
-        // Through an upstream proxy the upstream resolves: ward never learns the address.
-        let decision = early.ok_or_else(|| needs_dst_via_upstream(&req.target.to_string()))?;
-        if let Host::Ip(ip) = req.target.host {
-            check_dst(cfg, &decision, ip, &req.target.to_string())?;
-        }
-        let (stream, early) = chain::connect(up, &req.target, cfg).await?;
-        rec.upstream = stream.peer_addr().ok();
-        return Ok((stream, decision, early));
-    }
-
-    let override_ip = req.target.host.name().and_then(|n| cfg.hosts.lookup(n));
-    let addrs = dial::resolve(&req.target, override_ip, cfg.timeouts.dns).await?;
-    let mut permitted = Vec::with_capacity(addrs.len());
-    let mut first_refusal = None;
-    for addr in addrs {
-        let decision = match &early {
-            Some(d) => *d,
-            None => match cfg.policy.decide(&Facts {
-                dst: Some(addr.ip()),
-                ..facts
-            }) {
-                Verdict::Decided(d) => d,
-                // Unreachable: `decide` asks for a destination only when it has none.
-                Verdict::NeedsDst => deny_default(),
-            },
-        };
-        let verdict = if decision.action == Action::Deny {
-            Err(denied(
-                cfg,
-                &decision,
-                &format!("{} ({})", req.target, addr.ip()),
-            ))
-        } else {
-            check_dst(cfg, &decision, addr.ip(), &req.target.to_string())
-        };
-        match verdict {
-            Ok(()) => permitted.push((addr, decision)),
-            Err(e) => {
-                first_refusal.get_or_insert((e, decision));
-            }
-        }
-    }
-    if permitted.is_empty() {
-        let (err, decision) = first_refusal.unwrap_or_else(|| {
-            (
-                ProxyError::upstream(ErrorKind::DnsError, "no addresses"),
-                deny_default(),
-            )
-        });
-        note_decision(rec, cfg, &decision);
-        // Refused for its address: the record must not read "allow".
-        rec.action = Some(Action::Deny);
-        return Err(err);
-    }
-    let addrs: Vec<SocketAddr> = permitted.iter().map(|(a, _)| *a).collect();
-    let (stream, addr) = dial::connect(&addrs, cfg.timeouts.connect).await?;
-    rec.upstream = Some(addr);
-    let decision = permitted
-        .into_iter()
-        .find(|(a, _)| *a == addr)
-        .map(|(_, d)| d)
-        .unwrap_or_else(deny_default);
-    note_decision(rec, cfg, &decision);
-    Ok((stream, decision, Bytes::new()))
-}
-
-fn deny_default() -> Decision {
-    Decision {
-        action: Action::Deny,
-        rule: None,
-    }
-}
-
-fn needs_dst_via_upstream(target: &str) -> ProxyError {
-    ProxyError::local(
-        ErrorKind::PolicyDenied,
-        format!("{target}: a rule needs the destination address, which an upstream proxy hides"),
-    )
-}
-
-/// Refuses loopback/private/link-local destinations unless the deciding rule's `dst` names them.
-fn check_dst(cfg: &Config, d: &Decision, ip: IpAddr, target: &str) -> Result<(), ProxyError> {
-    if crate::policy::is_forbidden_dst(ip) && !cfg.policy.permits_dst(d, ip) {
-        return Err(ProxyError::local(
-            ErrorKind::DestinationProhibited,
-            format!("{target} resolves to {ip}, a prohibited address (allow it with a rule's dst)"),
-        ));
-    }
-    Ok(())
-}
-
-fn denied(cfg: &Config, d: &Decision, what: &str) -> ProxyError {
-    let by = match d.rule {
-        Some(i) => format!("rule \"{}\"", cfg.policy.rule(i).name),
-        None => "the default action".to_owned(),
-    };
-    ProxyError::local(ErrorKind::PolicyDenied, format!("{what} denied by {by}"))
-}
-
-fn note_decision(rec: &mut AccessRecord, cfg: &Config, d: &Decision) {
-    rec.action = Some(d.action);
-    rec.rule = d.rule.map(|i| cfg.policy.rule(i).name.clone());
-}
-
-/// Applies the policy to the SNI, then `sni_mismatch`. Returns the action to take.
-fn decide_on_hello(
-    t: &TunnelRequest,
+/// Terminates the client's TLS with a forged leaf and relays the HTTP inside — or tunnels, when
+/// the host is in pinning passthrough.
+async fn intercept(
+    t: TunnelRequest,
+    routed: Routed,
+    buf: BytesMut,
     hello: &ClientHelloFacts,
-    before: &Decision,
-    dst: Option<SocketAddr>,
-    cfg: &Config,
+    interceptor: &Interceptor,
+    ctx: &Context,
     rec: &mut AccessRecord,
-) -> Result<Action, ProxyError> {
-    let req = &t.request;
-    let Some(sni) = &hello.sni else {
-        return Ok(before.action);
-    };
-    let facts = Facts {
-        host: Some(sni),
-        port: req.target.port,
-        client: req.client.ip(),
-        user: req.user.as_deref(),
-        dst: if cfg.upstream.is_some() {
-            None
-        } else {
-            dst.map(|a| a.ip())
-        },
-        sni: Some(sni),
-    };
-    let decision = match cfg.policy.decide(&facts) {
-        Verdict::Decided(d) => d,
-        Verdict::NeedsDst => return Err(needs_dst_via_upstream(&sni.to_string())),
-    };
-    note_decision(rec, cfg, &decision);
-    if decision.action == Action::Deny {
-        let mut err = denied(cfg, &decision, &format!("SNI {sni}"));
-        err.kind = ErrorKind::SniDenied;
-        return Err(err);
+) -> Result<(), ProxyError> {
+    let host = hello
+        .sni
+        .clone()
+        .unwrap_or_else(|| t.request.target.host.clone());
+    if interceptor.pinned_passthrough(&host, std::time::Instant::now()) {
+        rec.outcome = Some("pinned_passthrough");
+        return relay(t.stream, routed, buf, ctx, rec).await;
     }
-    let mismatch = match (&req.target.host, sni) {
-        (Host::Name(asked), Host::Name(named)) => asked != named,
-        _ => false,
+    rec.stage = Stage::Intercept;
+    let flow = FlowContext {
+        client: t.request.client,
+        user: t.request.user.clone(),
+        sni: hello.sni.clone(),
+        connect_target: t.request.target.clone(),
+        rule: rec.rule.clone(),
+        alpn_offered: hello.alpn.clone(),
+        deny_host_mismatch: ctx.config.policy.checks().sni_mismatch == Toggle::Deny,
     };
-    if mismatch && cfg.sni_mismatch == Toggle::Deny {
-        return Err(ProxyError::client(
-            ErrorKind::SniMismatch,
-            format!("CONNECT {} but SNI {sni}; sni_mismatch: deny", req.target),
-        ));
-    }
-    Ok(decision.action)
-}
-
-enum First {
-    Hello(ClientHelloFacts),
-    NotTls(String),
-    /// A TLS handshake record, but no ClientHello ward can read in it.
-    Unreadable(ProxyError),
-    ClientGone,
-    Failed(ProxyError),
-}
-
-/// Bytes that are not TLS are `non_tls`'s to judge; TLS that cannot be read is refused, or a
-/// client could slip any name past the SNI policy by shaping its hello past ward's caps.
-fn hello_error(e: HelloError) -> First {
-    match e {
-        HelloError::NotTls(why) => First::NotTls(why.to_string()),
-        e => First::Unreadable(ProxyError::client(
-            ErrorKind::ClientHelloUnreadable,
-            e.to_string(),
+    let client = PrefixedStream::new(buf.freeze(), t.stream);
+    let cancel = ctx.force_close.clone();
+    // Boxed: the interception's state machine is many KiB, and inlined it would be the size
+    // of every connection's task, tunnels included.
+    let done = Box::pin(interceptor.intercept(client, routed.stream, flow, cancel)).await?;
+    rec.bytes_up = done.bytes_up;
+    rec.bytes_down = done.bytes_down;
+    rec.alpn = done.alpn;
+    rec.outcome = Some(done.outcome.as_str());
+    match done.outcome {
+        InterceptOutcome::UpstreamTlsFailed(err) => Err(err),
+        InterceptOutcome::ClientRejectedCertificate { alert } => Err(ProxyError::client(
+            ErrorKind::TlsHandshake,
+            format!(
+                "client rejected the forged certificate for {host} (alert {alert}): it does not trust ward's CA, or pins"
+            ),
         )),
+        InterceptOutcome::Finished(_) => Ok(()),
     }
 }
 
-/// Waits for a complete ClientHello, or for the server to speak first, within
-/// `timeouts.client_hello`. Whatever was read stays in `buf`, to be replayed upstream.
-async fn read_first_bytes(
-    client: &mut TcpStream,
-    upstream: &TcpStream,
-    buf: &mut BytesMut,
-    cfg: &Config,
-) -> First {
-    let classify = |r: Result<Parsed<ClientHelloFacts>, HelloError>| match r {
-        Ok(Parsed::Done { value, .. }) => Some(First::Hello(value)),
-        Ok(Parsed::Incomplete) => None,
-        Err(e) => Some(hello_error(e)),
-    };
-    if !buf.is_empty()
-        && let Some(first) = classify(tls::parse_client_hello(buf))
-    {
-        return first;
-    }
-    let deadline = Instant::now() + cfg.timeouts.client_hello;
-    let read = read_until(
-        client,
-        buf,
-        tls::MAX_CLIENT_HELLO,
-        deadline,
-        tls::parse_client_hello,
-    );
-    tokio::select! {
-        r = read => match r {
-            Ok((hello, _)) => First::Hello(hello),
-            Err(ReadError::Parse(e)) => hello_error(e),
-            Err(ReadError::TooLarge) => hello_error(HelloError::TooLarge),
-            Err(ReadError::Closed) if buf.is_empty() => First::ClientGone,
-            Err(ReadError::Closed) => First::NotTls("client closed mid-ClientHello".into()),
-            Err(ReadError::Timeout) if buf.is_empty() => First::Failed(ProxyError::client(
-                ErrorKind::ClientHelloTimeout,
-                format!("no bytes within {}", humantime::format_duration(cfg.timeouts.client_hello)),
-            )),
-            Err(ReadError::Timeout) => First::Failed(ProxyError::client(
-                ErrorKind::ClientHelloTimeout,
-                format!("ClientHello incomplete after {} ({} bytes)", humantime::format_duration(cfg.timeouts.client_hello), buf.len()),
-            )),
-            Err(ReadError::Io(e)) => First::Failed(ProxyError::client(ErrorKind::Io, format!("read: {e}"))),
-        },
-        // A server that speaks first (SSH, SMTP) gets the client's attention at once.
-        _ = upstream.readable() => First::NotTls("the server spoke first".into()),
-    }
-}
-
-/// Writes the bytes already read from the client upstream, then relays both ways.
+/// Hands each side what the other already sent (the client's buffered bytes upstream, an
+/// upstream proxy's early bytes to the client), then relays both ways.
 async fn relay(
     mut client: TcpStream,
-    mut upstream: TcpStream,
+    routed: Routed,
     buffered: BytesMut,
     ctx: &Context,
     rec: &mut AccessRecord,
 ) -> Result<(), ProxyError> {
     rec.stage = Stage::Tunnel;
+    let Routed {
+        stream: mut upstream,
+        early,
+        ..
+    } = routed;
+    write_early(&mut client, early, rec).await?;
     if !buffered.is_empty() {
         upstream
             .write_all(&buffered)
@@ -468,15 +221,10 @@ async fn relay(
     // Not held through the relay: an idle tunnel should cost no buffer.
     let buffered_len = buffered.len() as u64;
     drop(buffered);
-    let done = tunnel::relay(
-        &mut client,
-        &mut upstream,
-        ctx.config.timeouts.idle,
-        ctx.force_close.clone(),
-    )
-    .await;
+    let idle = ctx.config.timeouts.idle;
+    let done = tunnel::relay(&mut client, &mut upstream, idle, ctx.force_close.clone()).await;
     rec.bytes_up = done.bytes_up + buffered_len;
-    rec.bytes_down = done.bytes_down;
+    rec.bytes_down += done.bytes_down;
     rec.outcome.get_or_insert(done.outcome.log_name());
     match done.outcome {
         tunnel::Outcome::Error { side, error } => Err(ProxyError::new(
@@ -486,4 +234,20 @@ async fn relay(
         )),
         _ => Ok(()),
     }
+}
+
+async fn write_early(
+    client: &mut TcpStream,
+    early: Bytes,
+    rec: &mut AccessRecord,
+) -> Result<(), ProxyError> {
+    if early.is_empty() {
+        return Ok(());
+    }
+    client
+        .write_all(&early)
+        .await
+        .map_err(|e| ProxyError::client(ErrorKind::Io, format!("write: {e}")))?;
+    rec.bytes_down += early.len() as u64;
+    Ok(())
 }

@@ -18,12 +18,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use crate::conn::{Context, dial_allowed};
+use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError, proxy_status_value};
 use crate::front::{authenticate, http as codec};
 use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
 use crate::request::{self, Via};
+use crate::route;
 use crate::target::Target;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -120,8 +121,8 @@ async fn forward_inner(
 
     let mut sender = take_reusable(reuse, &target).await;
     if sender.is_none() {
-        let (stream, _decision, _early) = dial_allowed(&proxied, cfg, rec).await?;
-        sender = Some(handshake(stream, &target).await?);
+        let routed = route::route(&proxied, cfg, rec).await?;
+        sender = Some(handshake(routed.stream, &target).await?);
     }
     let Some(mut sender) = sender else {
         return Err(ProxyError::local(

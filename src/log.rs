@@ -5,11 +5,12 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+
+use tokio::time::Instant;
 
 use crate::error::{ErrorKind, ProxyError};
 use crate::metrics::Metrics;
-use crate::policy::Action;
+use crate::policy::{Action, Judgement, Policy};
 use crate::request::{Request, Via};
 use crate::target::{Host, Target};
 
@@ -96,6 +97,12 @@ impl AccessRecord {
         self.user.clone_from(&req.user);
         self.via = Some(req.via);
         self.target = Some(req.target.clone());
+    }
+
+    /// The judge's answer so far: what happens to the connection, and the rule that said so.
+    pub fn note_judgement(&mut self, policy: &Policy, judgement: &Judgement) {
+        self.action = Some(judgement.action());
+        self.rule = policy.rule_name(&judgement.decision).map(str::to_owned);
     }
 
     pub fn set_error(&mut self, err: &ProxyError) {

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use ward::config::{self, Config};
 use ward::mitm::ca::Ca;
-use ward::policy::{self, Facts};
+use ward::policy::Facts;
 use ward::target::{Host, Target};
 
 #[derive(Parser)]
@@ -156,7 +156,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
                 sni: sni.as_ref(),
             };
-            let text = policy::explain(&config, &facts);
+            let text = ward::explain::explain(&config, &facts);
             println!("{}", text.trim_end());
             Ok(ExitCode::SUCCESS)
         }

@@ -16,13 +16,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
 use crate::config::{self, Config};
-use crate::conn::{self, Context};
+use crate::conn;
+use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError, socks5_reply};
 use crate::front::{http, socks5};
 use crate::metrics::Metrics;
 use crate::mitm::pinning::PinningSettings;
 use crate::mitm::{InterceptSettings, Interceptor};
-use crate::policy::Action;
 
 /// After EMFILE/ENFILE, accepting again at once would spin: wait for descriptors to free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -222,18 +222,13 @@ async fn refuse_over_limit(mut stream: TcpStream, limit: usize) {
     let _ = tokio::time::timeout(OVER_LIMIT_GRACE, answer).await;
 }
 
-fn needs_interception(cfg: &Config) -> bool {
-    cfg.policy.default_action() == Action::Inspect
-        || (0..cfg.policy.rules_len()).any(|i| cfg.policy.rule(i).action == Action::Inspect)
-}
-
 /// Builds the interceptor when the policy inspects anything (creating the CA on first need);
 /// keeps the current one when its settings did not change, so its leaf cache survives reloads.
 fn build_interceptor(
     cfg: &Config,
     current: Option<&Arc<Interceptor>>,
 ) -> Result<Option<Arc<Interceptor>>, ServerError> {
-    if !needs_interception(cfg) {
+    if !cfg.policy.inspects_anything() {
         return Ok(None);
     }
     let settings = InterceptSettings {

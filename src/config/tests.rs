@@ -33,7 +33,6 @@ fn empty_file_takes_every_default() {
     assert!(c.users.is_empty());
     assert_eq!(c.upstream, None);
     assert!(c.hosts.is_empty());
-    assert!(c.dns_servers.is_empty());
     assert_eq!(c.timeouts, Timeouts::default());
     assert_eq!(c.timeouts.connect, Duration::from_secs(10));
     assert_eq!(c.timeouts.client_hello, Duration::from_secs(10));
@@ -42,8 +41,8 @@ fn empty_file_takes_every_default() {
     assert_eq!(c.timeouts.dns, Duration::from_secs(5));
     assert_eq!(c.shutdown_grace, Duration::from_secs(30));
     assert_eq!(c.max_connections, 10_000);
-    assert_eq!(c.non_tls, Toggle::Allow);
-    assert_eq!(c.sni_mismatch, Toggle::Allow);
+    assert_eq!(c.policy.checks().non_tls, Toggle::Allow);
+    assert_eq!(c.policy.checks().sni_mismatch, Toggle::Allow);
     assert!(!c.open_proxy);
     assert_eq!(c.flows, None);
     assert_eq!(c.pinning_passthrough, None);
@@ -112,7 +111,6 @@ rules:
         Some("10.1.1.1".parse().unwrap())
     );
     assert_eq!(c.hosts.lookup("127.0.0.1"), None);
-    assert!(c.dns_servers.is_empty());
     assert_eq!(c.timeouts.connect, Duration::from_millis(500));
     assert_eq!(c.timeouts.client_hello, Duration::from_secs(2));
     assert_eq!(c.timeouts.idle, Duration::from_secs(300));
@@ -120,7 +118,11 @@ rules:
     assert_eq!(c.timeouts.dns, Duration::from_secs(1));
     assert_eq!(c.shutdown_grace, Duration::from_secs(5));
     assert_eq!(c.max_connections, 12);
-    assert_eq!((c.non_tls, c.sni_mismatch), (Toggle::Deny, Toggle::Deny));
+    let checks = c.policy.checks();
+    assert_eq!(
+        (checks.non_tls, checks.sni_mismatch),
+        (Toggle::Deny, Toggle::Deny)
+    );
     assert!(c.open_proxy);
     assert_eq!(
         c.flows.as_deref(),

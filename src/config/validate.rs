@@ -14,10 +14,10 @@ use super::values::{
     parse_socket_addr, parse_toggle,
 };
 use super::{
-    Config, ConfigError, ConfigIssue, HostsOverrides, PinningPassthrough, Timeouts, Toggle, User,
+    Config, ConfigError, ConfigIssue, HostsOverrides, PinningPassthrough, Timeouts, User,
     parse_upstream,
 };
-use crate::policy::{Action, HostPattern, Policy, PortRange, RuleInfo};
+use crate::policy::{Action, Checks, HostPattern, Policy, PortRange, RuleInfo, Toggle};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_CA_DIR: &str = "certs";
@@ -129,6 +129,17 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
     if users.is_empty() && !open_proxy {
         c.refuse_open_proxy(&listen);
     }
+    if let Some(dns) = raw.dns {
+        c.dns(dns.value);
+    }
+    let checks = Checks {
+        non_tls: c
+            .parsed(raw.non_tls.as_ref(), "non_tls", parse_toggle)
+            .unwrap_or(Toggle::Allow),
+        sni_mismatch: c
+            .parsed(raw.sni_mismatch.as_ref(), "sni_mismatch", parse_toggle)
+            .unwrap_or(Toggle::Allow),
+    };
     let config = Config {
         source: source.to_path_buf(),
         listen: listen.iter().map(|(_, a)| *a).collect(),
@@ -137,7 +148,6 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
         upstream_ca: c.path(raw.upstream_ca.as_ref(), "upstream_ca"),
         upstream: c.parsed(raw.upstream.as_ref(), "upstream", parse_upstream),
         hosts: raw.hosts.map(|h| c.hosts(h.value)).unwrap_or_default(),
-        dns_servers: raw.dns.map(|d| c.dns(d.value)).unwrap_or_default(),
         timeouts: raw
             .timeouts
             .map(|t| c.timeouts(t.value))
@@ -152,19 +162,13 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
                 parse_positive,
             )
             .unwrap_or(DEFAULT_MAX_CONNECTIONS),
-        non_tls: c
-            .parsed(raw.non_tls.as_ref(), "non_tls", parse_toggle)
-            .unwrap_or(Toggle::Allow),
-        sni_mismatch: c
-            .parsed(raw.sni_mismatch.as_ref(), "sni_mismatch", parse_toggle)
-            .unwrap_or(Toggle::Allow),
         open_proxy,
         flows: c.path(raw.flows.as_ref(), "flows"),
         pinning_passthrough: raw.pinning_passthrough.map(|p| c.pinning(p.value)),
         policy: {
             let default = c.parsed(raw.default.as_ref(), "default", parse_action);
             let rules = raw.rules.map(|r| c.rules(r, &users)).unwrap_or_default();
-            Policy::new(rules, default.unwrap_or(Action::Allow))
+            Policy::new(rules, default.unwrap_or(Action::Allow)).with_checks(checks)
         },
         users,
     };
@@ -285,11 +289,11 @@ impl Checker<'_> {
         out
     }
 
-    fn dns(&mut self, raw: RawDns) -> Vec<SocketAddr> {
+    /// `dns:` is checked, not kept: custom resolvers are refused until they exist.
+    fn dns(&mut self, raw: RawDns) {
         self.unknown("dns", &raw.unknown, RawDns::KEYS);
-        let servers = raw.servers.as_ref();
-        let Some(servers) = servers else {
-            return Vec::new();
+        let Some(servers) = raw.servers.as_ref() else {
+            return;
         };
         if let Some(first) = servers.value.first() {
             // Silently falling back to the system resolver would send lookups where the
@@ -305,9 +309,9 @@ impl Checker<'_> {
             let with_port = parse_ip(s).map(|ip| SocketAddr::new(ip, DEFAULT_DNS_PORT));
             with_port.or_else(|_| parse_socket_addr(s))
         };
-        items
-            .filter_map(|item| self.parsed(Some(item), "dns.servers", parse))
-            .collect()
+        for item in items {
+            self.parsed(Some(item), "dns.servers", parse);
+        }
     }
 
     fn timeouts(&mut self, raw: RawTimeouts) -> Timeouts {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::Toggle;
 use crate::policy::Action;
+use crate::policy::Toggle;
 
 pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {

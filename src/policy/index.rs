@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::{HostPattern, RuleInfo};
+use super::rules::{HostPattern, RuleInfo};
 use crate::target::Host;
 
 /// Rule indices, ascending.

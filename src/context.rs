@@ -1,0 +1,23 @@
+//! What every connection task shares: a snapshot of the configuration taken at accept (a
+//! reload affects only new connections) and the process-wide services. Data only.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::mitm::Interceptor;
+
+/// The per-connection context handed from the server to the pipeline and its stages.
+#[derive(Clone)]
+pub struct Context {
+    /// The configuration in force when the connection was accepted.
+    pub config: Arc<Config>,
+    /// Present when the policy inspects anything.
+    pub interceptor: Option<Arc<Interceptor>>,
+    /// Fired when the shutdown grace period is over: open tunnels end then.
+    pub force_close: CancellationToken,
+    /// Process-wide counters.
+    pub metrics: Arc<Metrics>,
+}

@@ -1,0 +1,215 @@
+//! `ward explain`: what the running proxy would do with a set of facts, as text. It walks the
+//! same judge in the same order as a connection does (target, address, SNI), so the two cannot
+//! disagree; it only formats. Never resolves names: the address is given with `--dst`.
+
+use std::fmt::Write as _;
+
+use crate::config::{Config, Toggle};
+use crate::policy::{Facts, Judgement, NeedsDst, Refusal, is_forbidden_dst};
+use crate::target::Host;
+
+/// Where the judging stopped.
+enum Reached {
+    /// The target (and its address) decided, and nothing after it was asked.
+    Target(Judgement),
+    /// The target passed; the SNI decided.
+    Hello(Judgement),
+    /// A rule needs the address and none was given.
+    Undecided(NeedsDst),
+}
+
+/// First line `ACTION rule "NAME" (FILE:LINE)` or `ACTION default` (or which rule needs a
+/// `--dst`), then one fact per line, then what refuses or permits the connection after its rule.
+pub fn explain(config: &Config, f: &Facts) -> String {
+    let policy = &config.policy;
+    let file = config.source.display();
+    // A target given as an IP literal is its own address, as when the proxy dials it.
+    let dst = f.dst.or(match f.host {
+        Some(Host::Ip(ip)) => Some(*ip),
+        _ => None,
+    });
+    let target = match dst {
+        Some(ip) => Ok(policy.judge_address(f, ip)),
+        None => policy.judge_target(f),
+    };
+    let reached = match (target, f.sni) {
+        (Err(needs), _) => Reached::Undecided(needs),
+        (Ok(j), Some(sni)) if j.refusal.is_none() => match policy.judge_hello(f, sni) {
+            Ok(j) => Reached::Hello(j),
+            Err(needs) => Reached::Undecided(needs),
+        },
+        (Ok(j), _) => Reached::Target(j),
+    };
+    let mut out = String::new();
+    let judgement = match &reached {
+        Reached::Undecided(needs) => {
+            let rule = policy.rule(needs.rule);
+            let _ = writeln!(
+                out,
+                "undecided: rule {:?} ({file}:{}) matches on the resolved address; \
+                 give it with --dst IP",
+                rule.name, rule.line
+            );
+            None
+        }
+        Reached::Target(j) | Reached::Hello(j) => {
+            let action = j.decision.action;
+            match j.decision.rule.map(|i| policy.rule(i)) {
+                Some(rule) => {
+                    let _ = writeln!(out, "{action} rule {:?} ({file}:{})", rule.name, rule.line);
+                }
+                None => {
+                    let _ = writeln!(out, "{action} default");
+                }
+            }
+            Some(j)
+        }
+    };
+    write_facts(&mut out, f, matches!(reached, Reached::Hello(_)));
+    if let Some(j) = judgement {
+        write_notes(&mut out, config, j, dst, &reached, f);
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+fn write_facts(out: &mut String, f: &Facts, by_sni: bool) {
+    let show = |h: Option<&Host>| h.map_or("-".to_owned(), Host::to_string);
+    let _ = writeln!(out, "host: {}", show(f.host));
+    let _ = writeln!(out, "sni: {}", show(f.sni));
+    let _ = writeln!(out, "port: {}", f.port);
+    let _ = writeln!(out, "client: {}", f.client);
+    let _ = writeln!(out, "user: {}", f.user.unwrap_or("-"));
+    let _ = writeln!(
+        out,
+        "dst: {}",
+        f.dst.map_or("-".to_owned(), |ip| ip.to_string())
+    );
+    if by_sni {
+        let _ = writeln!(out, "rules matched hosts against the sni");
+    }
+}
+
+/// What the judge did after the rule: the internal-address check at the target, the
+/// `sni_mismatch` check at the SNI, and an SNI never reached.
+fn write_notes(
+    out: &mut String,
+    config: &Config,
+    j: &Judgement,
+    dst: Option<std::net::IpAddr>,
+    reached: &Reached,
+    f: &Facts,
+) {
+    if let (Reached::Target(_), Some(ip)) = (reached, dst)
+        && is_forbidden_dst(ip)
+        && j.refusal != Some(Refusal::Rule)
+    {
+        if j.refusal.is_none() {
+            let _ = writeln!(out, "dst {ip} is internal, permitted by the rule's dst");
+        } else {
+            let _ = writeln!(
+                out,
+                "dst {ip} is internal: refused (destination_ip_prohibited) unless an allow or \
+                 inspect rule's dst names it"
+            );
+        }
+    }
+    if j.sni_mismatch {
+        let verdict = match config.policy.checks().sni_mismatch {
+            Toggle::Allow => "allowed (sni_mismatch: allow)",
+            Toggle::Deny => "refused (sni_mismatch: deny)",
+        };
+        let _ = writeln!(out, "sni differs from the requested host: {verdict}");
+    }
+    if matches!(reached, Reached::Target(_)) && f.sni.is_some() && j.refusal.is_some() {
+        let _ = writeln!(
+            out,
+            "refused before the ClientHello is read: the sni is never judged"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config;
+
+    fn host(s: &str) -> Host {
+        Host::parse(s).unwrap()
+    }
+
+    fn facts(h: &Host) -> Facts<'_> {
+        Facts {
+            host: Some(h),
+            port: 443,
+            client: "127.0.0.1".parse().unwrap(),
+            user: None,
+            dst: None,
+            sni: None,
+        }
+    }
+
+    fn config(text: &str) -> Config {
+        config::parse(text, Path::new("policy.yaml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn explain_names_the_rule_and_the_facts() {
+        let text = "sni_mismatch: deny\nrules:\n  - name: block-ads\n    action: deny\n    \
+                    hosts: [\"*.ads.test\"]\n  - { name: lan, action: allow, dst: [\"10.0.0.0/8\"] }\n";
+        let c = config(text);
+        let (ad, other) = (host("x.ads.test"), host("other.test"));
+        let out = explain(&c, &facts(&ad));
+        assert_eq!(
+            out,
+            "deny rule \"block-ads\" (policy.yaml:3)\nhost: x.ads.test\nsni: -\nport: 443\n\
+             client: 127.0.0.1\nuser: -\ndst: -"
+        );
+        let out = explain(&c, &facts(&other));
+        assert!(
+            out.starts_with("undecided: rule \"lan\" (policy.yaml:6)"),
+            "{out}"
+        );
+        assert!(out.contains("--dst"), "{out}");
+        let mut f = facts(&other);
+        f.dst = Some("10.1.1.1".parse().unwrap());
+        f.sni = Some(&ad);
+        let out = explain(&c, &f);
+        assert!(out.starts_with("deny rule \"block-ads\""), "{out}");
+        assert!(
+            out.contains("sni differs from the requested host: refused"),
+            "{out}"
+        );
+        f.sni = None;
+        f.dst = Some("127.0.0.1".parse().unwrap());
+        let out = explain(&c, &f);
+        assert!(out.starts_with("allow default\n"), "{out}");
+        assert!(
+            out.contains("dst 127.0.0.1 is internal: refused (destination_ip_prohibited)"),
+            "{out}"
+        );
+        f.dst = Some("10.1.1.1".parse().unwrap());
+        let out = explain(&c, &f);
+        assert!(
+            out.starts_with("allow rule \"lan\" (policy.yaml:6)"),
+            "{out}"
+        );
+        assert!(out.contains("permitted by the rule's dst"), "{out}");
+    }
+
+    /// The running proxy refuses an internal address before it reads the ClientHello;
+    /// `explain --sni` used to judge the SNI alone and print `allow`.
+    #[test]
+    fn explain_with_sni_stops_where_the_proxy_refuses_the_address() {
+        let c = config("rules:\n  - { name: lan, action: allow, dst: [\"10.0.0.0/8\"] }\n");
+        let (asked, named) = (host("origin.test"), host("other.test"));
+        let mut f = facts(&asked);
+        f.sni = Some(&named);
+        f.dst = Some("127.0.0.1".parse().unwrap());
+        let out = explain(&c, &f);
+        assert!(out.contains("refused (destination_ip_prohibited)"), "{out}");
+        assert!(out.contains("the sni is never judged"), "{out}");
+    }
+}

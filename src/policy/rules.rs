@@ -1,0 +1,275 @@
+//! The rule vocabulary: actions, toggles, the facts a rule is matched against, host patterns,
+//! port ranges and one compiled rule. Pure values and matching; which rule wins is the judge's.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::target::{Host, normalize_name};
+
+/// What the policy says to do with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Tunnel the bytes untouched.
+    Allow,
+    /// Refuse the connection.
+    Deny,
+    /// Terminate TLS with a forged leaf and relay the HTTP inside.
+    Inspect,
+}
+
+impl Action {
+    /// The word policy.yaml uses for this action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::Inspect => "inspect",
+        }
+    }
+
+    /// The action a policy.yaml word names.
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "allow" => Some(Action::Allow),
+            "deny" => Some(Action::Deny),
+            "inspect" => Some(Action::Inspect),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is known about a connection when the policy is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The requested host (CONNECT target, SOCKS5 address, Host header).
+    pub host: Option<&'a Host>,
+    /// The destination port.
+    pub port: u16,
+    /// The client's address (after any PROXY header).
+    pub client: IpAddr,
+    /// The authenticated user, when `users` is configured.
+    pub user: Option<&'a str>,
+    /// The resolved destination address, once DNS has answered.
+    pub dst: Option<IpAddr>,
+    /// The ClientHello's server name, once it has been read.
+    pub sni: Option<&'a Host>,
+}
+
+impl Facts<'_> {
+    /// The host rules match: the SNI once the ClientHello is read, else the requested host.
+    pub fn effective_host(&self) -> Option<&Host> {
+        self.sni.or(self.host)
+    }
+}
+
+/// One `hosts` entry of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `a.b`: only that name.
+    Exact(String),
+    /// `*.x`: any name ending in `.x`, at any depth, but not `x`.
+    Subdomains(String),
+    /// `.x`: `x` and any name ending in `.x`.
+    Domain(String),
+    /// An IP literal: a target given as that address.
+    Ip(IpAddr),
+}
+
+impl HostPattern {
+    /// Parses a pattern as written in policy.yaml; names are normalised like every name.
+    pub fn parse(raw: &str) -> Result<HostPattern, String> {
+        let bracketed = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
+        if let Ok(ip) = bracketed.unwrap_or(raw).parse::<IpAddr>() {
+            return Ok(HostPattern::Ip(ip.to_canonical()));
+        }
+        if raw.contains('/') {
+            return Err(format!(
+                "{raw:?} is not a host pattern (CIDR ranges belong in `dst`)"
+            ));
+        }
+        let name = |s: &str| normalize_name(s).map_err(|e| e.to_string());
+        if let Some(rest) = raw.strip_prefix("*.") {
+            Ok(HostPattern::Subdomains(name(rest)?))
+        } else if raw.contains('*') {
+            Err(format!(
+                "{raw:?}: '*' is only allowed as a leading \"*.\"; omit `hosts` to match every host"
+            ))
+        } else if let Some(rest) = raw.strip_prefix('.') {
+            Ok(HostPattern::Domain(name(rest)?))
+        } else {
+            Ok(HostPattern::Exact(name(raw)?))
+        }
+    }
+
+    /// Whether `host` (already normalised) matches; the reference the index must agree with.
+    pub fn matches(&self, host: &Host) -> bool {
+        let under = |name: &str, x: &str| {
+            name.len() > x.len()
+                && name.ends_with(x)
+                && name.as_bytes()[name.len() - x.len() - 1] == b'.'
+        };
+        match (self, host) {
+            (HostPattern::Ip(p), Host::Ip(ip)) => *p == ip.to_canonical(),
+            (HostPattern::Exact(x), Host::Name(n)) => n == x,
+            (HostPattern::Subdomains(x), Host::Name(n)) => under(n, x),
+            (HostPattern::Domain(x), Host::Name(n)) => n == x || under(n, x),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(x) => f.write_str(x),
+            HostPattern::Subdomains(x) => write!(f, "*.{x}"),
+            HostPattern::Domain(x) => write!(f, ".{x}"),
+            HostPattern::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// An inclusive port range; a single port is `lo == hi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// The first port of the range.
+    pub lo: u16,
+    /// The last port of the range (inclusive).
+    pub hi: u16,
+}
+
+impl PortRange {
+    /// Parses `443` or `8000-8999`; port 0 is never a destination, so it is refused.
+    pub fn parse(raw: &str) -> Result<PortRange, String> {
+        let port = |s: &str| match s.trim().parse::<u16>() {
+            Ok(p) if p != 0 && !s.trim().starts_with('+') => Ok(p),
+            _ => Err(format!(
+                "{raw:?} is not a port (1-65535) or a range \"LO-HI\""
+            )),
+        };
+        let (lo, hi) = match raw.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(raw)?, port(raw)?),
+        };
+        if lo > hi {
+            return Err(format!("{raw:?}: range start is above its end"));
+        }
+        Ok(PortRange { lo, hi })
+    }
+
+    /// Whether `port` is in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// One compiled rule. An empty list means the rule does not constrain that fact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// The rule's `name`, as logs and `ward explain` show it.
+    pub name: String,
+    /// What the rule does when it matches.
+    pub action: Action,
+    /// Line of the rule in its policy file (1-based; 0 when built in code).
+    pub line: u32,
+    /// The requested host or SNI matches one of these.
+    pub hosts: Vec<HostPattern>,
+    /// The destination port is in one of these.
+    pub ports: Vec<PortRange>,
+    /// The client address is in one of these.
+    pub clients: Vec<IpNet>,
+    /// The authenticated user is one of these.
+    pub users: Vec<String>,
+    /// The resolved destination address is in one of these.
+    pub dst: Vec<IpNet>,
+}
+
+/// How one rule relates to the facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleMatch {
+    /// Some fact rules the rule out.
+    No,
+    /// Every listed field matches.
+    Yes,
+    /// Everything else matches, but the rule has `dst` and the address is not known yet.
+    NeedsDst,
+}
+
+impl RuleInfo {
+    /// A rule that matches everything, to be narrowed field by field.
+    pub fn new(name: impl Into<String>, action: Action) -> RuleInfo {
+        RuleInfo {
+            name: name.into(),
+            action,
+            line: 0,
+            hosts: Vec::new(),
+            ports: Vec::new(),
+            clients: Vec::new(),
+            users: Vec::new(),
+            dst: Vec::new(),
+        }
+    }
+
+    /// Whether the rule's `hosts` (if any) match the effective host.
+    pub fn matches_host(&self, host: Option<&Host>) -> bool {
+        self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|p| p.matches(h)))
+    }
+
+    /// Every field but `hosts` (which the index has already checked).
+    pub(super) fn matches_rest(&self, f: &Facts) -> RuleMatch {
+        let client = f.client.to_canonical();
+        let fits = (self.ports.is_empty() || self.ports.iter().any(|r| r.contains(f.port)))
+            && (self.clients.is_empty() || self.clients.iter().any(|n| n.contains(&client)))
+            && (self.users.is_empty() || f.user.is_some_and(|u| self.users.iter().any(|x| x == u)));
+        if !fits {
+            return RuleMatch::No;
+        }
+        match f.dst {
+            _ if self.dst.is_empty() => RuleMatch::Yes,
+            None => RuleMatch::NeedsDst,
+            Some(ip) if self.dst_contains(ip) => RuleMatch::Yes,
+            Some(_) => RuleMatch::No,
+        }
+    }
+
+    /// The whole rule, without the index: what `decide` must agree with.
+    pub fn check(&self, f: &Facts) -> RuleMatch {
+        if self.matches_host(f.effective_host()) {
+            self.matches_rest(f)
+        } else {
+            RuleMatch::No
+        }
+    }
+
+    pub(super) fn dst_contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.dst.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// A policy switch that is either on or off: `non_tls`, `sni_mismatch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toggle {
+    /// Let the connection through.
+    Allow,
+    /// Refuse it.
+    Deny,
+}
