@@ -1,7 +1,7 @@
 //! Chaining: ward behind ward (upstream http:// and socks5h://, with credentials), ward behind
 //! Debian's tinyproxy, and what the client sees when the upstream proxy fails.
 
-use crate::support::net::{self, http_connect};
+use crate::support::net::http_connect;
 use crate::support::origin::INDEX_BODY;
 use crate::support::tinyproxy::Tinyproxy;
 use crate::support::ward::field;
@@ -32,9 +32,7 @@ fn assert_tunnel_works(front: &Ward) {
         "{head:#?}\nfront log:\n{}",
         front.stderr_text()
     );
-    let mut tls = net::tls_over(s, "origin.test", o.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "origin.test", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "origin.test");
 }
 
 #[test]
@@ -109,9 +107,7 @@ fn chain_through_tinyproxy() {
     // tinyproxy resolves with the system resolver: use a name it knows.
     let (s, head) = http_connect(a.addr, &format!("localhost:{}", o.tls.port()), &[]);
     assert_eq!(head.status, 200, "{head:#?}\n{}", a.stderr_text());
-    let mut tls = net::tls_over(s, "localhost", o.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "localhost", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "localhost");
     if have("curl") {
         let url = format!("https://localhost:{}/", o.tls.port());
         let r = curl(&["-x", &a.http_url(), "--cacert", o.ca(), &url]);

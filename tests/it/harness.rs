@@ -150,9 +150,7 @@ fn tinyproxy_and_the_python_client_work_without_ward() {
     let tp = Tinyproxy::start();
     let (s, head) = net::http_connect(tp.addr, &format!("localhost:{}", o.tls.port()), &[]);
     assert_eq!(head.status, 200, "{head:#?}");
-    let mut tls = net::tls_over(s, "localhost", o.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "localhost", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "localhost");
     let got = crate::clients::python_client(
         &format!("http://{}", tp.addr),
         &format!("https://localhost:{}/", o.tls.port()),

@@ -18,9 +18,7 @@ fn assert_serves(ward: &Ward) {
     let o = origins();
     let (s, head) = http_connect(ward.addr, &format!("origin.test:{}", o.tls.port()), &[]);
     assert_eq!(head.status, 200, "{head:#?}");
-    let mut tls = net::tls_over(s, "origin.test", o.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "origin.test", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "origin.test");
 }
 
 #[test]

@@ -48,24 +48,11 @@ fn inspect_relays_h1_and_h2_under_a_forged_certificate() {
         &o.https("site.lab.test", "/"),
     ]);
     assert_eq!(r.expect_ok(200).body, INDEX_BODY);
-    let r = curl(&[
-        "--http2",
-        "-x",
-        &proxy,
-        "--cacert",
-        &ca,
-        &o.https("site.lab.test", "/proto"),
-    ]);
-    assert_eq!(r.expect_ok(200).body, "HTTP/2.0", "h2 end to end");
-    let r = curl(&[
-        "--http1.1",
-        "-x",
-        &proxy,
-        "--cacert",
-        &ca,
-        &o.https("site.lab.test", "/proto"),
-    ]);
-    assert_eq!(r.expect_ok(200).body, "HTTP/1.1");
+    for (flag, version) in [("--http2", "HTTP/2.0"), ("--http1.1", "HTTP/1.1")] {
+        let url = o.https("site.lab.test", "/proto");
+        let r = curl(&[flag, "-x", &proxy, "--cacert", &ca, &url]);
+        assert_eq!(r.expect_ok(200).body, version, "{version} end to end");
+    }
     let r = curl(&[
         "--http1.1",
         "-x",

@@ -109,9 +109,7 @@ fn socks5_authentication() {
     let target = SocksAddr::Domain("origin.test", o.tls.port());
     let s = net::socks5_open(ward.addr, &target, Some(("alice", "pw")))
         .unwrap_or_else(|code| panic!("socks5 CONNECT with credentials: reply {code:#x}"));
-    let mut tls = net::tls_over(s, "origin.test", o.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "origin.test", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "origin.test");
     assert!(
         !ward.stderr_text().contains("Wr0ng-S3cret"),
         "passwords never logged: {}",

@@ -47,6 +47,17 @@ impl Origins {
         Arc::new(testkit::pki::client_config(&[self.ca.der()], alpn))
     }
 
+    /// Over an open tunnel to the trusted origin: TLS as `sni` trusting only the test CA, then
+    /// `GET /` must answer the index page.
+    pub fn assert_index_over(&self, tunnel: TcpStream, sni: &str) {
+        let mut tls = super::net::tls_over(tunnel, sni, self.client_config(&[b"http/1.1"]));
+        let (status, body) = super::net::http_get(&mut tls, sni, "/");
+        assert_eq!(
+            (status, super::net::lossy(&body).as_str()),
+            (200, INDEX_BODY)
+        );
+    }
+
     /// `https://HOST:PORT/PATH` on the trusted TLS origin.
     pub fn https(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.tls.port())
