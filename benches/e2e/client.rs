@@ -16,7 +16,9 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::origin::{drain_body, read_head};
+use http_body_util::BodyExt;
+use testkit::body::CHUNK;
+use testkit::raw::read_head;
 
 /// One step (connect, proxy handshake, TLS handshake, one small response) may take this long.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -207,7 +209,7 @@ where
         head.lines().next().unwrap_or("")
     );
     let mut got = (buf.len() - head_len) as u64;
-    let mut chunk = vec![0u8; crate::origin::CHUNK];
+    let mut chunk = vec![0u8; CHUNK];
     while got < len {
         let n = stream.read(&mut chunk).await?;
         ensure!(n > 0, "body cut short at {got} of {len} bytes");
@@ -246,4 +248,15 @@ pub async fn h2_session(
         .context("h2 body timed out")??;
     ensure!(got == len, "h2 body {got} of {len} bytes");
     Ok((sender, driver))
+}
+
+/// Drains an h2 response body, counting its bytes.
+async fn drain_body(mut body: hyper::body::Incoming) -> Result<u64> {
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            total += data.len() as u64;
+        }
+    }
+    Ok(total)
 }

@@ -275,16 +275,13 @@ fn intercept_ca(kind: PeerKind, d: &Path, env: &PeerEnv<'_>) -> Result<String> {
     match kind {
         PeerKind::Ward | PeerKind::WardLogs => {
             let path = d.join("certs").join("ca.pem");
-            let deadline = std::time::Instant::now() + CA_WAIT;
-            while std::time::Instant::now() < deadline {
-                if let Ok(pem) = fs::read_to_string(&path)
-                    && pem.contains("END CERTIFICATE")
-                {
-                    return Ok(pem);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            anyhow::bail!("ward wrote no {}", path.display())
+            let written = || {
+                fs::read_to_string(&path)
+                    .ok()
+                    .filter(|pem| pem.contains("END CERTIFICATE"))
+            };
+            testkit::poll_until(CA_WAIT, written)
+                .with_context(|| format!("ward wrote no {}", path.display()))
         }
         PeerKind::Squid | PeerKind::MitmIntercept => Ok(env.pki.peer_ca_cert_pem.clone()),
         PeerKind::Tinyproxy | PeerKind::Dante | PeerKind::MitmTunnel => Ok(String::new()),

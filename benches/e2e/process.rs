@@ -8,13 +8,14 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 /// How long a child gets to exit on SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(3);
-const POLL: Duration = Duration::from_millis(25);
+/// One attempt to connect to a starting proxy gives up after this long.
+const CONNECT_PROBE: Duration = Duration::from_millis(100);
 /// Wanted file-descriptor limit: 10,000 tunnels cost the bench process 20,000 descriptors
 /// (client side and origin side) and the proxy as many again.
 const WANTED_NOFILE: u64 = 131_072;
@@ -73,13 +74,8 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.signal_group(libc::SIGTERM);
-        let deadline = Instant::now() + TERM_GRACE;
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(POLL);
-        }
+        let child = &mut self.child;
+        testkit::poll_until(TERM_GRACE, || matches!(child.try_wait(), Ok(Some(_))));
         // Helpers the child forked (Squid's certgen, Dante's workers) share its group.
         self.signal_group(libc::SIGKILL);
         let _ = self.child.wait();
@@ -208,15 +204,13 @@ pub fn free_port() -> Result<u16> {
 /// Waits until `port` accepts a connection, failing early if the child exits.
 pub fn wait_listening(child: &mut ChildGuard, port: u16, limit: Duration) -> Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        child.check_running()?;
-        if TcpStream::connect_timeout(&addr, POLL * 4).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(POLL * 2);
-    }
-    bail!("{} not listening on {addr} after {limit:?}", child.name)
+    let ready = testkit::poll_until(limit, || match child.check_running() {
+        Err(exited) => Some(Err(exited)),
+        Ok(()) => TcpStream::connect_timeout(&addr, CONNECT_PROBE)
+            .is_ok()
+            .then_some(Ok(())),
+    });
+    ready.unwrap_or_else(|| bail!("{} not listening on {addr} after {limit:?}", child.name))
 }
 
 /// The last lines of a log file, for error messages.

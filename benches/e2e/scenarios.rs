@@ -13,8 +13,9 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 
 use crate::client::{Port, Route, STEP_TIMEOUT, get_h1, h2_session};
-use crate::origin::{CHUNK, read_head};
 use crate::pki::ALPN_H2;
+use testkit::body::CHUNK;
+use testkit::raw::read_head;
 
 /// Response size of the new-connection scenario.
 const RATE_BODY: u64 = 1024;

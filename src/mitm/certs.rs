@@ -382,28 +382,4 @@ mod tests {
         assert!(Arc::ptr_eq(&b, &c), "a fresh cached leaf is reused");
         assert_eq!(cache.forged(), 2);
     }
-
-    /// Rough forge cost: `cargo test --lib forge_timing -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn forge_timing() {
-        let (_dir, cache) = cache();
-        let now = SystemTime::now();
-        let n = 500;
-        let t = std::time::Instant::now();
-        for i in 0..n {
-            cache
-                .get_or_forge(&name(&format!("t{i}.test")), &[], now)
-                .unwrap();
-        }
-        let cold = t.elapsed() / n;
-        let t = std::time::Instant::now();
-        for i in 0..n {
-            cache
-                .get_or_forge(&name(&format!("t{i}.test")), &[], now)
-                .unwrap();
-        }
-        let cached = t.elapsed() / n;
-        eprintln!("forge cold {cold:?}/leaf, cached {cached:?}/lookup");
-    }
 }

@@ -1,166 +1,47 @@
-//! In-process interception tests: a real TLS origin on loopback (its own rcgen CA, given to
+//! In-process interception tests: the test kit's TLS origin on loopback (its own CA, given to
 //! ward as `upstream_ca`), ward's `intercept()` over an in-memory duplex, and a rustls client
 //! that trusts ward's CA.
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either, Empty, Full};
-use hyper::body::{Body, Frame, Incoming};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
+use testkit::{ALPN_BOTH, Ca, Origin, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
 
 const ORIGIN: &str = "origin.test";
 const BIG: u64 = 64 * 1024 * 1024;
-static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
 /// Bounded test waits: nothing here should take long on loopback.
 const WAIT: Duration = Duration::from_secs(30);
+/// The flow writer flushes shortly after each record.
+const FLOWS_WAIT: Duration = Duration::from_secs(3);
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// A response body made on demand, counting what it produced, to show the relay streams.
-struct Lazy {
-    left: u64,
-    produced: Arc<AtomicU64>,
-}
-
-impl Body for Lazy {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.left == 0 {
-            return Poll::Ready(None);
-        }
-        let n = self.left.min(CHUNK.len() as u64);
-        self.left -= n;
-        self.produced.fetch_add(n, Ordering::Relaxed);
-        let data = Bytes::from_static(&CHUNK[..n as usize]);
-        Poll::Ready(Some(Ok(Frame::data(data))))
-    }
-}
-
-type OriginBody = Either<Full<Bytes>, Either<Lazy, Empty<Bytes>>>;
-
-async fn origin_service(
-    mut req: Request<Incoming>,
-    produced: Arc<AtomicU64>,
-) -> Result<Response<OriginBody>, Infallible> {
-    let text = |s: String| Either::Left(Full::new(Bytes::from(s)));
-    match req.uri().path() {
-        "/big" => Ok(Response::new(Either::Right(Either::Left(Lazy {
-            left: BIG,
-            produced,
-        })))),
-        "/echo" => {
-            let on = hyper::upgrade::on(&mut req);
-            tokio::spawn(async move {
-                let Ok(up) = on.await else { return };
-                let mut io = TokioIo::new(up);
-                let mut buf = [0u8; 4];
-                if io.read_exact(&mut buf).await.is_ok() {
-                    let _ = io.write_all(&buf).await;
-                }
-            });
-            let mut resp = Response::new(Either::Right(Either::Right(Empty::new())));
-            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            resp.headers_mut()
-                .insert("upgrade", "echo".parse().unwrap());
-            resp.headers_mut()
-                .insert("connection", "upgrade".parse().unwrap());
-            Ok(resp)
-        }
-        _ => {
-            let auth = req
-                .headers()
-                .get("authorization")
-                .map(|v| v.to_str().unwrap_or("?"));
-            let via = req.headers().contains_key("via");
-            let body = format!(
-                "hello {:?} auth={} via={via}",
-                req.version(),
-                auth.unwrap_or("-")
-            );
-            Ok(Response::new(text(body)))
-        }
-    }
-}
-
-struct Origin {
+struct TestOrigin {
     addr: std::net::SocketAddr,
     ca_pem: String,
-    produced: Arc<AtomicU64>,
+    /// Serves `origin.test` (h2 and http/1.1), counting the bytes of its streamed bodies.
+    origin: Origin,
 }
 
 /// A TLS origin for `origin.test` speaking h2 and http/1.1, with its own CA.
-async fn start_origin(ca_name: &str) -> Origin {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, ca_name);
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec![ORIGIN.to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let chain = vec![cert.der().clone(), ca.der().clone()];
-    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, der)
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let produced = Arc::new(AtomicU64::new(0));
-    let counter = produced.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, counter) = (acceptor.clone(), counter.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service =
-                    hyper::service::service_fn(move |req| origin_service(req, counter.clone()));
-                let mut builder =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                // No Date from the origin, so a Date at the client could only come from ward.
-                builder.http1().auto_date_header(false);
-                builder.http2().auto_date_header(false);
-                let _ = builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-    Origin {
-        addr,
+async fn start_origin(ca_name: &str) -> TestOrigin {
+    let ca = Ca::new(ca_name);
+    let tls = ca.issue(&[ORIGIN]).server_config(ALPN_BOTH);
+    let origin = Origin::start(Service::Http(Some(Arc::new(tls)))).await;
+    TestOrigin {
+        addr: origin.addr,
         ca_pem: ca.pem(),
-        produced,
+        origin,
     }
 }
 
@@ -271,14 +152,12 @@ impl Ward {
 
     /// The writer thread flushes shortly after each record; wait, bounded, for `n` of them.
     async fn wait_flows(&self, n: usize) -> Vec<serde_json::Value> {
-        for _ in 0..300 {
+        let what = format_args!("{n} flow records");
+        testkit::wait_until_async(FLOWS_WAIT, what, || {
             let flows = self.flows();
-            if flows.len() >= n {
-                return flows;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.flows()
+            (flows.len() >= n).then_some(flows)
+        })
+        .await
     }
 }
 
@@ -287,16 +166,8 @@ async fn client_tls(
     trust: Option<&CertificateDer<'static>>,
     alpn: &[&[u8]],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<DuplexStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = trust {
-        roots.add(ca.clone()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let roots: Vec<_> = trust.into_iter().cloned().collect();
+    let config = testkit::pki::client_config(&roots, alpn);
     let name = ServerName::try_from(ORIGIN).unwrap();
     TlsConnector::from(Arc::new(config)).connect(name, io).await
 }
@@ -390,9 +261,8 @@ async fn get_over_h2_reaches_origin_and_logs_a_flow() {
 #[tokio::test]
 async fn untrusted_origin_certificate_gives_502_with_proxy_status() {
     let origin = start_origin("origin CA").await;
-    let stranger = start_origin("stranger CA").await;
-    // ward trusts `stranger`'s CA, not `origin`'s.
-    let ward = ward(&stranger.ca_pem, None);
+    // ward trusts a stranger's CA, not `origin`'s.
+    let ward = ward(&Ca::new("stranger CA").pem(), None);
     let (client, task) = ward.connect(origin.addr).await;
     let tls = client_tls(
         client,
@@ -427,12 +297,12 @@ async fn stream_big(alpn: &'static [u8]) {
     let tls = client_tls(client, Some(ward.interceptor.ca().cert_der()), &[alpn])
         .await
         .unwrap();
-    let mut body = get(tls, "/big").await.into_body();
+    let mut body = get(tls, &format!("/bytes/{BIG}")).await.into_body();
     let (mut seen, mut max_ahead) = (0u64, 0u64);
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.unwrap().into_data() {
             seen += data.len() as u64;
-            max_ahead = max_ahead.max(origin.produced.load(Ordering::Relaxed) - seen);
+            max_ahead = max_ahead.max(origin.origin.produced() - seen);
         }
     }
     assert_eq!(seen, BIG);

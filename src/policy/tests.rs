@@ -1,6 +1,5 @@
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -357,49 +356,4 @@ fn big_policy_exercises_every_outcome() {
         by_rule > 50 && by_default > 0 && needs_dst > 0,
         "{by_rule} {by_default} {needs_dst}"
     );
-}
-
-/// Rough cost of `decide` over realistic rules (distinct names, a few wildcards).
-/// `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo test --lib policy::tests::decide_timing -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn decide_timing() {
-    const LOOKUPS: usize = 1_000_000;
-    for n in [1_000, 10_000, 100_000] {
-        let mut rng = StdRng::seed_from_u64(1);
-        let site = |i: usize| format!("host{i}.site{}.example", i % 5_000);
-        let rules: Vec<RuleInfo> = (0..n)
-            .map(|i| {
-                let mut r = RuleInfo::new(format!("r{i}"), Action::Deny);
-                let p = match i % 10 {
-                    0 => format!("*.site{}.example", i % 5_000),
-                    1 => format!(".host{i}.example"),
-                    _ => site(i),
-                };
-                r.hosts.push(HostPattern::parse(&p).unwrap());
-                if i % 3 == 0 {
-                    r.ports.push(PortRange { lo: 443, hi: 443 });
-                }
-                r
-            })
-            .collect();
-        let policy = Policy::new(rules, Action::Allow);
-        let hosts: Vec<Host> = (0..1024)
-            .map(|_| {
-                let i = rng.random_range(0..n * 2);
-                let prefix = if rng.random_bool(0.5) { "www." } else { "" };
-                Host::parse(&format!("{prefix}{}", site(i))).unwrap()
-            })
-            .collect();
-        let start = Instant::now();
-        let mut denied = 0usize;
-        for k in 0..LOOKUPS {
-            let f = facts(&hosts[k % hosts.len()]);
-            if let Verdict::Decided(d) = policy.decide(&f) {
-                denied += usize::from(d.action == Action::Deny);
-            }
-        }
-        let per = start.elapsed().as_nanos() / LOOKUPS as u128;
-        eprintln!("{n} rules: {per} ns per decide ({denied} denied)");
-    }
 }

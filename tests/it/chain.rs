@@ -1,11 +1,11 @@
 //! Chaining: ward behind ward (upstream http:// and socks5h://, with credentials), ward behind
 //! Debian's tinyproxy, and what the client sees when the upstream proxy fails.
 
-use crate::support::net::{self, http_connect};
+use crate::support::net::http_connect;
 use crate::support::origin::INDEX_BODY;
 use crate::support::tinyproxy::Tinyproxy;
 use crate::support::ward::field;
-use crate::support::{Policy, Ward, curl, have, origins, refused_port};
+use crate::support::{Policy, Ward, curl, curl_index_via, have, origins, refused_port};
 
 /// The proxy in front: no rules of its own that need `dst` (an upstream hides the address),
 /// everything allowed, no hosts overrides (the upstream resolves).
@@ -32,9 +32,7 @@ fn assert_tunnel_works(front: &Ward) {
         "{head:#?}\nfront log:\n{}",
         front.stderr_text()
     );
-    let mut tls = net::tls_over(s, "origin.test", o.pki.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "origin.test", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "origin.test");
 }
 
 #[test]
@@ -51,13 +49,7 @@ fn chain_through_a_second_ward_over_http() {
     });
     if have("curl") {
         let o = origins();
-        let r = curl(&[
-            "-x",
-            &a.http_url(),
-            "--cacert",
-            o.ca(),
-            &o.https("origin.test", "/"),
-        ]);
+        let r = curl_index_via(&a.http_url());
         assert_eq!(r.expect_ok(200).body, INDEX_BODY);
         let r = curl(&["-x", &a.http_url(), &o.http("origin.test", "/headers")]);
         r.expect_ok(200);
@@ -115,9 +107,7 @@ fn chain_through_tinyproxy() {
     // tinyproxy resolves with the system resolver: use a name it knows.
     let (s, head) = http_connect(a.addr, &format!("localhost:{}", o.tls.port()), &[]);
     assert_eq!(head.status, 200, "{head:#?}\n{}", a.stderr_text());
-    let mut tls = net::tls_over(s, "localhost", o.pki.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "localhost", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "localhost");
     if have("curl") {
         let url = format!("https://localhost:{}/", o.tls.port());
         let r = curl(&["-x", &a.http_url(), "--cacert", o.ca(), &url]);

@@ -7,7 +7,7 @@ use crate::support::chromium;
 use crate::support::net::{self, IO_TIMEOUT};
 use crate::support::origin::{BANNER, INDEX_BODY, PAGE_MARKER};
 use crate::support::tinyproxy::Tinyproxy;
-use crate::support::{Blackhole, Policy, curl, have, origins, refused_port};
+use crate::support::{Blackhole, Policy, curl, have, origins, refused_port, wait_until, ws};
 
 #[test]
 fn origin_serves_tls_h1_and_h2_to_curl_trusting_the_test_ca() {
@@ -15,7 +15,7 @@ fn origin_serves_tls_h1_and_h2_to_curl_trusting_the_test_ca() {
         return;
     }
     let o = origins();
-    let ca = o.pki.ca_pem_path.to_str().expect("utf-8 path");
+    let ca = o.ca();
     let url = format!("https://origin.test:{}/", o.tls.port());
     let resolve = format!("origin.test:{}:127.0.0.1", o.tls.port());
     let r = curl(&["--cacert", ca, "--resolve", &resolve, &url]);
@@ -42,7 +42,7 @@ fn untrusted_origin_fails_verification() {
         return;
     }
     let o = origins();
-    let ca = o.pki.ca_pem_path.to_str().expect("utf-8 path");
+    let ca = o.ca();
     let url = format!("https://origin.test:{}/", o.untrusted.port());
     let resolve = format!("origin.test:{}:127.0.0.1", o.untrusted.port());
     let r = curl(&["--cacert", ca, "--resolve", &resolve, &url]);
@@ -150,13 +150,57 @@ fn tinyproxy_and_the_python_client_work_without_ward() {
     let tp = Tinyproxy::start();
     let (s, head) = net::http_connect(tp.addr, &format!("localhost:{}", o.tls.port()), &[]);
     assert_eq!(head.status, 200, "{head:#?}");
-    let mut tls = net::tls_over(s, "localhost", o.pki.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "localhost", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "localhost");
     let got = crate::clients::python_client(
         &format!("http://{}", tp.addr),
         &format!("https://localhost:{}/", o.tls.port()),
     );
     assert_eq!(got["status"], 200, "{got}");
     assert_eq!(got["body"], INDEX_BODY, "{got}");
+}
+#[test]
+fn websocket_helpers_match_rfc_6455() {
+    // RFC 6455, 1.3's worked example.
+    assert_eq!(
+        ws::accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    // RFC 6455, 5.7: a masked "Hello".
+    let hello = ws::encode(ws::OP_TEXT, b"Hello", Some([0x37, 0xfa, 0x21, 0x3d]));
+    assert_eq!(
+        hello,
+        [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+        ]
+    );
+    for cut in 0..hello.len() {
+        assert_eq!(ws::parse(&hello[..cut]), Ok(None));
+    }
+    let (frame, used) = ws::parse(&hello).unwrap().unwrap();
+    assert_eq!(
+        (frame.opcode, frame.payload.as_slice(), used),
+        (ws::OP_TEXT, &b"Hello"[..], 11)
+    );
+    let long = ws::encode(ws::OP_TEXT, &[b'a'; 300], None);
+    assert_eq!(ws::parse(&long).unwrap().unwrap().0.payload.len(), 300);
+}
+
+#[test]
+fn wait_until_returns_what_the_condition_found() {
+    let mut calls = 0;
+    let found = wait_until(Duration::from_secs(5), "the third call", || {
+        calls += 1;
+        (calls == 3).then_some(calls)
+    });
+    assert_eq!(found, 3);
+}
+
+#[test]
+#[should_panic(expected = "waiting for a condition that never holds")]
+fn wait_until_panics_naming_what_it_waited_for() {
+    wait_until(
+        Duration::from_millis(50),
+        "a condition that never holds",
+        || false,
+    );
 }

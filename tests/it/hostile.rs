@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::net::{self, SocksAddr, Trickle, http_connect};
 use crate::support::origin::INDEX_BODY;
 use crate::support::ward::field;
-use crate::support::{Policy, Ward, curl, have, origins};
+use crate::support::{Policy, Ward, curl_index_via, have, origins, wait_until};
 
 /// Idle connections opened in `idle_crowd_does_not_starve_real_clients`.
 const CROWD: usize = 1000;
@@ -18,9 +18,7 @@ fn assert_serves(ward: &Ward) {
     let o = origins();
     let (s, head) = http_connect(ward.addr, &format!("origin.test:{}", o.tls.port()), &[]);
     assert_eq!(head.status, 200, "{head:#?}");
-    let mut tls = net::tls_over(s, "origin.test", o.pki.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "origin.test", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "origin.test");
 }
 
 #[test]
@@ -28,7 +26,7 @@ fn garbage_gets_400_and_ward_survives() {
     let o = origins();
     let ward = Ward::start(&Policy::new());
     // A TLS ClientHello sent to the proxy port itself (a client that forgot CONNECT).
-    let hello = net::client_hello_bytes("origin.test", o.pki.client_config(&[]));
+    let hello = net::client_hello_bytes("origin.test", o.client_config(&[]));
     let mut s = net::connect(ward.addr);
     let _ = s.write_all(&hello);
     let head = net::read_head(&mut s).expect("a 400 reply to a TLS hello");
@@ -57,7 +55,7 @@ fn garbage_gets_400_and_ward_survives() {
 fn truncated_client_hello_then_close() {
     let o = origins();
     let ward = Ward::start(&Policy::new());
-    let hello = net::client_hello_bytes("origin.test", o.pki.client_config(&[]));
+    let hello = net::client_hello_bytes("origin.test", o.client_config(&[]));
     let target = format!("origin.test:{}", o.tls.port());
     let (mut s, head) = http_connect(ward.addr, &target, &[]);
     assert_eq!(head.status, 200);
@@ -83,7 +81,7 @@ fn client_hello_one_byte_at_a_time() {
     ));
     let (s, head) = http_connect(ward.addr, &format!("origin.test:{}", o.tls.port()), &[]);
     assert_eq!(head.status, 200);
-    let cfg = o.pki.client_config(&[b"http/1.1"]);
+    let cfg = o.client_config(&[b"http/1.1"]);
     let hello_len = net::client_hello_bytes("origin.test", cfg.clone()).len();
     let slow = Trickle {
         inner: s,
@@ -106,7 +104,7 @@ fn reset_mid_stream_is_an_outcome_not_a_crash() {
     let ward = Ward::start(&Policy::new());
     let (s, head) = http_connect(ward.addr, &format!("origin.test:{}", o.tls.port()), &[]);
     assert_eq!(head.status, 200);
-    let mut tls = net::tls_over(s, "origin.test", o.pki.client_config(&[b"http/1.1"]));
+    let mut tls = net::tls_over(s, "origin.test", o.client_config(&[b"http/1.1"]));
     tls.write_all(b"GET /bytes/100000000 HTTP/1.1\r\nHost: origin.test\r\n\r\n")
         .expect("write");
     let mut chunk = [0u8; 8192];
@@ -137,14 +135,7 @@ fn idle_crowd_does_not_starve_real_clients() {
     let started = Instant::now();
     assert_serves(&ward);
     if have("curl") {
-        let o = origins();
-        let r = curl(&[
-            "-x",
-            &ward.http_url(),
-            "--cacert",
-            o.ca(),
-            &o.https("origin.test", "/"),
-        ]);
+        let r = curl_index_via(&ward.http_url());
         assert_eq!(r.expect_ok(200).body, INDEX_BODY);
     }
     assert!(
@@ -205,13 +196,7 @@ fn max_connections_answers_503_and_socks_failure() {
     );
 
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let (_, head) = http_connect(ward.addr, &target, &[]);
-        if head.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slots never freed: {head:#?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(3), "the slots to be freed", || {
+        http_connect(ward.addr, &target, &[]).1.status == 200
+    });
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::support::net::{self, basic_auth, http_connect};
 use crate::support::origin::INDEX_BODY;
 use crate::support::ward::field;
-use crate::support::{Policy, Ward, curl, have, origins};
+use crate::support::{Policy, Ward, curl, curl_index_via, have, origins};
 
 const USERS: &str = r#"[{name: alice, password: "pw"}]"#;
 
@@ -17,13 +17,7 @@ fn curl_connect_tunnels_https_h1_and_h2() {
     }
     let o = origins();
     let ward = Ward::start(&Policy::new());
-    let r = curl(&[
-        "-x",
-        &ward.http_url(),
-        "--cacert",
-        o.ca(),
-        &o.https("origin.test", "/"),
-    ]);
+    let r = curl_index_via(&ward.http_url());
     r.expect_ok(200);
     assert_eq!(r.connect_code, 200, "CONNECT answer");
     assert_eq!(r.body, INDEX_BODY);

@@ -2,11 +2,11 @@
 //! CA, verifies the origin against `upstream_ca`, relays h1 and h2 without adding anything, and
 //! reports an origin certificate that fails verification as a 502 inside the forged TLS.
 
+use crate::support::client_config_trusting;
 use crate::support::net::{self, http_connect};
 use crate::support::origin::INDEX_BODY;
-use crate::support::pki::client_config_trusting;
 use crate::support::ward::field;
-use crate::support::{Policy, Ward, curl, have, origins};
+use crate::support::{Policy, Ward, curl, curl_index_via, have, origins};
 
 /// Inspects everything under .lab.test (on loopback), trusting the test CA upstream.
 pub fn inspecting_ward() -> Ward {
@@ -48,24 +48,11 @@ fn inspect_relays_h1_and_h2_under_a_forged_certificate() {
         &o.https("site.lab.test", "/"),
     ]);
     assert_eq!(r.expect_ok(200).body, INDEX_BODY);
-    let r = curl(&[
-        "--http2",
-        "-x",
-        &proxy,
-        "--cacert",
-        &ca,
-        &o.https("site.lab.test", "/proto"),
-    ]);
-    assert_eq!(r.expect_ok(200).body, "HTTP/2.0", "h2 end to end");
-    let r = curl(&[
-        "--http1.1",
-        "-x",
-        &proxy,
-        "--cacert",
-        &ca,
-        &o.https("site.lab.test", "/proto"),
-    ]);
-    assert_eq!(r.expect_ok(200).body, "HTTP/1.1");
+    for (flag, version) in [("--http2", "HTTP/2.0"), ("--http1.1", "HTTP/1.1")] {
+        let url = o.https("site.lab.test", "/proto");
+        let r = curl(&[flag, "-x", &proxy, "--cacert", &ca, &url]);
+        assert_eq!(r.expect_ok(200).body, version, "{version} end to end");
+    }
     let r = curl(&[
         "--http1.1",
         "-x",
@@ -98,13 +85,7 @@ fn inspect_relays_h1_and_h2_under_a_forged_certificate() {
             && field(v, "sni").as_deref() == Some("site.lab.test")
     });
     // Outside the inspect rule, the test CA (the origin's own) is what the client sees.
-    let r = curl(&[
-        "-x",
-        &proxy,
-        "--cacert",
-        o.ca(),
-        &o.https("origin.test", "/"),
-    ]);
+    let r = curl_index_via(&proxy);
     assert_eq!(
         r.expect_ok(200).body,
         INDEX_BODY,

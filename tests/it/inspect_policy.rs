@@ -3,14 +3,14 @@
 //! (`sni_mismatch: deny` answers 421), and pinning passthrough after repeated rejections.
 
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::inspect::{expect_flow, inspected_tls, inspecting_policy, ward_ca};
 use crate::support::origin::INDEX_BODY;
 use crate::support::ward::{field, is_access, message, ward_cli};
-use crate::support::{Ward, curl, have, net, origins};
+use crate::support::{Ward, curl, have, net, origins, wait_until};
 
 /// Secrets the flow test sends; none may appear in any record or log line.
 const BEARER: &str = "tok-SECRET-4f1c";
@@ -19,19 +19,18 @@ const PROXY_PASSWORD: &str = "pw-SECRET-77aa";
 /// The writer thread flushes as soon as its queue runs dry; this bounds the wait for it.
 const FLOWS_WAIT: Duration = Duration::from_secs(5);
 
+/// The first complete lines of `path` once there are `n` of them, parsed as JSON.
 fn wait_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + FLOWS_WAIT;
-    loop {
+    let what = format_args!("{n} lines in {}", path.display());
+    let text = wait_until(FLOWS_WAIT, what, || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let complete: Vec<&str> = text.split_inclusive('\n').collect();
-        if complete.len() >= n || Instant::now() >= deadline {
-            return complete
-                .iter()
-                .map(|l| serde_json::from_str(l.trim()).expect("a JSON line"))
-                .collect();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (text.matches('\n').count() >= n).then_some(text)
+    });
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
+        .map(|l| serde_json::from_str(l.trim()).expect("a JSON line"))
+        .collect()
 }
 
 #[test]
@@ -240,23 +239,11 @@ fn inspect_inner_host_other_than_the_sni_is_421_under_sni_mismatch_deny() {
 
 /// Waits (bounded) until `n` access records match `pred`.
 fn wait_access_count(ward: &Ward, n: usize, pred: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if ward
-            .records()
-            .iter()
-            .filter(|v| is_access(v) && pred(v))
-            .count()
-            >= n
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "fewer than {n} matching access records; stderr:\n{}",
-        ward.stderr_text()
-    );
+    let what = format_args!("{n} matching access records; stderr:\n{}", ward.log());
+    wait_until(Duration::from_secs(5), what, || {
+        let records = ward.records();
+        records.iter().filter(|v| is_access(v) && pred(v)).count() >= n
+    });
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::net::{self, http_connect};
 use crate::support::ward::message;
-use crate::support::{Policy, Ward, origins};
+use crate::support::{Policy, Ward, origins, wait_until};
 
 /// The contract: a change of the file applies "within a second"; allow scheduling slack.
 const RELOAD_WITHIN: Duration = Duration::from_millis(1500);
@@ -19,17 +19,9 @@ fn connect_status(ward: &Ward, target: &str) -> u16 {
 /// Polls until CONNECT `target` answers `status`; returns how long it took.
 fn until_status(ward: &Ward, target: &str, status: u16, within: Duration) -> Duration {
     let started = Instant::now();
-    loop {
-        if connect_status(ward, target) == status {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < within,
-            "CONNECT {target} did not turn {status} within {within:?}; log:\n{}",
-            ward.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let what = format_args!("CONNECT {target} to turn {status}; log:\n{}", ward.log());
+    wait_until(within, what, || connect_status(ward, target) == status);
+    started.elapsed()
 }
 
 #[test]
@@ -101,14 +93,11 @@ fn sigterm_stops_accepting_drains_then_exits_0() {
     tunnel.read_exact(&mut b).expect("echo");
 
     ward.signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while TcpStream::connect_timeout(&ward.addr, Duration::from_millis(200)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "ward still accepts after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(2),
+        "ward to stop accepting after SIGTERM",
+        || TcpStream::connect_timeout(&ward.addr, Duration::from_millis(200)).is_err(),
+    );
     assert!(
         ward.wait_exit(Duration::from_millis(300)).is_none(),
         "must drain, not exit"

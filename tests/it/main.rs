@@ -12,7 +12,6 @@ mod harness;
 mod hostile;
 mod http_proxy;
 mod inspect;
-mod inspect_bench;
 mod inspect_clients;
 mod inspect_policy;
 mod lifecycle;

@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::support::net::{self, SocksAddr, socks5_auth, socks5_greet};
 use crate::support::origin::INDEX_BODY;
 use crate::support::ward::field;
-use crate::support::{Policy, Ward, curl, have, origins};
+use crate::support::{Policy, Ward, curl, curl_index_via, have, origins};
 
 #[test]
 fn curl_socks5h_tunnels_https() {
@@ -16,13 +16,7 @@ fn curl_socks5h_tunnels_https() {
     let o = origins();
     let ward = Ward::start(&Policy::new());
     let proxy = format!("socks5h://{}", ward.addr);
-    let r = curl(&[
-        "-x",
-        &proxy,
-        "--cacert",
-        o.ca(),
-        &o.https("origin.test", "/"),
-    ]);
+    let r = curl_index_via(&proxy);
     assert_eq!(r.expect_ok(200).body, INDEX_BODY);
     let rec = ward.expect_access("for the socks5h tunnel", |v| {
         field(v, "via").as_deref() == Some("socks5")
@@ -115,9 +109,7 @@ fn socks5_authentication() {
     let target = SocksAddr::Domain("origin.test", o.tls.port());
     let s = net::socks5_open(ward.addr, &target, Some(("alice", "pw")))
         .unwrap_or_else(|code| panic!("socks5 CONNECT with credentials: reply {code:#x}"));
-    let mut tls = net::tls_over(s, "origin.test", o.pki.client_config(&[b"http/1.1"]));
-    let (status, body) = net::http_get(&mut tls, "origin.test", "/");
-    assert_eq!((status, net::lossy(&body).as_str()), (200, INDEX_BODY));
+    o.assert_index_over(s, "origin.test");
     assert!(
         !ward.stderr_text().contains("Wr0ng-S3cret"),
         "passwords never logged: {}",

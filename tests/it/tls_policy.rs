@@ -24,7 +24,7 @@ fn handshake_via_connect(ward: &Ward, sni: &str) -> Result<(), rustls::Error> {
     let o = origins();
     let (s, head) = http_connect(ward.addr, &format!("origin.test:{}", o.tls.port()), &[]);
     assert_eq!(head.status, 200, "CONNECT must be allowed: {head:#?}");
-    let mut tls = net::tls_over(s, sni, o.pki.client_config(&[b"http/1.1"]));
+    let mut tls = net::tls_over(s, sni, o.client_config(&[b"http/1.1"]));
     net::handshake(&mut tls)
 }
 
@@ -102,7 +102,7 @@ fn sni_deny_applies_to_socks5_too() {
         None,
     )
     .unwrap_or_else(|c| panic!("SOCKS5 CONNECT: {c:#x}"));
-    let mut tls = net::tls_over(s, "blocked.lab.test", o.pki.client_config(&[]));
+    let mut tls = net::tls_over(s, "blocked.lab.test", o.client_config(&[]));
     assert_eq!(
         net::handshake(&mut tls),
         Err(rustls::Error::AlertReceived(AlertDescription::AccessDenied))

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A tinyproxy process on an OS-chosen port, killed on drop.
 pub struct Tinyproxy {
@@ -29,14 +29,10 @@ impl Tinyproxy {
         .expect("write conf");
         let child = spawn_foreground(&conf, dir.path());
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tinyproxy never listened on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format_args!("tinyproxy to listen on {addr}");
+        testkit::wait_until(Duration::from_secs(10), what, || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
         Tinyproxy {
             child,
             addr,

@@ -5,10 +5,7 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Polling step while waiting for a child.
-const POLL: Duration = Duration::from_millis(10);
+use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Output {
@@ -53,19 +50,12 @@ pub fn run(mut cmd: Command, timeout: Duration) -> Output {
         let _ = err.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait().expect("wait after kill");
-        }
-        std::thread::sleep(POLL);
-    };
+    let exited = testkit::poll_until(timeout, || child.try_wait().expect("try_wait"));
+    let timed_out = exited.is_none();
+    let status = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        child.wait().expect("wait after kill")
+    });
     let stdout_bytes = out_t.join().expect("stdout thread");
     Output {
         code: status.code(),
@@ -134,6 +124,19 @@ pub fn curl(args: &[&str]) -> Curl {
         connect_code,
         out,
     }
+}
+
+/// `curl -x PROXY --cacert TEST-CA https://origin.test:PORT/`: the test origin's page through
+/// a proxy that tunnels it (the origin's own certificate is what curl must see).
+pub fn curl_index_via(proxy: &str) -> Curl {
+    let o = super::origins();
+    curl(&[
+        "-x",
+        proxy,
+        "--cacert",
+        o.ca(),
+        &o.https("origin.test", "/"),
+    ])
 }
 
 #[derive(Debug)]

@@ -17,8 +17,6 @@ use super::policy::Policy;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// After SIGTERM on drop, how long before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Polling step while waiting for a child to exit.
-const EXIT_POLL: Duration = Duration::from_millis(20);
 
 pub fn ward_bin() -> &'static str {
     env!("CARGO_BIN_EXE_ward")
@@ -143,6 +141,18 @@ impl Ward {
         format!("{text}\n[ward pid {} is {state}]", self.pid())
     }
 
+    /// [`Ward::stderr_text`], formatted only when shown: for the messages of waits that time
+    /// out, which should carry the log as it was then.
+    pub fn log(&self) -> impl std::fmt::Display + '_ {
+        struct Log<'a>(&'a Ward);
+        impl std::fmt::Display for Log<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0.stderr_text())
+            }
+        }
+        Log(self)
+    }
+
     /// True while the process runs (a zombie that exited counts as gone).
     pub fn alive(&self) -> bool {
         let stat =
@@ -197,15 +207,9 @@ impl Ward {
         if let Some(s) = self.exit {
             return Some(s);
         }
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                self.exit = Some(s);
-                return Some(s);
-            }
-            std::thread::sleep(EXIT_POLL);
-        }
-        None
+        let child = &mut self.child;
+        self.exit = testkit::poll_until(timeout, || child.try_wait().expect("try_wait"));
+        self.exit
     }
 }
 
