@@ -144,7 +144,7 @@ async fn tunnel_path(
                 .sni
                 .clone()
                 .unwrap_or_else(|| t.request.target.host.clone());
-            if interceptor.pinned_passthrough(&host, std::time::Instant::now()) {
+            if interceptor.pinned_passthrough(&host, Instant::now()) {
                 rec.outcome = Some("pinned_passthrough");
                 return relay(t.stream, upstream, buf, ctx, rec).await;
             }
@@ -155,7 +155,6 @@ async fn tunnel_path(
                 sni: hello.sni.clone(),
                 connect_target: t.request.target.clone(),
                 rule: rec.rule.clone(),
-                alpn_offered: hello.alpn.clone(),
                 deny_host_mismatch: cfg.sni_mismatch == Toggle::Deny,
             };
             let client = PrefixedStream::new(buf.freeze(), t.stream);

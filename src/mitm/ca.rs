@@ -10,25 +10,20 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SerialNumber,
+    KeyUsagePurpose,
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
 
-use super::MitmError;
+use super::error::MitmError;
+use super::issuing::{BACKDATE, MAX_CN_LEN, random_serial, truncate};
 
 pub const CERT_FILE: &str = "ca.pem";
 pub const KEY_FILE: &str = "ca.key";
 /// The CA outlives many leaves; ten years is what mitmproxy and most local-CA tools choose.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// Clients with a clock slightly behind still accept what we issue.
-pub(crate) const BACKDATE: Duration = Duration::from_secs(3600);
-/// CAB Forum: at least 64 bits of CSPRNG output; 16 bytes with the sign bit cleared gives 127.
-pub(crate) const SERIAL_BYTES: usize = 16;
 const SUBJECT_PREFIX: &str = "ward interception CA";
-/// X.520 upper bound for a common name.
-pub(crate) const MAX_CN_LEN: usize = 64;
 
 /// The local CA that signs forged leaves.
 pub struct Ca {
@@ -194,17 +189,6 @@ fn ca_common_name() -> String {
         None => SUBJECT_PREFIX.to_string(),
     };
     truncate(&cn, MAX_CN_LEN)
-}
-
-/// A positive, minimally encoded serial with 127 random bits.
-pub(crate) fn random_serial() -> SerialNumber {
-    let mut bytes: [u8; SERIAL_BYTES] = rand::random();
-    bytes[0] = (bytes[0] & 0x7f) | 0x01;
-    SerialNumber::from_slice(&bytes)
-}
-
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }
 
 /// The host name makes CAs from several machines tellable apart in a trust store. Read from

@@ -14,8 +14,9 @@ use rcgen::{
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::{CertifiedKey, SigningKey};
 
-use super::MitmError;
-use super::ca::{BACKDATE, Ca, MAX_CN_LEN, random_serial, truncate};
+use super::ca::Ca;
+use super::error::MitmError;
+use super::issuing::{BACKDATE, MAX_CN_LEN, random_serial, truncate};
 use crate::target::Host;
 
 /// What a leaf is forged for: the SNI's normalised name, or the IP when there is no SNI.

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use serde::Serialize;
 
-use super::MitmError;
+use super::error::MitmError;
 
 /// Headers whose values are secrets (DESIGN: never in any log).
 const REDACTED_HEADERS: [&str; 5] = [

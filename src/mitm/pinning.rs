@@ -2,9 +2,10 @@
 //! apps, a CA not yet trusted) is tunnelled for a while instead of inspected. Pure state with
 //! time passed in; it must stay bounded whatever names clients send.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
+use tokio::time::Instant;
 
 use crate::target::Host;
 

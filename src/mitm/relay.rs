@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper::server::conn::{http1 as server_h1, http2 as server_h2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,20 +22,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Origin;
 use super::activity::Activity;
-use super::parked::ParkedHttp1;
-
-use super::flows::{FlowRecord, FlowSink, millis};
+use super::body::{ClientBody, Counting, FlowDone, RelayBody};
+use super::flows::{FlowRecord, FlowSink};
 use super::names_differ;
+use super::parked::ParkedHttp1;
+use super::upstream::Origin;
 use crate::error::{ErrorKind, ProxyError, proxy_status_value};
 use crate::target::{Host, Target};
 
 /// The port assumed for a Host header without one: these requests arrived over TLS.
 const HTTPS_PORT: u16 = 443;
-
-pub(crate) type ClientBody = Counting<Incoming>;
-pub(crate) type RelayBody = Either<Counting<Incoming>, Full<Bytes>>;
 
 /// The upstream half: a live connection, or the reason there is none, which every request is
 /// answered with (an upstream certificate failure is never hidden).
@@ -382,70 +378,6 @@ fn error_response(
     // The body is ours, not relayed: the record is complete now.
     drop(done);
     resp
-}
-
-/// A finished request's record, emitted once when the response body ends or is dropped.
-pub(crate) struct FlowDone {
-    record: FlowRecord,
-    started: Instant,
-    request_bytes: Arc<AtomicU64>,
-    response_bytes: Arc<AtomicU64>,
-    sink: Arc<FlowSink>,
-}
-
-impl Drop for FlowDone {
-    fn drop(&mut self) {
-        self.record.request_bytes = self.request_bytes.load(Ordering::Relaxed);
-        self.record.response_bytes = self.response_bytes.load(Ordering::Relaxed);
-        self.record.duration_ms = millis(self.started.elapsed());
-        self.sink.emit(&self.record);
-    }
-}
-
-/// A body passed through frame by frame, counting data bytes; it holds the flow record of
-/// its exchange (on the response side) so that the record is written when the body ends.
-/// The record is boxed: the request type, body included, sizes every slot of hyper's
-/// per-connection client queue (32 slots); inline, the 376-byte record made that queue 21 KiB.
-pub(crate) struct Counting<B> {
-    inner: B,
-    bytes: Arc<AtomicU64>,
-    done: Option<Box<FlowDone>>,
-}
-
-impl<B> Counting<B> {
-    fn new(inner: B, bytes: Arc<AtomicU64>, done: Option<Box<FlowDone>>) -> Self {
-        Counting { inner, bytes, done }
-    }
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-            }
-            Poll::Ready(None | Some(Err(_))) => self.done = None,
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::error::{ErrorKind, ProxyError};
+use crate::target::Target;
 
 const ORIGIN: &str = "origin.test";
 const BIG: u64 = 64 * 1024 * 1024;
@@ -195,7 +197,6 @@ fn flow_context() -> FlowContext {
         sni: None,
         connect_target: Target::parse_authority("origin.test:443").unwrap(),
         rule: Some("inspect-lab".into()),
-        alpn_offered: vec![],
         deny_host_mismatch: false,
     }
 }
@@ -502,7 +503,7 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
         assert!(
             !ward
                 .interceptor
-                .pinned_passthrough(&host, std::time::Instant::now())
+                .pinned_passthrough(&host, tokio::time::Instant::now())
         );
         let (client, task) = ward.connect(origin.addr).await;
         // This client trusts nothing: it must refuse ward's leaf with unknown_ca.
@@ -517,7 +518,7 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
     }
     assert!(
         ward.interceptor
-            .pinned_passthrough(&host, std::time::Instant::now())
+            .pinned_passthrough(&host, tokio::time::Instant::now())
     );
 }
 
@@ -604,5 +605,5 @@ async fn idle_connection_state_stays_small() {
         .interceptor
         .intercept(proxy_side, upstream, flow_context(), shutdown);
     assert!(std::mem::size_of_val(&intercept) <= 4096);
-    assert!(std::mem::size_of::<Request<relay::ClientBody>>() <= 320);
+    assert!(std::mem::size_of::<Request<body::ClientBody>>() <= 320);
 }
