@@ -18,7 +18,8 @@ use crate::front::{self, Accepted, TunnelRequest};
 use crate::io::{PrefixedStream, ReadError, read_until};
 use crate::log::{AccessRecord, Stage};
 use crate::metrics::Metrics;
-use crate::mitm::{FlowContext, InterceptOutcome, Interceptor};
+use crate::mitm::{FlowContext, Interceptor};
+use crate::outcome::Outcome;
 use crate::policy::{Action, Decision, Facts, Verdict};
 use crate::request::Request;
 use crate::target::Host;
@@ -113,7 +114,7 @@ async fn tunnel_path(
             return relay(t.stream, upstream, buf, ctx, rec).await;
         }
         First::ClientGone => {
-            rec.outcome = Some("client_closed");
+            rec.outcome = Some(Outcome::ClientClosed);
             return Ok(());
         }
         First::Unreadable(err) => {
@@ -145,7 +146,7 @@ async fn tunnel_path(
                 .clone()
                 .unwrap_or_else(|| t.request.target.host.clone());
             if interceptor.pinned_passthrough(&host, Instant::now()) {
-                rec.outcome = Some("pinned_passthrough");
+                rec.outcome = Some(Outcome::PinnedPassthrough);
                 return relay(t.stream, upstream, buf, ctx, rec).await;
             }
             rec.stage = Stage::Intercept;
@@ -166,17 +167,8 @@ async fn tunnel_path(
             rec.bytes_up = done.bytes_up;
             rec.bytes_down = done.bytes_down;
             rec.alpn = done.alpn;
-            rec.outcome = Some(done.outcome.as_str());
-            match done.outcome {
-                InterceptOutcome::UpstreamTlsFailed(err) => Err(err),
-                InterceptOutcome::ClientRejectedCertificate { alert } => Err(ProxyError::client(
-                    ErrorKind::TlsHandshake,
-                    format!(
-                        "client rejected the forged certificate for {host} (alert {alert}): it does not trust ward's CA, or pins"
-                    ),
-                )),
-                InterceptOutcome::Finished(_) => Ok(()),
-            }
+            rec.outcome = Some(done.outcome);
+            done.error.map_or(Ok(()), Err)
         }
         _ => relay(t.stream, upstream, buf, ctx, rec).await,
     }
@@ -476,13 +468,6 @@ async fn relay(
     .await;
     rec.bytes_up = done.bytes_up + buffered_len;
     rec.bytes_down = done.bytes_down;
-    rec.outcome.get_or_insert(done.outcome.log_name());
-    match done.outcome {
-        tunnel::Outcome::Error { side, error } => Err(ProxyError::new(
-            ErrorKind::Io,
-            side,
-            format!("relay: {}", crate::error::describe_io(&error)),
-        )),
-        _ => Ok(()),
-    }
+    rec.outcome.get_or_insert(done.outcome);
+    done.error.map_or(Ok(()), Err)
 }

@@ -30,10 +30,9 @@ pub use ca::Ca;
 pub use certs::{LeafCache, LeafName};
 pub use error::MitmError;
 pub use flows::{FlowRecord, FlowSink};
-pub use intercept::{InterceptOutcome, Intercepted};
+pub use intercept::Intercepted;
 pub use interceptor::{FlowContext, InterceptSettings, Interceptor};
 pub use pinning::{PinningSettings, PinningTracker};
-pub use relay::Ending;
 
 /// Two hosts name different sites; an IP names no site, so it never differs (DESIGN).
 pub(crate) fn names_differ(a: &Host, b: &Host) -> bool {

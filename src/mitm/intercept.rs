@@ -15,37 +15,11 @@ use super::activity::Activity;
 use super::handshake::{Accepted, Handshaken};
 use super::interceptor::{FlowContext, Interceptor};
 use super::names_differ;
-use super::relay::{self, Ending, FlowMeta, Protocol, Relay, UpstreamSender};
+use super::relay::{self, FlowMeta, Protocol, Relay, UpstreamSender};
 use super::upstream::Origin;
 use crate::error::{ErrorKind, ProxyError};
+use crate::outcome::Outcome;
 use crate::target::Host;
-
-/// How an interception ended.
-#[derive(Debug)]
-pub enum InterceptOutcome {
-    /// Relayed until the connection ended this way.
-    Finished(Ending),
-    /// The origin's TLS failed; every request was answered with ward's 502 (+ Proxy-Status).
-    UpstreamTlsFailed(ProxyError),
-    /// The client aborted the handshake with this alert: it does not trust ward's CA, or pins.
-    ClientRejectedCertificate {
-        /// The alert's name (`unknown_ca`, `bad_certificate`, ...).
-        alert: &'static str,
-    },
-}
-
-impl InterceptOutcome {
-    /// The access record's `outcome`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            InterceptOutcome::Finished(Ending::Closed) => "closed",
-            InterceptOutcome::Finished(Ending::IdleTimeout) => "idle_timeout",
-            InterceptOutcome::Finished(Ending::Shutdown) => "shutdown",
-            InterceptOutcome::UpstreamTlsFailed(_) => "upstream_tls_failed",
-            InterceptOutcome::ClientRejectedCertificate { .. } => "client_rejected_certificate",
-        }
-    }
-}
 
 /// What an interception did, for the access record.
 #[derive(Debug)]
@@ -58,9 +32,16 @@ pub struct Intercepted {
     pub bytes_down: u64,
     /// The ALPN protocol negotiated with both sides.
     pub alpn: Option<String>,
-    /// How it ended.
-    pub outcome: InterceptOutcome,
+    /// How it ended: `Closed`, `IdleTimeout`, `Shutdown`, or one of the two below with its
+    /// error.
+    pub outcome: Outcome,
+    /// The error it ended with: with `UpstreamTlsFailed`, the origin's failure; with
+    /// `ClientRejectedCertificate`, the client's refusal.
+    pub error: Option<ProxyError>,
 }
+
+/// How a relay ended, and the error it ended with, if any.
+type Ended = (Outcome, Option<ProxyError>);
 
 /// What one connection's relay needs to know, gathered during the handshakes.
 struct Session<'a> {
@@ -97,8 +78,14 @@ impl Interceptor {
         let tls = match accepted {
             Accepted::Stream(tls) => tls,
             Accepted::Rejected(alert) => {
-                let outcome = InterceptOutcome::ClientRejectedCertificate { alert };
-                return Ok(finish(&activity, 0, alpn, outcome));
+                let outcome = Outcome::ClientRejectedCertificate { alert };
+                let err = ProxyError::client(
+                    ErrorKind::TlsHandshake,
+                    format!(
+                        "client rejected the forged certificate for {name} (alert {alert}): it does not trust ward's CA, or pins"
+                    ),
+                );
+                return Ok(finish(&activity, 0, alpn, (outcome, Some(err))));
             }
         };
         let protocol = Protocol::from_alpn(alpn.as_deref());
@@ -108,19 +95,19 @@ impl Interceptor {
             name: &name,
             shutdown: &shutdown,
         };
-        let (requests, outcome) = self.relay(session, tls, origin, ctx).await;
-        Ok(finish(&activity, requests, alpn, outcome))
+        let (requests, ended) = self.relay(session, tls, origin, ctx).await;
+        Ok(finish(&activity, requests, alpn, ended))
     }
 
     /// Relays the established pair: bytes for a non-HTTP protocol, else hyper on both sides;
-    /// with no usable origin every request gets ward's 502. Returns (requests, outcome).
+    /// with no usable origin every request gets ward's 502. Returns (requests, how it ended).
     async fn relay<IO>(
         &self,
         session: Session<'_>,
         tls: IO,
         origin: Result<Origin, ProxyError>,
         ctx: FlowContext,
-    ) -> (u64, InterceptOutcome)
+    ) -> (u64, Ended)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -133,24 +120,24 @@ impl Interceptor {
         let idle = self.idle;
         let origin = match origin {
             Ok(origin) if protocol == Protocol::Opaque => {
-                let ending = relay::relay_opaque(tls, origin, activity, idle, shutdown).await;
-                return (0, InterceptOutcome::Finished(ending));
+                let outcome = relay::relay_opaque(tls, origin, activity, idle, shutdown).await;
+                return (0, (outcome, None));
             }
             origin => origin,
         };
         let (sender, failure) = upstream_sender(origin, protocol, name, ctx.client).await;
         let relay = Arc::new(self.http_relay(sender, name, ctx));
-        let ending =
+        let outcome =
             relay::serve_http(tls, protocol, relay.clone(), activity, idle, shutdown).await;
         if let UpstreamSender::Http1(parked) = &relay.upstream {
             parked.close().await;
         }
         let requests = relay.requests.load(Ordering::Relaxed);
-        let outcome = match failure {
-            Some(err) => InterceptOutcome::UpstreamTlsFailed(err),
-            None => InterceptOutcome::Finished(ending),
+        let ended = match failure {
+            Some(err) => (Outcome::UpstreamTlsFailed, Some(err)),
+            None => (outcome, None),
         };
-        (requests, outcome)
+        (requests, ended)
     }
 
     /// The hyper service's shared state for one connection.
@@ -206,17 +193,14 @@ fn failed(err: &ProxyError) -> UpstreamSender {
     }
 }
 
-fn finish(
-    activity: &Activity,
-    requests: u64,
-    alpn: Option<Vec<u8>>,
-    outcome: InterceptOutcome,
-) -> Intercepted {
+fn finish(activity: &Activity, requests: u64, alpn: Option<Vec<u8>>, ended: Ended) -> Intercepted {
+    let (outcome, error) = ended;
     Intercepted {
         requests,
         bytes_up: activity.read.load(Ordering::Relaxed),
         bytes_down: activity.written.load(Ordering::Relaxed),
         alpn: alpn.map(|a| String::from_utf8_lossy(&a).into_owned()),
         outcome,
+        error,
     }
 }

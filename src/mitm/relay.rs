@@ -29,6 +29,7 @@ use super::names_differ;
 use super::parked::ParkedHttp1;
 use super::upstream::Origin;
 use crate::error::{ErrorKind, ProxyError, proxy_status_value};
+use crate::outcome::Outcome;
 use crate::target::{Host, Target};
 
 /// The port assumed for a Host header without one: these requests arrived over TLS.
@@ -61,14 +62,6 @@ impl Protocol {
             Some(_) => Protocol::Opaque,
         }
     }
-}
-
-/// How a relayed connection ended (endings are outcomes, not errors).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
-    Closed,
-    IdleTimeout,
-    Shutdown,
 }
 
 /// Opens the HTTP client half over the upstream TLS stream. HTTP/2: a driver task that ends
@@ -106,7 +99,7 @@ pub(crate) async fn serve_http<IO>(
     activity: &Activity,
     idle: Duration,
     shutdown: &CancellationToken,
-) -> Ending
+) -> Outcome
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -133,13 +126,13 @@ where
         }
     };
     let Some(draining) = drained else {
-        return Ending::IdleTimeout;
+        return Outcome::IdleTimeout;
     };
     upgrades.close();
     tokio::select! {
-        () = upgrades.wait() => if draining { Ending::Shutdown } else { Ending::Closed },
-        () = activity.idle_for(idle) => Ending::IdleTimeout,
-        () = shutdown.cancelled() => Ending::Shutdown,
+        () = upgrades.wait() => if draining { Outcome::Shutdown } else { Outcome::Closed },
+        () = activity.idle_for(idle) => Outcome::IdleTimeout,
+        () = shutdown.cancelled() => Outcome::Shutdown,
     }
 }
 
@@ -181,7 +174,7 @@ pub(crate) async fn relay_opaque<A, B>(
     activity: &Activity,
     idle: Duration,
     shutdown: &CancellationToken,
-) -> Ending
+) -> Outcome
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -191,10 +184,10 @@ where
             if let Err(e) = res {
                 tracing::debug!(error = %e, "opaque relay ended");
             }
-            Ending::Closed
+            Outcome::Closed
         }
-        () = activity.idle_for(idle) => Ending::IdleTimeout,
-        () = shutdown.cancelled() => Ending::Shutdown,
+        () = activity.idle_for(idle) => Outcome::IdleTimeout,
+        () = shutdown.cancelled() => Outcome::Shutdown,
     }
 }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::error::{ErrorKind, ProxyError};
+use crate::outcome::Outcome;
 use crate::target::Target;
 
 const ORIGIN: &str = "origin.test";
@@ -354,10 +355,7 @@ async fn get_and_check(alpn: &'static [u8], version: &str) {
         format!("hello {version} auth=Bearer s3cret via=false")
     );
     let done = finished(task).await;
-    assert!(
-        matches!(done.outcome, InterceptOutcome::Finished(Ending::Closed)),
-        "{done:?}"
-    );
+    assert!(matches!(done.outcome, Outcome::Closed), "{done:?}");
     assert_eq!(done.requests, 1);
     assert_eq!(done.alpn.as_deref(), std::str::from_utf8(alpn).ok());
     assert!(done.bytes_up > 0 && done.bytes_down > 0);
@@ -412,8 +410,8 @@ async fn untrusted_origin_certificate_gives_502_with_proxy_status() {
     assert!(status.contains("unknown issuer"), "{status}");
     drop(body_text(resp).await);
     let done = finished(task).await;
-    match done.outcome {
-        InterceptOutcome::UpstreamTlsFailed(e) => assert_eq!(e.kind, ErrorKind::TlsCertificate),
+    match (done.outcome, done.error) {
+        (Outcome::UpstreamTlsFailed, Some(e)) => assert_eq!(e.kind, ErrorKind::TlsCertificate),
         other => panic!("{other:?}"),
     }
     let flows = ward.wait_flows(1).await;
@@ -484,7 +482,10 @@ async fn upgrade_is_spliced_through() {
     drop(send);
     let done = finished(task).await;
     assert!(
-        matches!(done.outcome, InterceptOutcome::Finished(_)),
+        matches!(
+            done.outcome,
+            Outcome::Closed | Outcome::IdleTimeout | Outcome::Shutdown
+        ),
         "{done:?}"
     );
 }
@@ -510,7 +511,7 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
         assert!(client_tls(client, None, &[b"http/1.1"]).await.is_err());
         let done = finished(task).await;
         match done.outcome {
-            InterceptOutcome::ClientRejectedCertificate { alert } => {
+            Outcome::ClientRejectedCertificate { alert } => {
                 assert_eq!(alert, "unknown_ca")
             }
             other => panic!("round {round}: {other:?}"),
@@ -557,10 +558,7 @@ async fn shutdown_drains_an_idle_keep_alive_connection() {
     // The client keeps its connection open; only shutdown can end it now.
     token.cancel();
     let done = finished(task).await;
-    assert!(
-        matches!(done.outcome, InterceptOutcome::Finished(Ending::Shutdown)),
-        "{done:?}"
-    );
+    assert!(matches!(done.outcome, Outcome::Shutdown), "{done:?}");
     drop(send);
 }
 
