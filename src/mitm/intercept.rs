@@ -104,7 +104,7 @@ impl Interceptor {
     async fn relay<IO>(
         &self,
         session: Session<'_>,
-        tls: IO,
+        mut tls: IO,
         origin: Result<Origin, ProxyError>,
         ctx: FlowContext,
     ) -> (u64, Ended)
@@ -119,14 +119,15 @@ impl Interceptor {
         } = session;
         let idle = self.idle;
         let origin = match origin {
-            Ok(origin) if protocol == Protocol::Opaque => {
-                let outcome = relay::relay_opaque(tls, origin, activity, idle, shutdown).await;
-                return (0, (outcome, None));
+            Ok(mut origin) if protocol == Protocol::Opaque => {
+                let token = shutdown.clone();
+                let outcome = relay::relay_bytes(&mut tls, &mut origin, idle, token, "opaque");
+                return (0, (outcome.await, None));
             }
             origin => origin,
         };
         let (sender, failure) = upstream_sender(origin, protocol, name, ctx.client).await;
-        let relay = Arc::new(self.http_relay(sender, name, ctx));
+        let relay = Arc::new(self.http_relay(sender, name, ctx, shutdown));
         let outcome =
             relay::serve_http(tls, protocol, relay.clone(), activity, idle, shutdown).await;
         if let UpstreamSender::Http1(parked) = &relay.upstream {
@@ -141,7 +142,13 @@ impl Interceptor {
     }
 
     /// The hyper service's shared state for one connection.
-    fn http_relay(&self, upstream: UpstreamSender, name: &Host, ctx: FlowContext) -> Relay {
+    fn http_relay(
+        &self,
+        upstream: UpstreamSender,
+        name: &Host,
+        ctx: FlowContext,
+        shutdown: &CancellationToken,
+    ) -> Relay {
         Relay {
             upstream,
             meta: FlowMeta {
@@ -157,6 +164,8 @@ impl Interceptor {
             sink: self.flows.clone(),
             requests: AtomicU64::new(0),
             upgrades: TaskTracker::new(),
+            idle: self.idle,
+            shutdown: shutdown.clone(),
         }
     }
 }

@@ -31,6 +31,7 @@ use super::upstream::Origin;
 use crate::error::{ErrorKind, ProxyError, proxy_status_value};
 use crate::outcome::Outcome;
 use crate::target::{Host, Target};
+use crate::tunnel;
 
 /// The port assumed for a Host header without one: these requests arrived over TLS.
 const HTTPS_PORT: u16 = 443;
@@ -129,10 +130,13 @@ where
         return Outcome::IdleTimeout;
     };
     upgrades.close();
+    // Biased: a splice ends on the same idle timeout and shutdown, so its end may come in
+    // the same turn as theirs; the connection's ending is then theirs, not "closed".
     tokio::select! {
-        () = upgrades.wait() => if draining { Outcome::Shutdown } else { Outcome::Closed },
-        () = activity.idle_for(idle) => Outcome::IdleTimeout,
+        biased;
         () = shutdown.cancelled() => Outcome::Shutdown,
+        () = activity.idle_for(idle) => Outcome::IdleTimeout,
+        () = upgrades.wait() => if draining { Outcome::Shutdown } else { Outcome::Closed },
     }
 }
 
@@ -167,27 +171,28 @@ where
     }
 }
 
-/// A non-HTTP protocol: decrypted bytes both ways, half-close honoured.
-pub(crate) async fn relay_opaque<A, B>(
-    mut client: A,
-    mut upstream: B,
-    activity: &Activity,
+/// Decrypted bytes both ways through the one relay, `tunnel::relay` (idle timeout, shutdown,
+/// half-close): a non-HTTP protocol, or an upgraded exchange. Interception logs its ending as
+/// closed, idle or shut down; which side closed first is not told apart, and an I/O error on
+/// the way is only logged, as for the rest of an intercepted connection.
+pub(crate) async fn relay_bytes<A, B>(
+    client: &mut A,
+    upstream: &mut B,
     idle: Duration,
-    shutdown: &CancellationToken,
+    shutdown: CancellationToken,
+    what: &'static str,
 ) -> Outcome
 where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    tokio::select! {
-        res = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "opaque relay ended");
-            }
-            Outcome::Closed
-        }
-        () = activity.idle_for(idle) => Outcome::IdleTimeout,
-        () = shutdown.cancelled() => Outcome::Shutdown,
+    let done = tunnel::relay(client, upstream, idle, shutdown).await;
+    if let Some(err) = &done.error {
+        tracing::debug!(error = %err, "{what} relay ended");
+    }
+    match done.outcome {
+        Outcome::IdleTimeout | Outcome::Shutdown => done.outcome,
+        _ => Outcome::Closed,
     }
 }
 
@@ -215,6 +220,10 @@ pub(crate) struct Relay {
     pub requests: AtomicU64,
     /// Spliced upgrades, awaited before the connection counts as finished.
     pub upgrades: TaskTracker,
+    /// A spliced upgrade ends after this long without a byte, as the connection would.
+    pub idle: Duration,
+    /// Ends spliced upgrades when the shutdown grace period is over.
+    pub shutdown: CancellationToken,
 }
 
 impl Relay {
@@ -244,8 +253,12 @@ impl Relay {
             && let Some(client_upgrade) = client_upgrade
         {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            self.upgrades
-                .spawn(splice(client_upgrade, upstream_upgrade));
+            self.upgrades.spawn(splice(
+                client_upgrade,
+                upstream_upgrade,
+                self.idle,
+                self.shutdown.clone(),
+            ));
         }
         let mut done = done;
         done.record.status = Some(resp.status().as_u16());
@@ -320,8 +333,14 @@ impl Relay {
     }
 }
 
-/// Relays an upgraded exchange (WebSocket) byte for byte once both sides switched.
-async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// Relays an upgraded exchange (WebSocket) byte for byte once both sides switched, under the
+/// connection's idle timeout and shutdown.
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    idle: Duration,
+    shutdown: CancellationToken,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -330,9 +349,7 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
         }
     };
     let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded relay ended");
-    }
+    relay_bytes(&mut client, &mut upstream, idle, shutdown, "upgraded").await;
 }
 
 /// Whether a request's Host / `:authority` names another site than the connection's TLS name.
