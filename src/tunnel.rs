@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorKind, ProxyError, Side, describe_io};
 use crate::outcome::Outcome;
-use copier::Copier;
+use copier::{Copier, Fault};
 
 pub use copier::{RELAY_BUFFER_MAX, RELAY_BUFFER_MIN};
 
@@ -116,16 +116,6 @@ where
     }
 }
 
-/// What a direction has done so far.
-#[derive(Debug, Default)]
-struct Flow {
-    read_eof: bool,
-    /// The EOF has been passed on as a shutdown: nothing more to do.
-    finished: bool,
-    /// Delivered to the writer.
-    bytes: u64,
-}
-
 /// Both directions and which side sent EOF first. Lives outside the relay future so that the
 /// counters survive its cancellation.
 struct Directions {
@@ -199,12 +189,6 @@ impl Directions {
             error: self.error.take(),
         }
     }
-}
-
-/// A failed read or write, so that the error can be blamed on the right side.
-enum Fault {
-    Read(io::Error),
-    Write(io::Error),
 }
 
 impl Fault {
