@@ -15,7 +15,8 @@ use crate::front::{self, Accepted, TunnelRequest};
 use crate::hello::{self, First};
 use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
-use crate::mitm::{FlowContext, InterceptOutcome, Interceptor};
+use crate::mitm::{FlowContext, Interceptor};
+use crate::outcome::Outcome;
 use crate::policy::{Action, Facts, Toggle};
 use crate::route::{self, Routed};
 use crate::tls::{self, AlertDescription, ClientHelloFacts};
@@ -82,7 +83,7 @@ async fn tunnel_path(
             return relay(t.stream, routed, buf, ctx, rec).await;
         }
         First::ClientGone => {
-            rec.outcome = Some("client_closed");
+            rec.outcome = Some(Outcome::ClientClosed);
             return Ok(());
         }
         First::Unreadable(err) => {
@@ -161,8 +162,8 @@ async fn intercept(
         .sni
         .clone()
         .unwrap_or_else(|| t.request.target.host.clone());
-    if interceptor.pinned_passthrough(&host, std::time::Instant::now()) {
-        rec.outcome = Some("pinned_passthrough");
+    if interceptor.pinned_passthrough(&host, tokio::time::Instant::now()) {
+        rec.outcome = Some(Outcome::PinnedPassthrough);
         return relay(t.stream, routed, buf, ctx, rec).await;
     }
     rec.stage = Stage::Intercept;
@@ -172,7 +173,6 @@ async fn intercept(
         sni: hello.sni.clone(),
         connect_target: t.request.target.clone(),
         rule: rec.rule.clone(),
-        alpn_offered: hello.alpn.clone(),
         deny_host_mismatch: ctx.config.policy.checks().sni_mismatch == Toggle::Deny,
     };
     let client = PrefixedStream::new(buf.freeze(), t.stream);
@@ -183,17 +183,8 @@ async fn intercept(
     rec.bytes_up = done.bytes_up;
     rec.bytes_down = done.bytes_down;
     rec.alpn = done.alpn;
-    rec.outcome = Some(done.outcome.as_str());
-    match done.outcome {
-        InterceptOutcome::UpstreamTlsFailed(err) => Err(err),
-        InterceptOutcome::ClientRejectedCertificate { alert } => Err(ProxyError::client(
-            ErrorKind::TlsHandshake,
-            format!(
-                "client rejected the forged certificate for {host} (alert {alert}): it does not trust ward's CA, or pins"
-            ),
-        )),
-        InterceptOutcome::Finished(_) => Ok(()),
-    }
+    rec.outcome = Some(done.outcome);
+    done.error.map_or(Ok(()), Err)
 }
 
 /// Hands each side what the other already sent (the client's buffered bytes upstream, an
@@ -225,15 +216,8 @@ async fn relay(
     let done = tunnel::relay(&mut client, &mut upstream, idle, ctx.force_close.clone()).await;
     rec.bytes_up = done.bytes_up + buffered_len;
     rec.bytes_down += done.bytes_down;
-    rec.outcome.get_or_insert(done.outcome.log_name());
-    match done.outcome {
-        tunnel::Outcome::Error { side, error } => Err(ProxyError::new(
-            ErrorKind::Io,
-            side,
-            format!("relay: {}", crate::error::describe_io(&error)),
-        )),
-        _ => Ok(()),
-    }
+    rec.outcome.get_or_insert(done.outcome);
+    done.error.map_or(Ok(()), Err)
 }
 
 async fn write_early(

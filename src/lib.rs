@@ -30,6 +30,7 @@ pub mod io;
 pub mod log;
 pub mod metrics;
 pub mod mitm;
+pub mod outcome;
 pub mod policy;
 pub mod request;
 pub mod route;

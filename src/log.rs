@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::error::{ErrorKind, ProxyError};
 use crate::metrics::Metrics;
+use crate::outcome::Outcome;
 use crate::policy::{Action, Judgement, Policy};
 use crate::request::{Request, Via};
 use crate::target::{Host, Target};
@@ -57,8 +58,8 @@ pub struct AccessRecord {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub stage: Stage,
-    /// How it ended when it ended well: "client_closed", "idle_timeout", ...
-    pub outcome: Option<&'static str>,
+    /// How it ended, when known: written by its log name ("client_closed", "idle_timeout", ...).
+    pub outcome: Option<Outcome>,
     pub error: Option<(ErrorKind, String)>,
     /// Plain HTTP forwarding: method and status of the request.
     pub method: Option<String>,
@@ -135,8 +136,8 @@ impl AccessRecord {
         };
         let outcome = match (self.outcome, &self.error) {
             (Some(o), _) => o,
-            (None, Some(_)) => "error",
-            (None, None) => "closed",
+            (None, Some(_)) => Outcome::Failed,
+            (None, None) => Outcome::Closed,
         };
         tracing::info!(
             target: "ward::access",
@@ -156,7 +157,7 @@ impl AccessRecord {
             bytes_down = self.bytes_down,
             duration_ms = %format_ms(duration_ms),
             stage = %self.stage.as_str(),
-            outcome = %outcome,
+            outcome = %outcome.log_name(),
             error = %error,
             detail = %detail,
             "access"

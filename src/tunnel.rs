@@ -25,8 +25,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Side;
-use copier::Copier;
+use crate::error::{ErrorKind, ProxyError, Side, describe_io};
+use crate::outcome::Outcome;
+use copier::{Copier, Fault};
 
 pub use copier::{RELAY_BUFFER_MAX, RELAY_BUFFER_MIN};
 
@@ -38,43 +39,6 @@ const MIN_IDLE_TICK: Duration = Duration::from_millis(10);
 /// Ticks per idle period: the timeout fires at most `idle / IDLE_TICKS` late, never early.
 const IDLE_TICKS: u32 = 8;
 
-/// How a relay ended. Endings are outcomes, not errors: only [`Outcome::Error`] is unexpected.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Both sides closed; the client's EOF came first.
-    ClientClosed,
-    /// Both sides closed; the upstream's EOF came first.
-    UpstreamClosed,
-    /// Both sides closed, and both EOFs were already there when the relay looked.
-    BothClosed,
-    /// No byte moved either way for the idle timeout.
-    IdleTimeout,
-    /// The shutdown token was cancelled.
-    Shutdown,
-    /// The client reset or aborted the connection.
-    ClientReset,
-    /// The upstream reset or aborted the connection.
-    UpstreamReset,
-    /// Any other I/O error, with the side it happened on.
-    Error { side: Side, error: io::Error },
-}
-
-impl Outcome {
-    /// The stable snake_case name for logs.
-    pub fn log_name(&self) -> &'static str {
-        match self {
-            Outcome::ClientClosed => "client_closed",
-            Outcome::UpstreamClosed => "upstream_closed",
-            Outcome::BothClosed => "both_closed",
-            Outcome::IdleTimeout => "idle_timeout",
-            Outcome::Shutdown => "shutdown",
-            Outcome::ClientReset => "client_reset",
-            Outcome::UpstreamReset => "upstream_reset",
-            Outcome::Error { .. } => "io_error",
-        }
-    }
-}
-
 /// What a relay did: payload bytes delivered each way, and how it ended.
 #[derive(Debug)]
 pub struct Relayed {
@@ -82,13 +46,17 @@ pub struct Relayed {
     pub bytes_up: u64,
     /// Bytes written to the client (upstream → client).
     pub bytes_down: u64,
+    /// How it ended: a close, a reset, the idle timeout, shutdown, or [`Outcome::IoError`].
     pub outcome: Outcome,
+    /// With [`Outcome::IoError`], the error, blamed on the side it happened on.
+    pub error: Option<ProxyError>,
 }
 
 /// Relays both ways until both sides have closed. An EOF from one side becomes a shutdown of
 /// the other side's write half, and the other direction keeps flowing. Ends early when no byte
 /// moves either way for `idle`, when `shutdown` is cancelled, or on the first I/O error; the
-/// counters are right in every case. The streams are left to the caller to drop.
+/// counters are right in every case. A peer's reset is an outcome; any other I/O error is
+/// also returned as a `ProxyError`. The streams are left to the caller to drop.
 pub async fn relay<A, B>(
     client: &mut A,
     upstream: &mut B,
@@ -148,16 +116,6 @@ where
     }
 }
 
-/// What a direction has done so far.
-#[derive(Debug, Default)]
-struct Flow {
-    read_eof: bool,
-    /// The EOF has been passed on as a shutdown: nothing more to do.
-    finished: bool,
-    /// Delivered to the writer.
-    bytes: u64,
-}
-
 /// Both directions and which side sent EOF first. Lives outside the relay future so that the
 /// counters survive its cancellation.
 struct Directions {
@@ -166,6 +124,8 @@ struct Directions {
     /// upstream → client
     down: Copier,
     first_eof: Option<Outcome>,
+    /// The error behind an [`Outcome::IoError`].
+    error: Option<ProxyError>,
 }
 
 impl Directions {
@@ -174,6 +134,7 @@ impl Directions {
             up,
             down,
             first_eof: None,
+            error: None,
         }
     }
 
@@ -191,10 +152,10 @@ impl Directions {
         let up_eof_before = self.up.flow.read_eof;
         let down_eof_before = self.down.flow.read_eof;
         if let Poll::Ready(Err(fault)) = self.up.poll_lane(cx, client, upstream, active) {
-            return Poll::Ready(fault.outcome(Side::Client, Side::Upstream));
+            return Poll::Ready(self.fail(fault, Side::Client, Side::Upstream));
         }
         if let Poll::Ready(Err(fault)) = self.down.poll_lane(cx, upstream, client, active) {
-            return Poll::Ready(fault.outcome(Side::Upstream, Side::Client));
+            return Poll::Ready(self.fail(fault, Side::Upstream, Side::Client));
         }
         let (up, down) = (&self.up.flow, &self.down.flow);
         if self.first_eof.is_none() {
@@ -213,23 +174,27 @@ impl Directions {
         Poll::Pending
     }
 
-    fn relayed(&self, outcome: Outcome) -> Relayed {
+    /// The relay's end on `fault`; an error that is not a teardown is kept for [`Relayed`].
+    fn fail(&mut self, fault: Fault, reader: Side, writer: Side) -> Outcome {
+        let (outcome, error) = fault.ending(reader, writer);
+        self.error = error;
+        outcome
+    }
+
+    fn relayed(&mut self, outcome: Outcome) -> Relayed {
         Relayed {
             bytes_up: self.up.flow.bytes,
             bytes_down: self.down.flow.bytes,
             outcome,
+            error: self.error.take(),
         }
     }
 }
 
-/// A failed read or write, so that the error can be blamed on the right side.
-enum Fault {
-    Read(io::Error),
-    Write(io::Error),
-}
-
 impl Fault {
-    fn outcome(self, reader: Side, writer: Side) -> Outcome {
+    /// A teardown by either peer is an outcome of its own; any other error is `IoError` with
+    /// the error, blamed on the side whose read or write failed.
+    fn ending(self, reader: Side, writer: Side) -> (Outcome, Option<ProxyError>) {
         let (side, error) = match self {
             Fault::Read(e) => (reader, e),
             Fault::Write(e) => (writer, e),
@@ -240,9 +205,13 @@ impl Fault {
             K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected
         );
         match (torn_down, side) {
-            (true, Side::Client) => Outcome::ClientReset,
-            (true, Side::Upstream) => Outcome::UpstreamReset,
-            _ => Outcome::Error { side, error },
+            (true, Side::Client) => (Outcome::ClientReset, None),
+            (true, Side::Upstream) => (Outcome::UpstreamReset, None),
+            _ => {
+                let detail = format!("relay: {}", describe_io(&error));
+                let err = ProxyError::new(ErrorKind::Io, side, detail);
+                (Outcome::IoError, Some(err))
+            }
         }
     }
 }

@@ -14,8 +14,9 @@ use rcgen::{
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::{CertifiedKey, SigningKey};
 
-use super::MitmError;
-use super::ca::{BACKDATE, Ca, MAX_CN_LEN, random_serial, truncate};
+use super::ca::Ca;
+use super::error::MitmError;
+use super::issuing::{BACKDATE, MAX_CN_LEN, random_serial, truncate};
 use crate::target::Host;
 
 /// What a leaf is forged for: the SNI's normalised name, or the IP when there is no SNI.
@@ -28,6 +29,7 @@ pub const MAX_LEAF_VALIDITY: Duration = Duration::from_secs(397 * 24 * 3600);
 const CACHE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Upstream certificates can list hundreds of names; copying more would bloat every handshake.
 pub(crate) const MAX_EXTRA_SANS: usize = 32;
+/// Leaves cached at most, by default: one per inspected name.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
 /// A forged leaf and when the cache should stop handing it out.
@@ -52,6 +54,7 @@ impl Slot {
     }
 }
 
+/// Forged leaves, one per name, signed by the CA; bounded.
 pub struct LeafCache {
     ca: Arc<Ca>,
     /// One key pair for every leaf: generating a key per host would dominate the forge time,
@@ -64,6 +67,7 @@ pub struct LeafCache {
 }
 
 impl LeafCache {
+    /// An empty cache of at most `capacity` leaves, signing with `ca`.
     pub fn new(ca: Arc<Ca>, capacity: usize) -> Result<Self, MitmError> {
         let leaf_key = KeyPair::generate()?;
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
@@ -78,6 +82,7 @@ impl LeafCache {
         })
     }
 
+    /// The CA that signs the leaves.
     pub fn ca(&self) -> &Arc<Ca> {
         &self.ca
     }
@@ -87,10 +92,12 @@ impl LeafCache {
         self.forged.load(Ordering::Relaxed)
     }
 
+    /// Leaves cached now.
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
+    /// Whether no leaf is cached.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
@@ -245,141 +252,4 @@ fn parse_san(text: &str) -> Result<SanType, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rustls::client::WebPkiServerVerifier;
-    use rustls::client::danger::ServerCertVerifier;
-    use rustls::pki_types::{ServerName, UnixTime};
-
-    fn cache() -> (tempfile::TempDir, LeafCache) {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = Arc::new(Ca::init(dir.path(), false).unwrap());
-        (dir, LeafCache::new(ca, DEFAULT_CAPACITY).unwrap())
-    }
-
-    fn name(s: &str) -> LeafName {
-        Host::parse(s).unwrap()
-    }
-
-    fn verify(cache: &LeafCache, key: &CertifiedKey, server: &str) -> Result<(), rustls::Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cache.ca().cert_der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .unwrap();
-        let server = ServerName::try_from(server.to_string()).unwrap();
-        verifier
-            .verify_server_cert(&key.cert[0], &key.cert[1..], &server, &[], UnixTime::now())
-            .map(|_| ())
-    }
-
-    #[test]
-    fn forged_leaf_verifies_for_its_name_only() {
-        let (_dir, cache) = cache();
-        let now = SystemTime::now();
-        let leaf = cache.get_or_forge(&name("Origin.Test."), &[], now).unwrap();
-        assert_eq!(leaf.cert.len(), 2, "chain is [leaf, ca]");
-        verify(&cache, &leaf, "origin.test").unwrap();
-        assert!(verify(&cache, &leaf, "other.test").is_err());
-        let ip = cache.get_or_forge(&name("127.0.0.1"), &[], now).unwrap();
-        verify(&cache, &ip, "127.0.0.1").unwrap();
-        let extra = ["www.origin2.test".to_string(), "not a name".to_string()];
-        let both = cache
-            .get_or_forge(&name("origin2.test"), &extra, now)
-            .unwrap();
-        verify(&cache, &both, "www.origin2.test").unwrap();
-    }
-
-    #[test]
-    fn leaf_validity_is_bounded() {
-        let (_dir, cache) = cache();
-        let now = SystemTime::now();
-        let leaf = cache.get_or_forge(&name("a.test"), &[], now).unwrap();
-        let (nb, na) = super::super::der::validity(&leaf.cert[0]).unwrap();
-        assert!(nb <= now - Duration::from_secs(3500));
-        assert!(na.duration_since(nb).unwrap() <= MAX_LEAF_VALIDITY + BACKDATE);
-        assert!(na <= cache.ca().not_after());
-    }
-
-    /// The serial INTEGER follows the `[0] { INTEGER 2 }` version field of the TBS.
-    fn serial_of(der: &[u8]) -> Vec<u8> {
-        const VERSION_V3: [u8; 6] = [0xa0, 0x03, 0x02, 0x01, 0x02, 0x02];
-        let p = der.windows(6).position(|w| w == VERSION_V3).unwrap() + 6;
-        der[p + 1..p + 1 + usize::from(der[p])].to_vec()
-    }
-
-    #[test]
-    fn serials_unique_over_1000_forges() {
-        let (_dir, cache) = cache();
-        let now = SystemTime::now();
-        let mut serials = std::collections::HashSet::new();
-        for i in 0..1000 {
-            let leaf = cache
-                .get_or_forge(&name(&format!("h{i}.test")), &[], now)
-                .unwrap();
-            let serial = serial_of(&leaf.cert[0]);
-            assert!(serial.len() * 8 >= 64);
-            assert!(serials.insert(serial), "serial reused at {i}");
-        }
-        assert_eq!(cache.forged(), 1000);
-    }
-
-    #[test]
-    fn cache_single_flight() {
-        let (_dir, cache) = cache();
-        let cache = Arc::new(cache);
-        let now = SystemTime::now();
-        let barrier = Arc::new(std::sync::Barrier::new(100));
-        let threads: Vec<_> = (0..100)
-            .map(|_| {
-                let (cache, barrier) = (cache.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    cache.get_or_forge(&name("busy.test"), &[], now).unwrap()
-                })
-            })
-            .collect();
-        let keys: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        assert_eq!(cache.forged(), 1);
-        assert!(keys.iter().all(|k| Arc::ptr_eq(k, &keys[0])));
-    }
-
-    #[test]
-    fn cache_is_bounded_and_refreshes() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = Arc::new(Ca::init(dir.path(), false).unwrap());
-        let cache = LeafCache::new(ca, 32).unwrap();
-        let now = SystemTime::now();
-        for i in 0..200 {
-            cache
-                .get_or_forge(&name(&format!("h{i}.test")), &[], now)
-                .unwrap();
-            assert!(cache.len() <= 32);
-        }
-        let a = cache.get_or_forge(&name("x.test"), &[], now).unwrap();
-        let b = cache.get_or_forge(&name("x.test"), &[], now).unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
-        let later = now + CACHE_MAX_AGE + Duration::from_secs(1);
-        let c = cache.get_or_forge(&name("x.test"), &[], later).unwrap();
-        assert!(!Arc::ptr_eq(&a, &c), "stale leaf re-forged");
-    }
-
-    #[test]
-    fn uncached_forge_uses_a_cached_leaf_but_never_fills_the_cache() {
-        let (_dir, cache) = cache();
-        let now = SystemTime::now();
-        let a = cache.get_or_forge_uncached(&name("a.test"), now).unwrap();
-        assert!(
-            cache.is_empty(),
-            "a leaf forged without the origin's names is not kept"
-        );
-        let extra = ["www.a.test".to_string()];
-        let b = cache.get_or_forge(&name("a.test"), &extra, now).unwrap();
-        assert!(!Arc::ptr_eq(&a, &b));
-        verify(&cache, &b, "www.a.test").unwrap();
-        let c = cache.get_or_forge_uncached(&name("a.test"), now).unwrap();
-        assert!(Arc::ptr_eq(&b, &c), "a fresh cached leaf is reused");
-        assert_eq!(cache.forged(), 2);
-    }
-}
+mod tests;

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use serde::Serialize;
 
-use super::MitmError;
+use super::error::MitmError;
 
 /// Headers whose values are secrets (DESIGN: never in any log).
 const REDACTED_HEADERS: [&str; 5] = [
@@ -29,30 +29,43 @@ const REDACTED: &str = "<redacted>";
 /// slow disk must not stall traffic.
 const QUEUE_DEPTH: usize = 4096;
 
+/// One HTTP exchange inside an intercepted connection, as logged and written.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlowRecord {
     /// RFC 3339, when the request head arrived.
     pub time: String,
+    /// The client's address.
     pub client: SocketAddr,
+    /// The authenticated user, if any.
     pub user: Option<String>,
+    /// The TLS server name the leaf was forged for.
     pub sni: Option<String>,
     /// The CONNECT (or SOCKS5) target, `host:port`.
     pub connect: Option<String>,
     /// Which names disagree: `connect_sni` (CONNECT host vs SNI), `sni_authority` (the
     /// request's Host / `:authority` vs the TLS server name). Empty when all agree.
     pub mismatch: Vec<&'static str>,
+    /// The request method.
     pub method: String,
+    /// The request's Host / `:authority`.
     pub authority: Option<String>,
+    /// The request path with its query.
     pub path: String,
+    /// The HTTP version, as `version_name` writes it.
     pub version: &'static str,
     /// `None` when no response head was produced (upstream died mid-request).
     pub status: Option<u16>,
+    /// Request body bytes relayed.
     pub request_bytes: u64,
+    /// Response body bytes relayed.
     pub response_bytes: u64,
+    /// From the request head to the response body's end.
     pub duration_ms: u64,
+    /// The rule that chose `inspect`, if a rule did.
     pub rule: Option<String>,
     /// Set when ward answered instead of the origin (e.g. `tls_certificate_error`).
     pub error: Option<&'static str>,
+    /// The request headers, secrets redacted.
     pub request_headers: Vec<(String, String)>,
 }
 
@@ -88,6 +101,7 @@ impl FlowRecord {
     }
 }
 
+/// `HTTP/1.1`, `HTTP/2`, ...: the form HAR and the records use.
 pub fn version_name(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "HTTP/0.9",
@@ -151,6 +165,7 @@ impl FlowSink {
         })
     }
 
+    /// A sink that writes no file (records still go to tracing).
     pub fn disabled() -> FlowSink {
         FlowSink {
             file: None,
@@ -163,6 +178,7 @@ impl FlowSink {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Logs `rec` and queues it for the file; never blocks (a full queue drops and counts).
     pub fn emit(&self, rec: &FlowRecord) {
         let mismatch = (!rec.mismatch.is_empty()).then(|| rec.mismatch.join(","));
         tracing::info!(
@@ -222,53 +238,4 @@ pub fn millis(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_redacted() {
-        let req = http::Request::get("https://origin.test/a?b=1")
-            .header("Authorization", "Bearer s3cret")
-            .header("Cookie", "session=s3cret")
-            .header("proxy-authorization", "Basic czNjcmV0")
-            .header("accept", "*/*")
-            .body(())
-            .unwrap();
-        let rec = FlowRecord::from_request(&req, SystemTime::now());
-        let json = serde_json::to_string(&rec).unwrap();
-        assert!(
-            !json.contains("s3cret") && !json.contains("czNjcmV0"),
-            "{json}"
-        );
-        assert!(json.contains("\"authorization\",\"<redacted>\""));
-        assert!(json.contains("\"accept\",\"*/*\""));
-        assert_eq!(rec.path, "/a?b=1");
-        assert_eq!(rec.authority.as_deref(), Some("origin.test"));
-    }
-
-    #[test]
-    fn file_gets_json_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("flows.jsonl");
-        let sink = FlowSink::open(Some(&path)).unwrap();
-        let req = http::Request::get("/x")
-            .header("host", "h.test")
-            .body(())
-            .unwrap();
-        let rec = FlowRecord::from_request(&req, SystemTime::now());
-        sink.emit(&rec);
-        sink.emit(&rec);
-        drop(sink);
-        let mut text = String::new();
-        for _ in 0..100 {
-            text = fs::read_to_string(&path).unwrap();
-            if text.lines().count() == 2 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(text.lines().count(), 2);
-        let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        assert_eq!(v["authority"], "h.test");
-    }
-}
+mod tests;

@@ -38,7 +38,9 @@ struct FlowLine {
 /// written while the file is read, or not a flow record at all).
 #[derive(Debug)]
 pub struct Har {
+    /// The HAR 1.2 document.
     pub doc: Value,
+    /// Lines that did not parse as flow records.
     pub skipped: usize,
 }
 

@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, oneshot};
 
-use super::Origin;
-use super::relay::ClientBody;
+use super::body::ClientBody;
+use super::upstream::Origin;
 
 /// How long closing a parked stream may take (TLS close_notify, then FIN) when the client's
 /// connection ends: as long as hyper's own shutdown would, but bounded.

@@ -2,9 +2,10 @@
 //! apps, a CA not yet trusted) is tunnelled for a while instead of inspected. Pure state with
 //! time passed in; it must stay bounded whatever names clients send.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
+use tokio::time::Instant;
 
 use crate::target::Host;
 
@@ -14,8 +15,11 @@ const MAX_TRACKED_HOSTS: usize = 4096;
 /// `pinning_passthrough`: after `rejections` within `window`, tunnel the host for `ttl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinningSettings {
+    /// Rejections of the forged leaf that switch a host to passthrough...
     pub rejections: u32,
+    /// ...when they come within this long...
     pub window: Duration,
+    /// ...for this long.
     pub ttl: Duration,
 }
 
@@ -33,6 +37,7 @@ impl HostState {
     }
 }
 
+/// Per-host rejection counts and passthrough deadlines, bounded.
 #[derive(Debug, Default)]
 pub struct PinningTracker {
     settings: Option<PinningSettings>,
@@ -90,52 +95,4 @@ impl PinningTracker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SETTINGS: PinningSettings = PinningSettings {
-        rejections: 3,
-        window: Duration::from_secs(60),
-        ttl: Duration::from_secs(600),
-    };
-
-    #[test]
-    fn passthrough_after_n_rejections_within_window_until_ttl() {
-        let t = PinningTracker::new(Some(SETTINGS));
-        let host = Host::parse("pinned.test").unwrap();
-        let t0 = Instant::now();
-        assert!(!t.record_client_rejection(&host, t0));
-        assert!(!t.record_client_rejection(&host, t0 + Duration::from_secs(1)));
-        assert!(!t.pinned_passthrough(&host, t0 + Duration::from_secs(1)));
-        assert!(t.record_client_rejection(&host, t0 + Duration::from_secs(2)));
-        assert!(t.pinned_passthrough(&host, t0 + Duration::from_secs(3)));
-        assert!(!t.pinned_passthrough(&Host::parse("other.test").unwrap(), t0));
-        assert!(!t.pinned_passthrough(&host, t0 + Duration::from_secs(603)));
-    }
-
-    #[test]
-    fn rejections_outside_the_window_do_not_add_up() {
-        let t = PinningTracker::new(Some(SETTINGS));
-        let host = Host::parse("slow.test").unwrap();
-        let t0 = Instant::now();
-        for i in 0..10 {
-            assert!(!t.record_client_rejection(&host, t0 + Duration::from_secs(61 * i)));
-        }
-        assert!(!t.pinned_passthrough(&host, t0 + Duration::from_secs(610)));
-    }
-
-    #[test]
-    fn disabled_and_bounded() {
-        let off = PinningTracker::new(None);
-        let host = Host::parse("x.test").unwrap();
-        let t0 = Instant::now();
-        for _ in 0..5 {
-            assert!(!off.record_client_rejection(&host, t0));
-        }
-        let t = PinningTracker::new(Some(SETTINGS));
-        for i in 0..(MAX_TRACKED_HOSTS + 100) {
-            t.record_client_rejection(&Host::parse(&format!("h{i}.test")).unwrap(), t0);
-        }
-        assert!(t.hosts.len() <= MAX_TRACKED_HOSTS);
-    }
-}
+mod tests;

@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper::server::conn::{http1 as server_h1, http2 as server_h2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,20 +22,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Origin;
 use super::activity::Activity;
-use super::parked::ParkedHttp1;
-
-use super::flows::{FlowRecord, FlowSink, millis};
+use super::body::{ClientBody, Counting, FlowDone, RelayBody};
+use super::flows::{FlowRecord, FlowSink};
 use super::names_differ;
+use super::parked::ParkedHttp1;
+use super::upstream::Origin;
 use crate::error::{ErrorKind, ProxyError, proxy_status_value};
+use crate::outcome::Outcome;
 use crate::target::{Host, Target};
+use crate::tunnel;
 
 /// The port assumed for a Host header without one: these requests arrived over TLS.
 const HTTPS_PORT: u16 = 443;
-
-pub(crate) type ClientBody = Counting<Incoming>;
-pub(crate) type RelayBody = Either<Counting<Incoming>, Full<Bytes>>;
 
 /// The upstream half: a live connection, or the reason there is none, which every request is
 /// answered with (an upstream certificate failure is never hidden).
@@ -65,14 +63,6 @@ impl Protocol {
             Some(_) => Protocol::Opaque,
         }
     }
-}
-
-/// How a relayed connection ended (endings are outcomes, not errors).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
-    Closed,
-    IdleTimeout,
-    Shutdown,
 }
 
 /// Opens the HTTP client half over the upstream TLS stream. HTTP/2: a driver task that ends
@@ -110,7 +100,7 @@ pub(crate) async fn serve_http<IO>(
     activity: &Activity,
     idle: Duration,
     shutdown: &CancellationToken,
-) -> Ending
+) -> Outcome
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -137,13 +127,16 @@ where
         }
     };
     let Some(draining) = drained else {
-        return Ending::IdleTimeout;
+        return Outcome::IdleTimeout;
     };
     upgrades.close();
+    // Biased: a splice ends on the same idle timeout and shutdown, so its end may come in
+    // the same turn as theirs; the connection's ending is then theirs, not "closed".
     tokio::select! {
-        () = upgrades.wait() => if draining { Ending::Shutdown } else { Ending::Closed },
-        () = activity.idle_for(idle) => Ending::IdleTimeout,
-        () = shutdown.cancelled() => Ending::Shutdown,
+        biased;
+        () = shutdown.cancelled() => Outcome::Shutdown,
+        () = activity.idle_for(idle) => Outcome::IdleTimeout,
+        () = upgrades.wait() => if draining { Outcome::Shutdown } else { Outcome::Closed },
     }
 }
 
@@ -178,27 +171,28 @@ where
     }
 }
 
-/// A non-HTTP protocol: decrypted bytes both ways, half-close honoured.
-pub(crate) async fn relay_opaque<A, B>(
-    mut client: A,
-    mut upstream: B,
-    activity: &Activity,
+/// Decrypted bytes both ways through the one relay, `tunnel::relay` (idle timeout, shutdown,
+/// half-close): a non-HTTP protocol, or an upgraded exchange. Interception logs its ending as
+/// closed, idle or shut down; which side closed first is not told apart, and an I/O error on
+/// the way is only logged, as for the rest of an intercepted connection.
+pub(crate) async fn relay_bytes<A, B>(
+    client: &mut A,
+    upstream: &mut B,
     idle: Duration,
-    shutdown: &CancellationToken,
-) -> Ending
+    shutdown: CancellationToken,
+    what: &'static str,
+) -> Outcome
 where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    tokio::select! {
-        res = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "opaque relay ended");
-            }
-            Ending::Closed
-        }
-        () = activity.idle_for(idle) => Ending::IdleTimeout,
-        () = shutdown.cancelled() => Ending::Shutdown,
+    let done = tunnel::relay(client, upstream, idle, shutdown).await;
+    if let Some(err) = &done.error {
+        tracing::debug!(error = %err, "{what} relay ended");
+    }
+    match done.outcome {
+        Outcome::IdleTimeout | Outcome::Shutdown => done.outcome,
+        _ => Outcome::Closed,
     }
 }
 
@@ -226,6 +220,10 @@ pub(crate) struct Relay {
     pub requests: AtomicU64,
     /// Spliced upgrades, awaited before the connection counts as finished.
     pub upgrades: TaskTracker,
+    /// A spliced upgrade ends after this long without a byte, as the connection would.
+    pub idle: Duration,
+    /// Ends spliced upgrades when the shutdown grace period is over.
+    pub shutdown: CancellationToken,
 }
 
 impl Relay {
@@ -255,8 +253,12 @@ impl Relay {
             && let Some(client_upgrade) = client_upgrade
         {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            self.upgrades
-                .spawn(splice(client_upgrade, upstream_upgrade));
+            self.upgrades.spawn(splice(
+                client_upgrade,
+                upstream_upgrade,
+                self.idle,
+                self.shutdown.clone(),
+            ));
         }
         let mut done = done;
         done.record.status = Some(resp.status().as_u16());
@@ -331,8 +333,14 @@ impl Relay {
     }
 }
 
-/// Relays an upgraded exchange (WebSocket) byte for byte once both sides switched.
-async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// Relays an upgraded exchange (WebSocket) byte for byte once both sides switched, under the
+/// connection's idle timeout and shutdown.
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    idle: Duration,
+    shutdown: CancellationToken,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -341,9 +349,7 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
         }
     };
     let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded relay ended");
-    }
+    relay_bytes(&mut client, &mut upstream, idle, shutdown, "upgraded").await;
 }
 
 /// Whether a request's Host / `:authority` names another site than the connection's TLS name.
@@ -384,91 +390,5 @@ fn error_response(
     resp
 }
 
-/// A finished request's record, emitted once when the response body ends or is dropped.
-pub(crate) struct FlowDone {
-    record: FlowRecord,
-    started: Instant,
-    request_bytes: Arc<AtomicU64>,
-    response_bytes: Arc<AtomicU64>,
-    sink: Arc<FlowSink>,
-}
-
-impl Drop for FlowDone {
-    fn drop(&mut self) {
-        self.record.request_bytes = self.request_bytes.load(Ordering::Relaxed);
-        self.record.response_bytes = self.response_bytes.load(Ordering::Relaxed);
-        self.record.duration_ms = millis(self.started.elapsed());
-        self.sink.emit(&self.record);
-    }
-}
-
-/// A body passed through frame by frame, counting data bytes; it holds the flow record of
-/// its exchange (on the response side) so that the record is written when the body ends.
-/// The record is boxed: the request type, body included, sizes every slot of hyper's
-/// per-connection client queue (32 slots); inline, the 376-byte record made that queue 21 KiB.
-pub(crate) struct Counting<B> {
-    inner: B,
-    bytes: Arc<AtomicU64>,
-    done: Option<Box<FlowDone>>,
-}
-
-impl<B> Counting<B> {
-    fn new(inner: B, bytes: Arc<AtomicU64>, done: Option<Box<FlowDone>>) -> Self {
-        Counting { inner, bytes, done }
-    }
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-            }
-            Poll::Ready(None | Some(Err(_))) => self.done = None,
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inner_authority_is_compared_by_normalised_host() {
-        let site = Host::parse("site.test").unwrap();
-        assert!(!authority_differs("site.test", &site));
-        assert!(!authority_differs("SITE.test.:8443", &site));
-        assert!(authority_differs("other.test", &site));
-        assert!(authority_differs("other.test:443", &site));
-        assert!(
-            authority_differs("bad host", &site),
-            "unparseable counts as different"
-        );
-        // An IP names no site: never a mismatch, on either side.
-        assert!(!authority_differs("127.0.0.1:443", &site));
-        assert!(!authority_differs("[::1]", &site));
-        assert!(!authority_differs(
-            "other.test",
-            &Host::parse("127.0.0.1").unwrap()
-        ));
-    }
-}
+mod tests;

@@ -18,6 +18,9 @@ use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::error::{ErrorKind, ProxyError};
+use crate::outcome::Outcome;
+use crate::target::Target;
 
 const ORIGIN: &str = "origin.test";
 const BIG: u64 = 64 * 1024 * 1024;
@@ -76,7 +79,6 @@ fn flow_context() -> FlowContext {
         sni: None,
         connect_target: Target::parse_authority("origin.test:443").unwrap(),
         rule: Some("inspect-lab".into()),
-        alpn_offered: vec![],
         deny_host_mismatch: false,
     }
 }
@@ -224,10 +226,7 @@ async fn get_and_check(alpn: &'static [u8], version: &str) {
         format!("hello {version} auth=Bearer s3cret via=false")
     );
     let done = finished(task).await;
-    assert!(
-        matches!(done.outcome, InterceptOutcome::Finished(Ending::Closed)),
-        "{done:?}"
-    );
+    assert!(matches!(done.outcome, Outcome::Closed), "{done:?}");
     assert_eq!(done.requests, 1);
     assert_eq!(done.alpn.as_deref(), std::str::from_utf8(alpn).ok());
     assert!(done.bytes_up > 0 && done.bytes_down > 0);
@@ -281,8 +280,8 @@ async fn untrusted_origin_certificate_gives_502_with_proxy_status() {
     assert!(status.contains("unknown issuer"), "{status}");
     drop(body_text(resp).await);
     let done = finished(task).await;
-    match done.outcome {
-        InterceptOutcome::UpstreamTlsFailed(e) => assert_eq!(e.kind, ErrorKind::TlsCertificate),
+    match (done.outcome, done.error) {
+        (Outcome::UpstreamTlsFailed, Some(e)) => assert_eq!(e.kind, ErrorKind::TlsCertificate),
         other => panic!("{other:?}"),
     }
     let flows = ward.wait_flows(1).await;
@@ -353,7 +352,10 @@ async fn upgrade_is_spliced_through() {
     drop(send);
     let done = finished(task).await;
     assert!(
-        matches!(done.outcome, InterceptOutcome::Finished(_)),
+        matches!(
+            done.outcome,
+            Outcome::Closed | Outcome::IdleTimeout | Outcome::Shutdown
+        ),
         "{done:?}"
     );
 }
@@ -372,14 +374,14 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
         assert!(
             !ward
                 .interceptor
-                .pinned_passthrough(&host, std::time::Instant::now())
+                .pinned_passthrough(&host, tokio::time::Instant::now())
         );
         let (client, task) = ward.connect(origin.addr).await;
         // This client trusts nothing: it must refuse ward's leaf with unknown_ca.
         assert!(client_tls(client, None, &[b"http/1.1"]).await.is_err());
         let done = finished(task).await;
         match done.outcome {
-            InterceptOutcome::ClientRejectedCertificate { alert } => {
+            Outcome::ClientRejectedCertificate { alert } => {
                 assert_eq!(alert, "unknown_ca")
             }
             other => panic!("round {round}: {other:?}"),
@@ -387,7 +389,7 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
     }
     assert!(
         ward.interceptor
-            .pinned_passthrough(&host, std::time::Instant::now())
+            .pinned_passthrough(&host, tokio::time::Instant::now())
     );
 }
 
@@ -426,10 +428,7 @@ async fn shutdown_drains_an_idle_keep_alive_connection() {
     // The client keeps its connection open; only shutdown can end it now.
     token.cancel();
     let done = finished(task).await;
-    assert!(
-        matches!(done.outcome, InterceptOutcome::Finished(Ending::Shutdown)),
-        "{done:?}"
-    );
+    assert!(matches!(done.outcome, Outcome::Shutdown), "{done:?}");
     drop(send);
 }
 
@@ -474,5 +473,5 @@ async fn idle_connection_state_stays_small() {
         .interceptor
         .intercept(proxy_side, upstream, flow_context(), shutdown);
     assert!(std::mem::size_of_val(&intercept) <= 4096);
-    assert!(std::mem::size_of::<Request<relay::ClientBody>>() <= 320);
+    assert!(std::mem::size_of::<Request<body::ClientBody>>() <= 320);
 }

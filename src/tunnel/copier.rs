@@ -8,7 +8,21 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{Fault, Flow};
+/// What a direction has done so far.
+#[derive(Debug, Default)]
+pub(super) struct Flow {
+    pub(super) read_eof: bool,
+    /// The EOF has been passed on as a shutdown: nothing more to do.
+    pub(super) finished: bool,
+    /// Delivered to the writer.
+    pub(super) bytes: u64,
+}
+
+/// A failed read or write, so that the error can be blamed on the right side.
+pub(super) enum Fault {
+    Read(io::Error),
+    Write(io::Error),
+}
 
 /// Each direction's buffer starts at one TLS record's worth, enough for interactive traffic, so
 /// that many open tunnels stay cheap...

@@ -1,0 +1,89 @@
+//! The bodies of an intercepted exchange: passed through frame by frame and counted, the
+//! response's carrying the flow record that is written when it ends. Must never buffer a body.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::Instant;
+
+use super::flows::{FlowRecord, FlowSink, millis};
+
+/// A client's request body on its way upstream.
+pub(crate) type ClientBody = Counting<Incoming>;
+/// What the client gets: the origin's body, or ward's own short answer.
+pub(crate) type RelayBody = Either<Counting<Incoming>, Full<Bytes>>;
+
+/// A finished request's record, emitted once when the response body ends or is dropped.
+pub(crate) struct FlowDone {
+    /// The record, completed by the relay as the exchange goes.
+    pub record: FlowRecord,
+    /// When the request arrived, for the record's duration.
+    pub started: Instant,
+    /// Request body bytes, counted by the request's [`Counting`].
+    pub request_bytes: Arc<AtomicU64>,
+    /// Response body bytes, counted by the response's [`Counting`].
+    pub response_bytes: Arc<AtomicU64>,
+    /// Where the record goes.
+    pub sink: Arc<FlowSink>,
+}
+
+impl Drop for FlowDone {
+    fn drop(&mut self) {
+        self.record.request_bytes = self.request_bytes.load(Ordering::Relaxed);
+        self.record.response_bytes = self.response_bytes.load(Ordering::Relaxed);
+        self.record.duration_ms = millis(self.started.elapsed());
+        self.sink.emit(&self.record);
+    }
+}
+
+/// A body passed through frame by frame, counting data bytes; it holds the flow record of
+/// its exchange (on the response side) so that the record is written when the body ends.
+/// The record is boxed: the request type, body included, sizes every slot of hyper's
+/// per-connection client queue (32 slots); inline, the 376-byte record made that queue 21 KiB.
+pub(crate) struct Counting<B> {
+    inner: B,
+    bytes: Arc<AtomicU64>,
+    done: Option<Box<FlowDone>>,
+}
+
+impl<B> Counting<B> {
+    /// Counts `inner`'s data into `bytes`; `done` is written when the body ends or is dropped.
+    pub fn new(inner: B, bytes: Arc<AtomicU64>, done: Option<Box<FlowDone>>) -> Self {
+        Counting { inner, bytes, done }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => self.done = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,119 @@
+//! The interceptor: built once at start (and on reload) from the policy file's settings, and
+//! shared by every intercepted connection. Must not touch a connection: that is the driver's.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use rustls::server::ServerConfig;
+use tokio::time::Instant;
+
+use super::ca::Ca;
+use super::certs::{self, LeafCache};
+use super::error::MitmError;
+use super::flows::FlowSink;
+use super::pinning::{PinningSettings, PinningTracker};
+use super::upstream;
+use crate::target::{Host, Target};
+
+/// The policy file's interception settings, paths already resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterceptSettings {
+    /// Where the interception CA lives (`ca.pem` + `ca.key`).
+    pub ca_dir: PathBuf,
+    /// Extra roots trusted for origins.
+    pub upstream_ca: Option<PathBuf>,
+    /// Where flow records are appended as JSON lines, if anywhere.
+    pub flows: Option<PathBuf>,
+    /// Each TLS handshake (client and origin) gets this long.
+    pub handshake_timeout: Duration,
+    /// An intercepted connection (upgrades included) ends after this long without a byte.
+    pub idle: Duration,
+    /// `pinning_passthrough`, if enabled.
+    pub pinning: Option<PinningSettings>,
+}
+
+/// What the pipeline knows about the connection being intercepted.
+#[derive(Debug, Clone)]
+pub struct FlowContext {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The authenticated user, if any.
+    pub user: Option<String>,
+    /// The SNI the pipeline parsed; the ClientHello read here takes precedence.
+    pub sni: Option<Host>,
+    /// What the client asked to be connected to (CONNECT / SOCKS5).
+    pub connect_target: Target,
+    /// The name of the rule that chose `inspect`, if a rule did.
+    pub rule: Option<String>,
+    /// `sni_mismatch: deny`: a request whose Host / `:authority` names another site than the
+    /// TLS server name is answered 421 Misdirected Request instead of being relayed.
+    pub deny_host_mismatch: bool,
+}
+
+/// Built once at start (and on reload) and shared by `Arc`.
+pub struct Interceptor {
+    pub(super) leaves: LeafCache,
+    pub(super) client_base: Arc<ClientConfig>,
+    pub(super) server_base: ServerConfig,
+    pub(super) flows: Arc<FlowSink>,
+    pub(super) pinning: PinningTracker,
+    pub(super) handshake_timeout: Duration,
+    pub(super) idle: Duration,
+    settings: InterceptSettings,
+}
+
+impl Interceptor {
+    /// Loads (or creates) the CA and builds the TLS configurations both sides start from.
+    pub fn new(s: &InterceptSettings) -> Result<Self, MitmError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let ca = Arc::new(Ca::load_or_create(&s.ca_dir)?);
+        let client_base = upstream::client_config(provider.clone(), s.upstream_ca.as_deref())?;
+        let leaves = LeafCache::new(ca, certs::DEFAULT_CAPACITY)?;
+        // The resolver is replaced per connection; this empty one only satisfies the builder.
+        let placeholder = rustls::server::ResolvesServerCertUsingSni::new();
+        let server_base = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(placeholder));
+        Ok(Interceptor {
+            leaves,
+            client_base: Arc::new(client_base),
+            server_base,
+            flows: Arc::new(FlowSink::open(s.flows.as_deref())?),
+            pinning: PinningTracker::new(s.pinning),
+            handshake_timeout: s.handshake_timeout,
+            idle: s.idle,
+            settings: s.clone(),
+        })
+    }
+
+    /// The settings it was built from: a reload with equal settings keeps this interceptor
+    /// (and its leaf cache).
+    pub fn settings(&self) -> &InterceptSettings {
+        &self.settings
+    }
+
+    /// The CA that signs the forged leaves.
+    pub fn ca(&self) -> &Arc<Ca> {
+        self.leaves.ca()
+    }
+
+    /// The forged leaves, cached per name.
+    pub fn leaves(&self) -> &LeafCache {
+        &self.leaves
+    }
+
+    /// Whether the pipeline should tunnel `host` instead of inspecting it (pinning_passthrough).
+    pub fn pinned_passthrough(&self, host: &Host, now: Instant) -> bool {
+        self.pinning.pinned_passthrough(host, now)
+    }
+
+    /// Counts a client's refusal of the forged leaf for `host`; true when it switched the
+    /// host to passthrough.
+    pub fn record_client_rejection(&self, host: &Host, now: Instant) -> bool {
+        self.pinning.record_client_rejection(host, now)
+    }
+}
