@@ -3,16 +3,21 @@
 //! Every connection travels one path, and each step has one home:
 //!
 //! ```text
-//! accept ─► sniff ─► front-end handshake ─► policy (target) ─► dial ─► reply ok
-//!  (server)  (front)  (front::http, front::socks5)  (policy)    (dial)   (front)
-//!       ─► read ClientHello ─► policy (SNI) ─► tunnel | deny | intercept ─► access log
-//!            (tls)             (policy)       (tunnel)        (mitm)        (log)
+//! accept ─► sniff ─► front-end handshake ─► route: judge target ─► resolve ─► judge address ─► dial
+//!  (server)  (front)  (front::http, front::socks5)  (route, policy::judge, dial, chain)
+//!       ─► reply ok ─► read ClientHello ─► judge SNI ─► tunnel | deny | intercept ─► access log
+//!          (front)       (hello, tls)     (policy)     (tunnel)        (mitm)      (log)
 //! ```
 //!
-//! Tiers import downward only: the pure tier (`error`, `target`, `request`, `config`, `policy`,
-//! `tls`, `front::http`, `front::socks5`, `log`) has no tokio and no sockets; `io`, `dial`,
-//! `tunnel` and `mitm` are primitives; `front` and `conn` glue codecs to sockets; `server`
-//! and `admin` own the process.
+//! `conn` sequences the steps; it makes no decision of its own. Tiers import downward only:
+//! - pure (no tokio, no sockets): `error`, `outcome`, `target`, `request`, `config`,
+//!   `policy` (rules, index, forbidden ranges, and the one judge), `tls`, the codecs in
+//!   `front::http` and `front::socks5`, `mitm::certs`, `log`;
+//! - primitives: `io` (the read-until loop, the prefixed stream), `dial`, `chain` (upstream
+//!   proxies), `tunnel` (the one relay), `mitm::ca`;
+//! - stages: `front`, `route`, `hello`, `forward`, `mitm`, sharing a `context::Context`;
+//! - the pipeline: `conn`;
+//! - the process: `server`, `admin`, `explain`, `main`.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -24,8 +24,6 @@ pub mod pinning;
 mod relay;
 mod upstream;
 
-use crate::target::Host;
-
 pub use ca::Ca;
 pub use certs::{LeafCache, LeafName};
 pub use error::MitmError;
@@ -33,11 +31,6 @@ pub use flows::{FlowRecord, FlowSink};
 pub use intercept::Intercepted;
 pub use interceptor::{FlowContext, InterceptSettings, Interceptor};
 pub use pinning::{PinningSettings, PinningTracker};
-
-/// Two hosts name different sites; an IP names no site, so it never differs (DESIGN).
-pub(crate) fn names_differ(a: &Host, b: &Host) -> bool {
-    matches!((a, b), (Host::Name(x), Host::Name(y)) if x != y)
-}
 
 #[cfg(test)]
 mod tests;

@@ -14,11 +14,11 @@ use tokio_util::task::TaskTracker;
 use super::activity::Activity;
 use super::handshake::{Accepted, Handshaken};
 use super::interceptor::{FlowContext, Interceptor};
-use super::names_differ;
 use super::relay::{self, FlowMeta, Protocol, Relay, UpstreamSender};
 use super::upstream::Origin;
 use crate::error::{ErrorKind, ProxyError};
 use crate::outcome::Outcome;
+use crate::policy::names_differ;
 use crate::target::Host;
 
 /// What an interception did, for the access record.

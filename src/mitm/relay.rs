@@ -25,11 +25,11 @@ use tokio_util::task::TaskTracker;
 use super::activity::Activity;
 use super::body::{ClientBody, Counting, FlowDone, RelayBody};
 use super::flows::{FlowRecord, FlowSink};
-use super::names_differ;
 use super::parked::ParkedHttp1;
 use super::upstream::Origin;
 use crate::error::{ErrorKind, ProxyError, proxy_status_value};
 use crate::outcome::Outcome;
+use crate::policy::names_differ;
 use crate::target::{Host, Target};
 use crate::tunnel;
 

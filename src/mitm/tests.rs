@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::error::{ErrorKind, ProxyError};
 use crate::outcome::Outcome;
-use crate::target::Target;
+use crate::target::{Host, Target};
 
 const ORIGIN: &str = "origin.test";
 const BIG: u64 = 64 * 1024 * 1024;
