@@ -6,6 +6,8 @@
 //!
 //! `cargo bench --bench e2e` (about 15 minutes on 2 cores), `cargo bench --bench e2e -- --quick`
 //! (about 3), `-- --help` for the rest.
+// These time real processes and real sockets, where tokio's pausable clock has no say.
+#![allow(clippy::disallowed_types)]
 
 #[path = "e2e/client.rs"]
 mod client;

@@ -4,6 +4,8 @@
 //!
 //! `cargo bench --bench micro` (about two minutes on two cores); one group:
 //! `cargo bench --bench micro -- policy/decide`.
+// These time real processes and real sockets, where tokio's pausable clock has no say.
+#![allow(clippy::disallowed_types)]
 
 use std::hint::black_box;
 use std::net::IpAddr;

@@ -1,6 +1,8 @@
 //! ward's integration tests: the real binary, real clients (curl, openssl, Python, Chromium,
 //! tinyproxy, a second ward), real TLS origins on loopback. One module per area; the harness
 //! lives in support/ and is itself tested in harness.rs.
+// These time real processes and real sockets, where tokio's pausable clock has no say.
+#![allow(clippy::disallowed_types)]
 
 mod support;
 
