@@ -60,6 +60,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     // Handlers go in before "listening" is announced: until then a SIGHUP or SIGTERM would
     // take its default action and kill the process.
     let signals = Signals::install().map_err(ServerError::Signals)?;
+    // The watch too: an edit made right after "listening" must not be missed. Its events wait
+    // in the channel until the reloader runs.
+    let (reload_tx, reload_rx) = mpsc::channel(8);
+    let _watcher = path.as_deref().and_then(|p| watch(p, reload_tx.clone()));
     let interceptor = build_interceptor(&config, None)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
@@ -107,8 +111,6 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             stop_accepting.clone(),
         ));
     }
-    let (reload_tx, reload_rx) = mpsc::channel(8);
-    let _watcher = path.as_deref().and_then(|p| watch(p, reload_tx.clone()));
     tokio::spawn(reloader(path, state.clone(), reload_rx));
     tokio::spawn(forward_sighup(signals.hup, reload_tx));
 
