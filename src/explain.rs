@@ -131,29 +131,8 @@ fn write_notes(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::config;
-
-    fn host(s: &str) -> Host {
-        Host::parse(s).unwrap()
-    }
-
-    fn facts(h: &Host) -> Facts<'_> {
-        Facts {
-            host: Some(h),
-            port: 443,
-            client: "127.0.0.1".parse().unwrap(),
-            user: None,
-            dst: None,
-            sni: None,
-        }
-    }
-
-    fn config(text: &str) -> Config {
-        config::parse(text, Path::new("policy.yaml")).unwrap_or_else(|e| panic!("{e}"))
-    }
+    use crate::policy::tests::{config, facts, host};
 
     #[test]
     fn explain_names_the_rule_and_the_facts() {

@@ -7,7 +7,7 @@ mod index;
 mod judge;
 mod rules;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use forbidden::is_forbidden_dst;
 pub use judge::{Checks, Decision, Judgement, NeedsDst, Policy, Refusal, Verdict, names_differ};

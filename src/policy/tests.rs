@@ -11,11 +11,11 @@ use super::*;
 use crate::config::{self, Config};
 use crate::target::Host;
 
-fn host(s: &str) -> Host {
+pub(crate) fn host(s: &str) -> Host {
     Host::parse(s).unwrap()
 }
 
-fn facts(h: &Host) -> Facts<'_> {
+pub(crate) fn facts(h: &Host) -> Facts<'_> {
     Facts {
         host: Some(h),
         port: 443,
@@ -26,7 +26,7 @@ fn facts(h: &Host) -> Facts<'_> {
     }
 }
 
-fn config(text: &str) -> Config {
+pub(crate) fn config(text: &str) -> Config {
     config::parse(text, Path::new("policy.yaml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
