@@ -27,7 +27,10 @@ pub mod io;
 pub mod log;
 pub mod metrics;
 pub mod mitm;
+#[cfg(test)]
+mod parse_test_util;
 pub mod policy;
+pub mod reply;
 pub mod request;
 pub mod server;
 pub mod target;

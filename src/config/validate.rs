@@ -14,10 +14,11 @@ use super::values::{
     parse_socket_addr, parse_toggle,
 };
 use super::{
-    Config, ConfigError, ConfigIssue, HostsOverrides, PinningPassthrough, Timeouts, Toggle, User,
+    Config, ConfigError, ConfigIssue, HostsOverrides, PinningPassthrough, Timeouts, Toggle,
     parse_upstream,
 };
 use crate::policy::{Action, HostPattern, Policy, PortRange, RuleInfo};
+use crate::request::Credentials;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_CA_DIR: &str = "certs";
@@ -209,7 +210,7 @@ impl Checker<'_> {
         }
     }
 
-    fn users(&mut self, list: S<Vec<S<RawUser>>>) -> Vec<User> {
+    fn users(&mut self, list: S<Vec<S<RawUser>>>) -> Vec<Credentials> {
         let mut seen: HashMap<String, u64> = HashMap::new();
         let mut out = Vec::new();
         for (i, raw) in list.value.into_iter().enumerate() {
@@ -230,7 +231,10 @@ impl Checker<'_> {
                 let msg = format!("user {name:?} is already defined on line {line}");
                 self.issue(raw.referenced, &join(&prefix, "name"), msg);
             } else {
-                out.push(User { name, password });
+                out.push(Credentials {
+                    user: name,
+                    password,
+                });
             }
         }
         out
@@ -343,7 +347,7 @@ impl Checker<'_> {
         }
     }
 
-    fn rules(&mut self, list: S<Vec<S<RawRule>>>, users: &[User]) -> Vec<RuleInfo> {
+    fn rules(&mut self, list: S<Vec<S<RawRule>>>, users: &[Credentials]) -> Vec<RuleInfo> {
         if list.value.len() > MAX_RULES {
             self.issue(
                 list.referenced,
@@ -368,7 +372,7 @@ impl Checker<'_> {
         &mut self,
         raw: &S<RawRule>,
         prefix: &str,
-        users: &[User],
+        users: &[Credentials],
         names: &mut HashMap<String, u64>,
     ) -> Option<RuleInfo> {
         let r = &raw.value;
@@ -393,7 +397,7 @@ impl Checker<'_> {
             let msg = "missing: allow, deny or inspect";
             self.issue(raw.referenced, &join(prefix, "action"), msg);
         }
-        let user_known = |s: &str| match users.iter().any(|u| u.name == s) {
+        let user_known = |s: &str| match users.iter().any(|u| u.user == s) {
             true => Ok(s.to_owned()),
             false => Err(format!("{s:?} is not one of the configured `users`")),
         };
