@@ -9,8 +9,9 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Upstream, UpstreamScheme};
 use crate::error::{ErrorKind, ProxyError};
-use crate::front::{http, socks5};
-use crate::io::{ReadError, read_until};
+use crate::front::http;
+use crate::front::socks5::{self, client};
+use crate::io::{ReadError, read_message, read_until};
 use crate::target::Target;
 use crate::{Parsed, dial};
 
@@ -97,14 +98,14 @@ async fn socks5_connect(
 ) -> Result<Bytes, String> {
     let creds = up.credentials.as_ref();
     let mut buf = BytesMut::with_capacity(64);
-    write(stream, &socks5::encode_client_greeting(creds.is_some())).await?;
-    let method = read_msg(stream, &mut buf, deadline, socks5::parse_method_choice).await?;
+    write(stream, &client::encode_greeting(creds.is_some())).await?;
+    let method = read_msg(stream, &mut buf, deadline, client::parse_method_choice).await?;
     match (method, creds) {
         (socks5::method::NO_AUTH, _) => {}
         (socks5::method::USER_PASSWORD, Some(c)) => {
-            let auth = socks5::encode_client_auth(c).map_err(|e| e.to_string())?;
+            let auth = client::encode_auth(c).map_err(|e| e.to_string())?;
             write(stream, &auth).await?;
-            if !read_msg(stream, &mut buf, deadline, socks5::parse_auth_status).await? {
+            if !read_msg(stream, &mut buf, deadline, client::parse_auth_status).await? {
                 return Err("SOCKS5 authentication rejected".into());
             }
         }
@@ -114,14 +115,14 @@ async fn socks5_connect(
             ));
         }
     }
-    let request = socks5::encode_client_request(target).map_err(|e| e.to_string())?;
+    let request = client::encode_request(target).map_err(|e| e.to_string())?;
     write(stream, &request).await?;
-    let reply = read_msg(stream, &mut buf, deadline, socks5::parse_reply).await?;
+    let reply = read_msg(stream, &mut buf, deadline, client::parse_reply).await?;
     if reply.rep != crate::error::socks5_reply::SUCCEEDED {
         let rep = reply.rep;
         return Err(format!(
             "SOCKS5 reply {rep:#04x} ({})",
-            socks5::reply_name(rep)
+            client::reply_name(rep)
         ));
     }
     Ok(buf.freeze())
@@ -141,11 +142,9 @@ async fn read_msg<T>(
     deadline: Instant,
     parse: impl FnMut(&[u8]) -> Result<Parsed<T>, socks5::Socks5Error>,
 ) -> Result<T, String> {
-    let (value, consumed) = read_until(stream, buf, SOCKS5_REPLY_CAP, deadline, parse)
+    read_message(stream, buf, SOCKS5_REPLY_CAP, deadline, parse)
         .await
-        .map_err(|e| read_failure(e, |s| s.to_string()))?;
-    let _ = buf.split_to(consumed);
-    Ok(value)
+        .map_err(|e| read_failure(e, |s| s.to_string()))
 }
 
 fn read_failure<E>(e: ReadError<E>, parse: impl FnOnce(E) -> String) -> String {

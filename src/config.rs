@@ -39,8 +39,8 @@ pub struct Config {
     pub ca_dir: PathBuf,
     /// Extra PEM roots trusted for upstream servers.
     pub upstream_ca: Option<PathBuf>,
-    /// When non-empty, every client must authenticate.
-    pub users: Vec<User>,
+    /// When non-empty, every client must authenticate with one of these.
+    pub users: Vec<Credentials>,
     pub upstream: Option<Upstream>,
     pub hosts: HostsOverrides,
     pub timeouts: Timeouts,
@@ -51,22 +51,6 @@ pub struct Config {
     pub flows: Option<PathBuf>,
     pub pinning_passthrough: Option<PinningPassthrough>,
     pub policy: Policy,
-}
-
-/// A proxy user. `Debug` never shows the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub password: String,
-}
-
-impl fmt::Debug for User {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("User")
-            .field("name", &self.name)
-            .field("password", &"<redacted>")
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,6 +18,7 @@ pub enum Side {
 }
 
 impl Side {
+    /// The name logs use.
     pub fn as_str(self) -> &'static str {
         match self {
             Side::Client => "client",
@@ -27,6 +28,7 @@ impl Side {
     }
 }
 
+/// What went wrong; each kind has every face (status, token, SOCKS5 reply, log name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// A policy rule (or the default) denied the requested target.
@@ -110,14 +112,23 @@ pub const ALL_KINDS: [ErrorKind; 24] = [
 
 /// SOCKS5 reply codes (RFC 1928 section 6).
 pub mod socks5_reply {
+    /// The tunnel is open.
     pub const SUCCEEDED: u8 = 0x00;
+    /// General SOCKS server failure.
     pub const GENERAL_FAILURE: u8 = 0x01;
+    /// Connection not allowed by ruleset.
     pub const NOT_ALLOWED: u8 = 0x02;
+    /// Network unreachable.
     pub const NETWORK_UNREACHABLE: u8 = 0x03;
+    /// Host unreachable.
     pub const HOST_UNREACHABLE: u8 = 0x04;
+    /// Connection refused.
     pub const CONNECTION_REFUSED: u8 = 0x05;
+    /// TTL expired (what a connect timeout is reported as).
     pub const TTL_EXPIRED: u8 = 0x06;
+    /// Command not supported.
     pub const COMMAND_NOT_SUPPORTED: u8 = 0x07;
+    /// Address type not supported.
     pub const ADDRESS_TYPE_NOT_SUPPORTED: u8 = 0x08;
 }
 
@@ -268,15 +279,19 @@ type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[error("{kind} ({side}): {detail}", side = side.as_str())]
 pub struct ProxyError {
+    /// What went wrong.
     pub kind: ErrorKind,
+    /// Whose fault it is.
     pub side: Side,
     /// Names the host, port and OS error, e.g. "connect 203.0.113.5:443: connection refused".
     pub detail: String,
+    /// The underlying error, when there is one.
     #[source]
     pub source: Option<Source>,
 }
 
 impl ProxyError {
+    /// An error of `kind`, blamed on `side`.
     pub fn new(kind: ErrorKind, side: Side, detail: impl Into<String>) -> Self {
         ProxyError {
             kind,
@@ -286,19 +301,23 @@ impl ProxyError {
         }
     }
 
+    /// The same error, keeping `source` as its cause.
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {
         self.source = Some(source.into());
         self
     }
 
+    /// An error the client caused.
     pub fn client(kind: ErrorKind, detail: impl Into<String>) -> Self {
         Self::new(kind, Side::Client, detail)
     }
 
+    /// An error of the destination, the DNS or the upstream proxy.
     pub fn upstream(kind: ErrorKind, detail: impl Into<String>) -> Self {
         Self::new(kind, Side::Upstream, detail)
     }
 
+    /// An error of ward itself.
     pub fn local(kind: ErrorKind, detail: impl Into<String>) -> Self {
         Self::new(kind, Side::Local, detail)
     }

@@ -31,6 +31,7 @@ pub enum ReadError<E> {
     /// The peer sent EOF before a complete message. The buffer tells whether any byte came.
     #[error("closed before a complete message")]
     Closed,
+    /// Reading failed.
     #[error(transparent)]
     Io(io::Error),
 }
@@ -75,6 +76,23 @@ where
     }
 }
 
+/// [`read_until`] for a message handled on its own (a SOCKS5 message, say): removes the
+/// message's bytes from the front of `buf`, leaving what followed it, and returns its value.
+pub async fn read_message<S, T, E>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    cap: usize,
+    deadline: Instant,
+    parse: impl FnMut(&[u8]) -> Result<Parsed<T>, E>,
+) -> Result<T, ReadError<E>>
+where
+    S: AsyncRead + Unpin + ?Sized,
+{
+    let (value, consumed) = read_until(stream, buf, cap, deadline, parse).await?;
+    buf.advance(consumed);
+    Ok(value)
+}
+
 /// A stream that first replays `prefix` to reads, then reads from `inner`. Writes, flushes and
 /// shutdowns go straight to `inner`.
 #[derive(Debug)]
@@ -84,6 +102,7 @@ pub struct PrefixedStream<S> {
 }
 
 impl<S> PrefixedStream<S> {
+    /// Replays `prefix` before reading from `inner`.
     pub fn new(prefix: Bytes, inner: S) -> Self {
         PrefixedStream { prefix, inner }
     }
@@ -93,10 +112,12 @@ impl<S> PrefixedStream<S> {
         (self.prefix, self.inner)
     }
 
+    /// The inner stream.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
+    /// The inner stream, mutably (writes to it bypass nothing: the prefix is read-only).
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }

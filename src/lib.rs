@@ -36,7 +36,10 @@ pub mod log;
 pub mod metrics;
 pub mod mitm;
 pub mod outcome;
+#[cfg(test)]
+mod parse_test_util;
 pub mod policy;
+pub mod reply;
 pub mod request;
 pub mod route;
 pub mod server;

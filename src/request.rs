@@ -18,6 +18,7 @@ pub enum Via {
 }
 
 impl Via {
+    /// The name logs and records use.
     pub fn as_str(self) -> &'static str {
         match self {
             Via::HttpConnect => "http-connect",
@@ -33,11 +34,14 @@ impl fmt::Display for Via {
     }
 }
 
-/// A user name and password as a client presented them (HTTP Basic or RFC 1929).
-/// `Debug` never shows the password.
+/// A user name and password: one `users:` entry of the policy, what a client presented (HTTP
+/// Basic or RFC 1929), or what ward presents to an upstream proxy. `Debug` never shows the
+/// password, so a `Config` or a request can be logged whole.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name.
     pub user: String,
+    /// The password, in clear: compare it in constant time, never log it.
     pub password: String,
 }
 
@@ -53,9 +57,30 @@ impl fmt::Debug for Credentials {
 /// The result of a front-end handshake.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The client's address.
     pub client: SocketAddr,
     /// The authenticated user, when `users` is configured.
     pub user: Option<String>,
+    /// What the client asked to reach.
     pub target: Target,
+    /// The front-end it asked through.
     pub via: Via,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_password() {
+        let creds = Credentials {
+            user: "alice".into(),
+            password: "hunter2".into(),
+        };
+        let shown = format!("{creds:?}");
+        assert!(
+            shown.contains("alice") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
 }

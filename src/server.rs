@@ -19,10 +19,11 @@ use crate::config::{self, Config};
 use crate::conn;
 use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError, socks5_reply};
-use crate::front::{http, socks5};
+use crate::front::socks5;
 use crate::metrics::Metrics;
 use crate::mitm::pinning::PinningSettings;
 use crate::mitm::{InterceptSettings, Interceptor};
+use crate::reply;
 
 /// After EMFILE/ENFILE, accepting again at once would spin: wait for descriptors to free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -216,7 +217,7 @@ async fn refuse_over_limit(mut stream: TcpStream, limit: usize) {
                 .await?;
         } else {
             stream
-                .write_all(&http::encode_error_response(&err, true))
+                .write_all(&reply::encode_error_response(&err, true))
                 .await?;
         }
         stream.shutdown().await

@@ -10,22 +10,29 @@ use std::net::{IpAddr, Ipv6Addr};
 /// RFC 1035: a full domain name is at most 253 octets in text form.
 pub const MAX_NAME_LEN: usize = 253;
 
+/// Why a host or `host:port` could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
+    /// Nothing before the port.
     #[error("empty host")]
     EmptyHost,
+    /// `host:port` without the port.
     #[error("missing port in {0:?}")]
     MissingPort(String),
+    /// Not a number in 1..=65535.
     #[error("invalid port in {0:?}")]
     BadPort(String),
+    /// Not a valid DNS name; the text says what is wrong with it.
     #[error("invalid host name {0:?}: {1}")]
     BadName(String, &'static str),
 }
 
+/// A host as ward compares it: a normalised name or an IP address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
     /// Lower-case ASCII, punycode A-labels, no trailing dot.
     Name(String),
+    /// An IP literal.
     Ip(IpAddr),
 }
 
@@ -49,6 +56,7 @@ impl Host {
         normalize_name(raw).map(Host::Name)
     }
 
+    /// The name, when the host is not an IP literal.
     pub fn name(&self) -> Option<&str> {
         match self {
             Host::Name(n) => Some(n),
@@ -67,13 +75,17 @@ impl fmt::Display for Host {
     }
 }
 
+/// A destination: host and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
+    /// The host, normalised.
     pub host: Host,
+    /// The TCP port.
     pub port: u16,
 }
 
 impl Target {
+    /// A target from its parts.
     pub fn new(host: Host, port: u16) -> Self {
         Target { host, port }
     }

@@ -84,8 +84,8 @@ rules:
     );
     assert_eq!(
         c.users,
-        vec![User {
-            name: "alice".into(),
+        vec![Credentials {
+            user: "alice".into(),
             password: "s3:cret".into()
         }]
     );

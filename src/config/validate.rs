@@ -14,10 +14,10 @@ use super::values::{
     parse_socket_addr, parse_toggle,
 };
 use super::{
-    Config, ConfigError, ConfigIssue, HostsOverrides, PinningPassthrough, Timeouts, User,
-    parse_upstream,
+    Config, ConfigError, ConfigIssue, HostsOverrides, PinningPassthrough, Timeouts, parse_upstream,
 };
 use crate::policy::{Action, Checks, HostPattern, Policy, PortRange, RuleInfo, Toggle};
+use crate::request::Credentials;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_CA_DIR: &str = "certs";
@@ -213,7 +213,7 @@ impl Checker<'_> {
         }
     }
 
-    fn users(&mut self, list: S<Vec<S<RawUser>>>) -> Vec<User> {
+    fn users(&mut self, list: S<Vec<S<RawUser>>>) -> Vec<Credentials> {
         let mut seen: HashMap<String, u64> = HashMap::new();
         let mut out = Vec::new();
         for (i, raw) in list.value.into_iter().enumerate() {
@@ -234,7 +234,10 @@ impl Checker<'_> {
                 let msg = format!("user {name:?} is already defined on line {line}");
                 self.issue(raw.referenced, &join(&prefix, "name"), msg);
             } else {
-                out.push(User { name, password });
+                out.push(Credentials {
+                    user: name,
+                    password,
+                });
             }
         }
         out
@@ -347,7 +350,7 @@ impl Checker<'_> {
         }
     }
 
-    fn rules(&mut self, list: S<Vec<S<RawRule>>>, users: &[User]) -> Vec<RuleInfo> {
+    fn rules(&mut self, list: S<Vec<S<RawRule>>>, users: &[Credentials]) -> Vec<RuleInfo> {
         if list.value.len() > MAX_RULES {
             self.issue(
                 list.referenced,
@@ -372,7 +375,7 @@ impl Checker<'_> {
         &mut self,
         raw: &S<RawRule>,
         prefix: &str,
-        users: &[User],
+        users: &[Credentials],
         names: &mut HashMap<String, u64>,
     ) -> Option<RuleInfo> {
         let r = &raw.value;
@@ -397,7 +400,7 @@ impl Checker<'_> {
             let msg = "missing: allow, deny or inspect";
             self.issue(raw.referenced, &join(prefix, "action"), msg);
         }
-        let user_known = |s: &str| match users.iter().any(|u| u.name == s) {
+        let user_known = |s: &str| match users.iter().any(|u| u.user == s) {
             true => Ok(s.to_owned()),
             false => Err(format!("{s:?} is not one of the configured `users`")),
         };

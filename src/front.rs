@@ -5,26 +5,27 @@
 
 pub mod http;
 pub mod socks5;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 
 use bytes::{BufMut, BytesMut};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::{Config, User};
+use crate::config::Config;
 use crate::error::{ErrorKind, ProxyError, socks5_reply};
-use crate::io::{ReadError, read_until};
+use crate::io::{ReadError, read_message, read_until};
+use crate::reply::encode_error_response;
 use crate::request::{Credentials, Request, Via};
 
 use self::http::{ProxyRequest, RequestTarget};
 
 /// SOCKS5 messages are tiny (a request is at most 262 bytes); this bounds a hostile client.
 const SOCKS5_MESSAGE_CAP: usize = 1024;
-/// First byte of every SOCKS5 greeting (RFC 1928 section 3).
-const SOCKS5_VERSION: u8 = 0x05;
 /// The first buffer's capacity: a typical CONNECT head fits without growing it.
 const FIRST_READ: usize = 4096;
 
@@ -35,9 +36,13 @@ pub enum Accepted {
     /// Absolute-form HTTP: the forwarder serves this and later requests on the connection.
     /// `buffered` holds every byte read so far, the first request head included.
     Forward {
+        /// The client connection.
         stream: TcpStream,
+        /// Every byte read so far, to be replayed to the forwarder's HTTP parser.
         buffered: BytesMut,
+        /// The first request head, as the front-end parsed and checked it.
         first: Box<ProxyRequest>,
+        /// The user its credentials name, when `users` is configured.
         user: Option<String>,
     },
 }
@@ -49,10 +54,13 @@ enum Replier {
     Socks5,
 }
 
+/// A tunnel the client asked for (HTTP CONNECT or SOCKS5 CONNECT), not yet answered.
 pub struct TunnelRequest {
+    /// The client connection.
     pub stream: TcpStream,
     /// Bytes the client sent after its request (e.g. the start of a ClientHello, pipelined).
     pub leftover: BytesMut,
+    /// Who asked for what, through which front-end.
     pub request: Request,
     replier: Replier,
 }
@@ -79,9 +87,9 @@ impl TunnelRequest {
 
 async fn reply_error<S: AsyncWrite + Unpin>(stream: &mut S, replier: Replier, err: &ProxyError) {
     let bytes = match replier {
-        Replier::Http => http::encode_error_response(err, true),
-        Replier::Socks5 => match err.kind.socks5_reply() {
-            Some(rep) => socks5::encode_reply(rep, None),
+        Replier::Http => encode_error_response(err, true),
+        Replier::Socks5 => match socks5::encode_failure(err.kind) {
+            Some(reply) => reply,
             None => return,
         },
     };
@@ -119,7 +127,7 @@ pub async fn accept(
             "client closed before a request",
         ));
     }
-    if buf.first() == Some(&SOCKS5_VERSION) {
+    if buf.first() == Some(&socks5::VERSION) {
         accept_socks5(stream, buf, client, cfg, deadline).await
     } else {
         accept_http(stream, buf, client, cfg, deadline).await
@@ -175,7 +183,7 @@ async fn accept_http(
                 replier: Replier::Http,
             }))
         }
-        RequestTarget::Absolute { .. } => Ok(Accepted::Forward {
+        RequestTarget::Absolute(_) => Ok(Accepted::Forward {
             stream,
             buffered: buf,
             first: Box::new(req),
@@ -263,13 +271,9 @@ async fn read_socks5<T>(
     deadline: Instant,
     parse: impl FnMut(&[u8]) -> Result<crate::Parsed<T>, socks5::Socks5Error>,
 ) -> Result<T, ProxyError> {
-    match read_until(stream, buf, SOCKS5_MESSAGE_CAP, deadline, parse).await {
-        Ok((value, consumed)) => {
-            let _ = buf.split_to(consumed);
-            Ok(value)
-        }
-        Err(e) => Err(read_error_to_proxy(e, ProxyError::from)),
-    }
+    read_message(stream, buf, SOCKS5_MESSAGE_CAP, deadline, parse)
+        .await
+        .map_err(|e| read_error_to_proxy(e, ProxyError::from))
 }
 
 async fn write_client<S: AsyncWrite + Unpin>(
@@ -303,7 +307,7 @@ fn read_error_to_proxy<E>(e: ReadError<E>, parse: impl FnOnce(E) -> ProxyError) 
 /// configured password is compared in constant time, so timing reveals neither which user
 /// exists nor how much of a password matched.
 pub fn authenticate(
-    users: &[User],
+    users: &[Credentials],
     creds: Option<&Credentials>,
 ) -> Result<Option<String>, ProxyError> {
     if users.is_empty() {
@@ -315,59 +319,19 @@ pub fn authenticate(
             "proxy credentials required",
         ));
     };
-    let mut matched: Option<&User> = None;
+    let mut matched: Option<&Credentials> = None;
     for user in users {
-        let name_ok = user.name.as_bytes().ct_eq(creds.user.as_bytes());
+        let name_ok = user.user.as_bytes().ct_eq(creds.user.as_bytes());
         let pass_ok = user.password.as_bytes().ct_eq(creds.password.as_bytes());
         if bool::from(name_ok & pass_ok) && matched.is_none() {
             matched = Some(user);
         }
     }
     match matched {
-        Some(user) => Ok(Some(user.name.clone())),
+        Some(user) => Ok(Some(user.user.clone())),
         None => Err(ProxyError::client(
             ErrorKind::AuthRequired,
             format!("wrong credentials for user {:?}", creds.user),
         )),
-    }
-}
-
-/// Lets other stages speak the front-end's error dialect on any stream (used by the forwarder).
-pub async fn reply_http_error<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, err: &ProxyError) {
-    reply_error(stream, Replier::Http, err).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn users() -> Vec<User> {
-        vec![User {
-            name: "alice".into(),
-            password: "s3cret".into(),
-        }]
-    }
-
-    #[test]
-    fn authentication() {
-        let c = |u: &str, p: &str| Credentials {
-            user: u.into(),
-            password: p.into(),
-        };
-        assert_eq!(authenticate(&[], None).unwrap(), None);
-        assert_eq!(
-            authenticate(&users(), Some(&c("alice", "s3cret"))).unwrap(),
-            Some("alice".into())
-        );
-        let kind = |r: Result<_, ProxyError>| r.unwrap_err().kind;
-        assert_eq!(kind(authenticate(&users(), None)), ErrorKind::AuthRequired);
-        assert_eq!(
-            kind(authenticate(&users(), Some(&c("alice", "s3cre")))),
-            ErrorKind::AuthRequired
-        );
-        assert_eq!(
-            kind(authenticate(&users(), Some(&c("bob", "s3cret")))),
-            ErrorKind::AuthRequired
-        );
     }
 }
