@@ -16,6 +16,9 @@ pub struct Context {
     pub config: Arc<Config>,
     /// Present when the policy inspects anything.
     pub interceptor: Option<Arc<Interceptor>>,
+    /// Fired when shutdown begins: connections that idle between requests (plain-HTTP
+    /// keep-alive) close then instead of holding the drain for the whole grace period.
+    pub draining: CancellationToken,
     /// Fired when the shutdown grace period is over: open tunnels end then.
     pub force_close: CancellationToken,
     /// Process-wide counters.

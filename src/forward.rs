@@ -2,14 +2,15 @@
 //! connection (the first head, already read by the front-end, is replayed), and each request is
 //! decided, dialed through the same path as a tunnel, and sent on in origin-form with
 //! hop-by-hop headers and `Proxy-Authorization` removed and `Via: 1.1 ward` added.
-//! One access record per request. The client connection is kept alive.
+//! One access record per request. The client connection is kept alive for the idle timeout;
+//! a drain closes it after the request in flight, the end of the grace period at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HOST, HeaderValue, PROXY_AUTHORIZATION};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -19,10 +20,11 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use crate::context::Context;
-use crate::error::{ErrorKind, ProxyError, proxy_status_value};
+use crate::error::{ErrorKind, ProxyError};
 use crate::front::{authenticate, http as codec};
 use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
+use crate::reply;
 use crate::request::{self, Via};
 use crate::route;
 use crate::target::Target;
@@ -43,6 +45,11 @@ pub async fn serve(
 ) {
     let io = TokioIo::new(PrefixedStream::new(buffered.freeze(), stream));
     let reuse: Reusable = Arc::default();
+    let (draining, force_close, idle) = (
+        ctx.draining.clone(),
+        ctx.force_close.clone(),
+        ctx.config.timeouts.idle,
+    );
     let ctx = Arc::new(ctx);
     let service = hyper::service::service_fn(move |req| {
         let (ctx, reuse, user) = (ctx.clone(), reuse.clone(), user.clone());
@@ -50,13 +57,26 @@ pub async fn serve(
             Ok::<_, std::convert::Infallible>(forward_one(req, client, user, &ctx, &reuse).await)
         }
     });
+    // hyper's head timeout also bounds the wait for the next request of a kept-alive
+    // connection: that wait is the connection's idle time.
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Some(std::time::Duration::from_secs(300)))
+        .header_read_timeout(Some(idle))
         .max_buf_size(codec::MAX_HEAD)
         .serve_connection(io, service)
         .with_upgrades();
-    if let Err(e) = conn.await {
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = draining.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                ended = conn.as_mut() => ended,
+                () = force_close.cancelled() => return,
+            }
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(%client, error = %e, "forwarding connection ended");
     }
 }
@@ -99,6 +119,9 @@ async fn forward_inner(
         .get(PROXY_AUTHORIZATION)
         .and_then(|v| codec::parse_basic_auth(v.as_bytes()));
     rec.user = authenticate(&cfg.users, creds.as_ref())?;
+    // The front-end checked the first head; hyper parsed the rest, and each is held to the
+    // same rules before anything is dialled.
+    codec::check_request(&req)?;
     if req.method() == http::Method::CONNECT {
         // Tunnels start on a fresh connection; browsers and curl never mix them into a
         // forwarding connection, so this stays a precise refusal rather than a second path.
@@ -209,32 +232,7 @@ fn prepare_request(req: &mut Request<Incoming>, target: &Target) -> Result<(), P
     Ok(())
 }
 
-/// The same reply the front-end gives, as a hyper response.
-pub fn error_response(err: &ProxyError) -> Response<Body> {
-    let status =
-        StatusCode::from_u16(err.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = format!("{}\n{}\n", err.kind.summary(), err.detail);
-    let mut resp = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Some(v) =
-        proxy_status_value(err.kind, &err.detail).and_then(|v| HeaderValue::from_str(&v).ok())
-    {
-        headers.insert("proxy-status", v);
-    }
-    if err.kind == ErrorKind::AuthRequired {
-        headers.insert(
-            http::header::PROXY_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"ward\""),
-        );
-    }
-    resp
+/// The one reply ward gives for `err` (see [`reply`]), as this connection's body type.
+fn error_response(err: &ProxyError) -> Response<Body> {
+    reply::error_response(err).map(|b| Full::new(b).map_err(|never| match never {}).boxed())
 }

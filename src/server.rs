@@ -33,17 +33,24 @@ const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
 const OVER_LIMIT_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
+/// Why the server could not start.
 pub enum ServerError {
     #[error("listen on {addr}: {source}")]
+    /// A listen or admin address could not be bound.
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// What the OS said.
         source: std::io::Error,
     },
     #[error("install signal handlers: {0}")]
+    /// Signal handlers could not be installed.
     Signals(std::io::Error),
     #[error("policy has no `listen` address")]
+    /// The policy lists no listen address.
     NoListener,
     #[error("interception setup: {0}")]
+    /// The CA could not be loaded or made.
     Intercept(String),
 }
 
@@ -174,6 +181,7 @@ async fn accept_loop(
         let ctx = Context {
             config: cfg,
             interceptor: state.interceptor.load().as_ref().clone(),
+            draining: stop.clone(),
             force_close: state.force_close.clone(),
             metrics: state.metrics.clone(),
         };

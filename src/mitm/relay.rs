@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -27,9 +26,10 @@ use super::body::{ClientBody, Counting, FlowDone, RelayBody};
 use super::flows::{FlowRecord, FlowSink};
 use super::parked::ParkedHttp1;
 use super::upstream::Origin;
-use crate::error::{ErrorKind, ProxyError, proxy_status_value};
+use crate::error::{ErrorKind, ProxyError};
 use crate::outcome::Outcome;
 use crate::policy::names_differ;
+use crate::reply::Reply;
 use crate::target::{Host, Target};
 use crate::tunnel;
 
@@ -361,7 +361,8 @@ fn authority_differs(authority: &str, tls_name: &Host) -> bool {
     }
 }
 
-/// ward's own answer inside the forged connection: status, Proxy-Status and a short body.
+/// ward's own answer inside the forged connection: the one reply (see [`reply`]) with the
+/// status the place of the failure decides.
 fn error_response(
     kind: ErrorKind,
     status: StatusCode,
@@ -370,24 +371,12 @@ fn error_response(
 ) -> Response<RelayBody> {
     let err = ProxyError::upstream(kind, detail);
     tracing::debug!(error = %err, "answering inside interception");
-    let body = format!("{}\n{detail}\n", kind.summary());
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Some(value) =
-        proxy_status_value(kind, detail).and_then(|v| HeaderValue::from_str(&v).ok())
-    {
-        headers.insert("proxy-status", value);
-    }
+    let resp = Reply::from_error(&err).with_status(status).to_response();
     done.record.status = Some(status.as_u16());
     done.record.error = Some(kind.log_name());
     // The body is ours, not relayed: the record is complete now.
     drop(done);
-    resp
+    resp.map(|body| Either::Right(Full::new(body)))
 }
 
 #[cfg(test)]

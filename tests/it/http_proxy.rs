@@ -134,34 +134,85 @@ fn plain_forwarding_adds_via_and_strips_proxy_authorization() {
     );
 }
 
+/// One request on an open forwarding connection: its head and the body it announced.
+fn exchange(s: &mut std::net::TcpStream, request: &str) -> (net::Head, Vec<u8>) {
+    s.write_all(request.as_bytes()).expect("write");
+    let head = net::read_head(s).expect("ward closed the connection instead of answering");
+    let len: usize = head
+        .header("content-length")
+        .and_then(|l| l.parse().ok())
+        .expect("content-length");
+    let mut body = head.rest.clone();
+    while body.len() < len {
+        let mut chunk = [0u8; 4096];
+        let n = std::io::Read::read(s, &mut chunk).expect("body");
+        assert!(n > 0, "closed mid-body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    (head, body)
+}
+
 #[test]
 fn plain_forwarding_keeps_the_client_connection_alive() {
     let o = origins();
     let ward = Ward::start(&Policy::new());
     let mut s = net::connect(ward.addr);
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: origin.test:{}\r\n\r\n",
+        o.http("origin.test", "/"),
+        o.plain.port()
+    );
     for round in 0..3 {
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: origin.test:{}\r\n\r\n",
-            o.http("origin.test", "/"),
-            o.plain.port()
-        );
-        s.write_all(req.as_bytes()).expect("write");
-        let head = net::read_head(&mut s)
-            .unwrap_or_else(|| panic!("ward closed the connection before request {round}"));
+        let (head, body) = exchange(&mut s, &req);
         assert_eq!(head.status, 200, "round {round}: {head:?}");
-        let len: usize = head
-            .header("content-length")
-            .and_then(|l| l.parse().ok())
-            .expect("content-length");
-        let mut body = head.rest.clone();
-        while body.len() < len {
-            let mut chunk = [0u8; 4096];
-            let n = std::io::Read::read(&mut s, &mut chunk).expect("body");
-            assert!(n > 0, "closed mid-body");
-            body.extend_from_slice(&chunk[..n]);
-        }
         assert_eq!(net::lossy(&body), INDEX_BODY);
     }
+}
+
+/// The front-end checks the first head itself; hyper parses the ones after it. Each later
+/// request must meet the same RFC 9112 rules and get the same precise reply.
+#[test]
+fn plain_forwarding_checks_every_request_not_only_the_first() {
+    let o = origins();
+    let ward = Ward::start(&Policy::new().set("users", USERS));
+    let url = o.http("origin.test", "/");
+    let host = format!("origin.test:{}", o.plain.port());
+    let auth = basic_auth("alice", "pw");
+    let mut s = net::connect(ward.addr);
+    let good = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n\r\n");
+    assert_eq!(exchange(&mut s, &good).0.status, 200, "first request");
+
+    let two_hosts =
+        format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nHost: other.test\r\n{auth}\r\n\r\n");
+    let (head, body) = exchange(&mut s, &two_hosts);
+    assert_eq!(
+        head.status, 400,
+        "second request with two Host fields: {head:?}"
+    );
+    assert_eq!(head.proxy_error().as_deref(), Some("http_request_error"));
+    assert!(
+        net::lossy(&body).contains("more than one Host"),
+        "the reason: {}",
+        net::lossy(&body)
+    );
+    ward.expect_access("for the refused later request", |v| {
+        field(v, "error").as_deref() == Some("malformed_request")
+    });
+
+    let mut s = net::connect(ward.addr);
+    assert_eq!(exchange(&mut s, &good).0.status, 200, "first request");
+    let anonymous = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let (head, _) = exchange(&mut s, &anonymous);
+    assert_eq!(head.status, 407, "later request without credentials");
+    assert_eq!(
+        head.header("proxy-authenticate"),
+        Some(r#"Basic realm="ward""#)
+    );
+    assert_eq!(
+        head.header("proxy-status"),
+        Some("ward"),
+        "the same 407 as the front-end's: {head:?}"
+    );
 }
 
 #[test]

@@ -147,6 +147,41 @@ fn sigterm_grace_over_closes_remaining_tunnels() {
     );
 }
 
+/// A browser keeps its proxy connection open between requests; a drain must not wait the
+/// whole grace period for it to go idle-out, nor cut a request in flight.
+#[test]
+fn sigterm_closes_idle_forwarding_connections_at_once() {
+    let o = origins();
+    let mut ward = Ward::start(&Policy::new().set("shutdown_grace", "30s"));
+    let mut s = net::connect(ward.addr);
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: origin.test:{}\r\n\r\n",
+        o.http("origin.test", "/"),
+        o.plain.port()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let head = net::read_head(&mut s).expect("the first answer");
+    assert_eq!(head.status, 200);
+    let started = Instant::now();
+    ward.signal("TERM");
+    assert!(
+        net::closes_within(&mut s, Duration::from_secs(5)),
+        "the idle keep-alive connection closes on drain"
+    );
+    let status = ward.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| {
+        panic!(
+            "ward waited for an idle forwarding connection; log:\n{}",
+            ward.stderr_text()
+        )
+    });
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drained in {:?}, not the 30 s grace",
+        started.elapsed()
+    );
+}
+
 /// "listening" is the readiness signal: a SIGHUP sent right after it must reload, not kill
 /// (SIGHUP's default action is to terminate until a handler is installed).
 #[test]
