@@ -17,12 +17,15 @@ use crate::metrics::Metrics;
 
 /// What the admin pages read: fixed at start (a reload does not move the admin endpoint).
 pub struct AdminState {
+    /// The counters `/metrics` renders.
     pub metrics: Arc<Metrics>,
     /// The address browsers should use, as the PAC file names it.
     pub proxy_addr: SocketAddr,
+    /// The CA certificate `/ca.pem` serves (read on each request: it may be made after start).
     pub ca_pem: std::path::PathBuf,
 }
 
+/// Serves the admin endpoints on `listener` until `stop` fires.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {

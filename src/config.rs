@@ -33,7 +33,9 @@ pub const MAX_POLICY_BYTES: usize = 32 * 1024 * 1024;
 pub struct Config {
     /// The policy file (or `<embedded>`).
     pub source: PathBuf,
+    /// The proxy's listen addresses (`listen`).
     pub listen: Vec<SocketAddr>,
+    /// The admin endpoint (`admin`), off when absent.
     pub admin: Option<SocketAddr>,
     /// Where the interception CA lives, resolved against the policy file's folder.
     pub ca_dir: PathBuf,
@@ -41,20 +43,30 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     /// When non-empty, every client must authenticate with one of these.
     pub users: Vec<Credentials>,
+    /// The proxy every dial goes through (`upstream`), direct when absent.
     pub upstream: Option<Upstream>,
+    /// `hosts:` name overrides, consulted before DNS.
     pub hosts: HostsOverrides,
+    /// Every bounded wait (`timeouts`).
     pub timeouts: Timeouts,
+    /// How long a drain waits for open connections (`shutdown_grace`).
     pub shutdown_grace: Duration,
+    /// Open client connections at most (`max_connections`); more get 503.
     pub max_connections: usize,
+    /// Whether a non-loopback listener without `users` is allowed (`open_proxy`).
     pub open_proxy: bool,
     /// JSON-lines log of inspected requests.
     pub flows: Option<PathBuf>,
+    /// Tunnel sites whose clients keep rejecting the forged certificate, when set.
     pub pinning_passthrough: Option<PinningPassthrough>,
+    /// The rules and checks, judged by [`Policy`].
     pub policy: Policy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How ward talks to its upstream proxy.
 pub enum UpstreamScheme {
+    /// `http://`: HTTP CONNECT.
     Http,
     /// `socks5://` and `socks5h://` alike: ward sends the name and lets the proxy resolve.
     Socks5,
@@ -63,8 +75,11 @@ pub enum UpstreamScheme {
 /// The proxy ward chains through, when `upstream` is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
+    /// Its protocol.
     pub scheme: UpstreamScheme,
+    /// Its host and port.
     pub target: Target,
+    /// The user and password from the URL, sent to it (never logged).
     pub credentials: Option<Credentials>,
 }
 
@@ -96,22 +111,29 @@ impl HostsOverrides {
         None
     }
 
+    /// How many overrides there are.
     pub fn len(&self) -> usize {
         self.names.len() + self.suffixes.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Every bounded wait (`timeouts:`).
 pub struct Timeouts {
+    /// Connecting to an origin or the upstream proxy.
     pub connect: Duration,
+    /// Waiting for the client's first TLS bytes after the tunnel is up.
     pub client_hello: Duration,
+    /// A tunnel or kept-alive connection with no bytes either way.
     pub idle: Duration,
     /// The front-end request head / SOCKS5 handshake.
     pub handshake: Duration,
+    /// One name lookup.
     pub dns: Duration,
 }
 
@@ -132,6 +154,7 @@ impl Default for Timeouts {
 pub struct PinningPassthrough {
     /// Handshake failures within `window` that switch a site to passthrough.
     pub failures: u32,
+    /// The time within which `failures` must happen.
     pub window: Duration,
     /// How long a site stays in passthrough.
     pub ttl: Duration,
@@ -150,12 +173,15 @@ impl Default for PinningPassthrough {
 /// One problem in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
+    /// The file the problem is in.
     pub file: PathBuf,
     /// 1-based; 0 when the problem has no place (the file could not be read).
     pub line: u32,
+    /// 1-based; 0 when unknown.
     pub column: u32,
     /// Where in the document, e.g. `rules[2].ports`; empty when unknown.
     pub key: String,
+    /// What is wrong, in words.
     pub message: String,
 }
 
@@ -175,6 +201,7 @@ impl fmt::Display for ConfigIssue {
 /// Every problem found in a policy file, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// Never empty.
     pub errors: Vec<ConfigIssue>,
 }
 

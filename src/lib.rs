@@ -18,6 +18,8 @@
 //! - stages: `front`, `route`, `hello`, `forward`, `mitm`, sharing a `context::Context`;
 //! - the pipeline: `conn`;
 //! - the process: `server`, `admin`, `explain`, `main`.
+
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -53,5 +55,10 @@ pub enum Parsed<T> {
     /// Not enough bytes yet: read more and call again with the whole buffer.
     Incomplete,
     /// A complete value, parsed from the first `consumed` bytes.
-    Done { value: T, consumed: usize },
+    Done {
+        /// What the bytes said.
+        value: T,
+        /// How many bytes of the buffer it took.
+        consumed: usize,
+    },
 }

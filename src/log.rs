@@ -18,16 +18,24 @@ use crate::target::{Host, Target};
 /// The stage a connection reached; an error record names the stage it died in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// The front-end: reading the request head or the SOCKS5 handshake.
     Handshake,
+    /// Judging the target, an address or the SNI.
     Policy,
+    /// Resolving and connecting, directly or through the upstream proxy.
     Dial,
+    /// Reading the client's TLS ClientHello.
     ClientHello,
+    /// Relaying opaque bytes.
     Tunnel,
+    /// Terminating TLS and relaying HTTP inside it.
     Intercept,
+    /// Plain-HTTP forwarding of one request.
     Forward,
 }
 
 impl Stage {
+    /// The name in the record's `stage` field.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Handshake => "handshake",
@@ -45,30 +53,46 @@ impl Stage {
 #[derive(Debug)]
 pub struct AccessRecord {
     started: Instant,
+    /// The client's address as ward saw it.
     pub client: SocketAddr,
+    /// The authenticated user, when `users` is set.
     pub user: Option<String>,
+    /// How the client asked: HTTP CONNECT, plain HTTP or SOCKS5.
     pub via: Option<Via>,
+    /// The host and port the client asked for.
     pub target: Option<Target>,
+    /// The ClientHello's server name.
     pub sni: Option<Host>,
+    /// The first ALPN protocol the client offered.
     pub alpn: Option<String>,
+    /// Whether the ClientHello carried an ECH extension (real or GREASE).
     pub ech: bool,
+    /// What the policy decided.
     pub action: Option<Action>,
+    /// The rule that decided, by name (or `rules[i]`).
     pub rule: Option<String>,
+    /// The address ward connected to (the origin, or the upstream proxy).
     pub upstream: Option<SocketAddr>,
+    /// Bytes relayed from the client to the upstream side.
     pub bytes_up: u64,
+    /// Bytes relayed from the upstream side to the client.
     pub bytes_down: u64,
+    /// How far the connection got.
     pub stage: Stage,
     /// How it ended, when known: written by its log name ("client_closed", "idle_timeout", ...).
     pub outcome: Option<Outcome>,
+    /// The error that ended the connection, with its detail.
     pub error: Option<(ErrorKind, String)>,
-    /// Plain HTTP forwarding: method and status of the request.
+    /// Plain HTTP forwarding: the request's method.
     pub method: Option<String>,
+    /// Plain HTTP forwarding: the response's status (ward's own, for a refusal).
     pub status: Option<u16>,
     metrics: Arc<Metrics>,
     emitted: bool,
 }
 
 impl AccessRecord {
+    /// An empty record for a connection from `client`, started now.
     pub fn new(client: SocketAddr, metrics: Arc<Metrics>) -> Self {
         AccessRecord {
             started: Instant::now(),
@@ -94,6 +118,7 @@ impl AccessRecord {
         }
     }
 
+    /// Copies what the front-end learnt: user, protocol and target.
     pub fn set_request(&mut self, req: &Request) {
         self.user.clone_from(&req.user);
         self.via = Some(req.via);
@@ -106,6 +131,7 @@ impl AccessRecord {
         self.rule = policy.rule_name(&judgement.decision).map(str::to_owned);
     }
 
+    /// Records the error that ends the connection (the last one set wins).
     pub fn set_error(&mut self, err: &ProxyError) {
         self.error = Some((err.kind, err.detail.clone()));
     }

@@ -10,21 +10,33 @@ use crate::error::{ALL_KINDS, ErrorKind};
 use crate::policy::Action;
 
 #[derive(Debug, Default)]
+/// Every counter `/metrics` shows (`ward_*`).
 pub struct Metrics {
+    /// Client connections accepted and served.
     pub connections: AtomicU64,
+    /// Client connections open now (a gauge).
     pub open: AtomicU64,
+    /// Connections refused because `max_connections` were open.
     pub over_limit: AtomicU64,
+    /// Decisions `allow`.
     pub allowed: AtomicU64,
+    /// Decisions `deny`.
     pub denied: AtomicU64,
+    /// Decisions `inspect`.
     pub inspected: AtomicU64,
+    /// Bytes relayed client to upstream.
     pub bytes_up: AtomicU64,
+    /// Bytes relayed upstream to client.
     pub bytes_down: AtomicU64,
+    /// Policy reloads that took effect.
     pub reloads: AtomicU64,
+    /// Policy reloads refused (the old policy stayed).
     pub reload_failures: AtomicU64,
     errors: [AtomicU64; ALL_KINDS.len()],
 }
 
 impl Metrics {
+    /// Counts one decision.
     pub fn record_action(&self, action: Action) {
         let counter = match action {
             Action::Allow => &self.allowed,
@@ -34,12 +46,14 @@ impl Metrics {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// Counts one error by kind.
     pub fn record_error(&self, kind: ErrorKind) {
         if let Some(i) = ALL_KINDS.iter().position(|k| *k == kind) {
             self.errors[i].fetch_add(1, Relaxed);
         }
     }
 
+    /// Adds one connection's relayed bytes.
     pub fn record_bytes(&self, up: u64, down: u64) {
         self.bytes_up.fetch_add(up, Relaxed);
         self.bytes_down.fetch_add(down, Relaxed);

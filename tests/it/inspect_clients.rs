@@ -2,7 +2,7 @@
 //! requests, a WebSocket through the decrypted relay, a 1 GiB download in bounded memory,
 //! and headless Chromium loading an inspected and a tunnelled page from one ward.
 
-use std::io::Write as _;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -110,12 +110,9 @@ fn inspect_python_requests_trusting_wards_ca() {
     });
 }
 
-#[test]
-fn inspect_websocket_echo_passes_through_the_decrypted_relay() {
-    let o = origins();
-    let ward = inspecting_ward();
-    let host = format!("site.lab.test:{}", o.tls.port());
-    let mut tls = inspected_tls(&ward, &host, "site.lab.test", &[b"http/1.1"]);
+/// Upgrades an inspected connection to a WebSocket with the origin's `/ws` echo; returns the
+/// bytes read past the 101 head.
+fn upgrade_to_websocket(tls: &mut (impl Read + Write), host: &str) -> Vec<u8> {
     // 16 bytes (0..=15), base64: any nonce will do for the origin.
     let key = "AAECAwQFBgcICQoLDA0ODw==";
     let upgrade = format!(
@@ -123,14 +120,23 @@ fn inspect_websocket_echo_passes_through_the_decrypted_relay() {
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     tls.write_all(upgrade.as_bytes()).expect("write upgrade");
-    let head = net::read_head(&mut tls).expect("a reply to the upgrade");
+    let head = net::read_head(tls).expect("a reply to the upgrade");
     assert_eq!(head.status, 101, "{head:#?}");
     assert_eq!(
         head.header("sec-websocket-accept"),
         Some(ws::accept_key(key).as_str()),
         "the origin's accept key arrives untouched: {head:#?}"
     );
-    let mut buf = head.rest.clone();
+    head.rest
+}
+
+#[test]
+fn inspect_websocket_echo_passes_through_the_decrypted_relay() {
+    let o = origins();
+    let ward = inspecting_ward();
+    let host = format!("site.lab.test:{}", o.tls.port());
+    let mut tls = inspected_tls(&ward, &host, "site.lab.test", &[b"http/1.1"]);
+    let mut buf = upgrade_to_websocket(&mut tls, &host);
     let mask = [0x1f, 0x2e, 0x3d, 0x4c];
     for msg in [b"hello through ward".to_vec(), vec![b'w'; 1000]] {
         tls.write_all(&ws::encode(ws::OP_TEXT, &msg, Some(mask)))
@@ -150,6 +156,45 @@ fn inspect_websocket_echo_passes_through_the_decrypted_relay() {
     expect_flow(&ward, "for the upgrade", |v| {
         field(v, "path").as_deref() == Some("/ws") && field(v, "status").as_deref() == Some("101")
     });
+}
+
+/// An upgraded connection is bytes like a tunnel, and the idle timeout ends it like one: a
+/// forgotten WebSocket must not hold a slot, two sockets and a TLS session for ever.
+#[test]
+fn inspect_websocket_idle_past_the_timeout_is_closed() {
+    let o = origins();
+    let ward = Ward::start(&inspecting_policy().set(
+        "timeouts",
+        "{connect: 3s, client_hello: 3s, idle: 1s, handshake: 3s, dns: 3s}",
+    ));
+    let host = format!("site.lab.test:{}", o.tls.port());
+    let mut tls = inspected_tls(&ward, &host, "site.lab.test", &[b"http/1.1"]);
+    let mut buf = upgrade_to_websocket(&mut tls, &host);
+    let mask = [0x1f, 0x2e, 0x3d, 0x4c];
+    tls.write_all(&ws::encode(ws::OP_TEXT, b"still here", Some(mask)))
+        .expect("write frame");
+    assert_eq!(ws::read_frame(&mut tls, &mut buf).payload, b"still here");
+
+    let quiet = Instant::now();
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(6)))
+        .expect("read timeout");
+    let mut b = [0u8; 64];
+    let ended = loop {
+        match tls.read(&mut b) {
+            Ok(0) => break Ok(()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Err(e),
+            // A reset or a missing close_notify: closed all the same.
+            Err(_) => break Ok(()),
+        }
+    };
+    let took = quiet.elapsed();
+    assert!(ended.is_ok(), "still open after {took:?} with idle: 1s");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?} of silence, idle: 1s"
+    );
 }
 
 /// VmRSS of a process, in KiB.
