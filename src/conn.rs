@@ -98,7 +98,7 @@ async fn tunnel_path(
     rec.ech = hello.ech_offered;
 
     rec.stage = Stage::Policy;
-    let action = match judge_hello(&t, &hello, &routed, cfg, rec) {
+    let action = match judge_hello(&t, &hello, &routed, cfg, rec).await {
         Ok(action) => action,
         Err(err) => {
             refuse_tls(&mut t.stream, AlertDescription::AccessDenied).await;
@@ -114,7 +114,9 @@ async fn tunnel_path(
 }
 
 /// The SNI, judged after the target passed; without one, the target's judgement stands.
-fn judge_hello(
+/// Through an upstream proxy, a rule for this SNI may be the first to need the address: ward
+/// resolves it then, for the decision only.
+async fn judge_hello(
     t: &TunnelRequest,
     hello: &ClientHelloFacts,
     routed: &Routed,
@@ -130,9 +132,25 @@ fn judge_hello(
         sni: Some(sni),
         ..route::facts(&t.request)
     };
-    let judgement = policy
-        .judge_hello(&facts, sni)
-        .map_err(|needs| policy.needs_dst_error(needs, &format!("SNI {sni}")))?;
+    let (judgement, facts) = match policy.judge_hello(&facts, sni) {
+        Ok(judgement) => (judgement, facts),
+        Err(needs) => {
+            let addrs = route::resolve_for_decision(&t.request, cfg, Some(needs)).await?;
+            let judge = |ip| {
+                let f = Facts {
+                    dst: Some(ip),
+                    ..facts
+                };
+                policy.judge_hello(&f, sni)
+            };
+            let (judgement, ip) = route::judge_each(&addrs, judge, policy, &facts)?;
+            let facts = Facts {
+                dst: Some(ip),
+                ..facts
+            };
+            (judgement, facts)
+        }
+    };
     rec.note_judgement(policy, &judgement);
     match policy.refusal_error(&judgement, &facts) {
         Some(err) => Err(err),

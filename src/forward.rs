@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HOST, HeaderValue, PROXY_AUTHORIZATION};
-use http::{Request, Response, Uri};
+use http::header::{HOST, HeaderValue, PROXY_AUTHORIZATION, UPGRADE};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -18,6 +18,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
+use tokio_util::task::TaskTracker;
 
 use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError};
@@ -28,6 +29,8 @@ use crate::reply;
 use crate::request::{self, Via};
 use crate::route;
 use crate::target::Target;
+
+mod upgrade;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -51,10 +54,13 @@ pub async fn serve(
         ctx.config.timeouts.idle,
     );
     let ctx = Arc::new(ctx);
+    let upgrades = TaskTracker::new();
+    let tasks = upgrades.clone();
     let service = hyper::service::service_fn(move |req| {
-        let (ctx, reuse, user) = (ctx.clone(), reuse.clone(), user.clone());
+        let (ctx, reuse, user, tasks) = (ctx.clone(), reuse.clone(), user.clone(), tasks.clone());
         async move {
-            Ok::<_, std::convert::Infallible>(forward_one(req, client, user, &ctx, &reuse).await)
+            let resp = forward_one(req, client, user, &ctx, &reuse, &tasks).await;
+            Ok::<_, std::convert::Infallible>(resp)
         }
     });
     // hyper's head timeout also bounds the wait for the next request of a kept-alive
@@ -63,6 +69,7 @@ pub async fn serve(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Some(idle))
         .max_buf_size(codec::MAX_HEAD)
+        .preserve_header_case(true)
         .serve_connection(io, service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
@@ -79,6 +86,10 @@ pub async fn serve(
     if let Err(e) = ended {
         tracing::debug!(%client, error = %e, "forwarding connection ended");
     }
+    // An upgraded exchange outlives the HTTP connection it came from; the connection is not
+    // over, for the drain, until it ends.
+    upgrades.close();
+    upgrades.wait().await;
 }
 
 async fn forward_one(
@@ -87,6 +98,7 @@ async fn forward_one(
     first_user: Option<String>,
     ctx: &Context,
     reuse: &Reusable,
+    upgrades: &TaskTracker,
 ) -> Response<Body> {
     let mut rec = AccessRecord::new(client, ctx.metrics.clone());
     rec.via = Some(Via::HttpForward);
@@ -94,14 +106,18 @@ async fn forward_one(
     rec.user = first_user;
     rec.stage = Stage::Forward;
     let result = forward_inner(req, client, ctx, reuse, &mut rec).await;
-    let response = match result {
-        Ok(resp) => resp,
+    let (response, switch) = match result {
+        Ok(answer) => answer,
         Err(err) => {
             rec.set_error(&err);
-            error_response(&err)
+            (error_response(&err), None)
         }
     };
     rec.status = Some(response.status().as_u16());
+    if let Some(switch) = switch {
+        let force_close = ctx.force_close.clone();
+        switch.spawn(upgrades, rec, ctx.config.timeouts.idle, force_close);
+    }
     response
 }
 
@@ -111,7 +127,7 @@ async fn forward_inner(
     ctx: &Context,
     reuse: &Reusable,
     rec: &mut AccessRecord,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<(Response<Body>, Option<upgrade::Switch>), ProxyError> {
     let cfg = &*ctx.config;
     // Every request on the connection carries its own credentials (browsers resend them).
     let creds = req
@@ -155,15 +171,33 @@ async fn forward_inner(
     };
 
     rec.stage = Stage::Forward;
+    let protocols = upgrade::requested(req.headers());
+    let client_upgrade = protocols.is_some().then(|| hyper::upgrade::on(&mut req));
     prepare_request(&mut req, &target)?;
+    if let Some(protocols) = &protocols {
+        upgrade::restore(req.headers_mut(), protocols.clone());
+    }
     let mut resp = sender.send_request(req).await.map_err(|e| {
         ProxyError::upstream(ErrorKind::Io, format!("{target}: {e}")).with_source(e)
     })?;
-    *reuse.lock().await = Some((target, sender));
-    codec::strip_hop_by_hop(resp.headers_mut());
+    let accepted = resp.headers().get(UPGRADE).cloned();
+    let switch = match (client_upgrade, accepted) {
+        (Some(client), Some(accepted)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            codec::strip_hop_by_hop(resp.headers_mut());
+            upgrade::restore(resp.headers_mut(), accepted);
+            // The origin connection now belongs to the upgrade: it is not put back for reuse.
+            let origin = hyper::upgrade::on(&mut resp);
+            Some(upgrade::Switch { client, origin })
+        }
+        _ => {
+            *reuse.lock().await = Some((target, sender));
+            codec::strip_hop_by_hop(resp.headers_mut());
+            None
+        }
+    };
     let version = resp.version();
     codec::append_via(resp.headers_mut(), version);
-    Ok(resp.map(|b| b.boxed()))
+    Ok((resp.map(|b| b.boxed()), switch))
 }
 
 async fn take_reusable(reuse: &Reusable, target: &Target) -> Option<SendRequest<Incoming>> {
@@ -178,7 +212,10 @@ async fn handshake(
     stream: TcpStream,
     target: &Target,
 ) -> Result<SendRequest<Incoming>, ProxyError> {
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    // The client's header-name case goes on as it came (hyper keeps it with the request).
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ProxyError::upstream(ErrorKind::Io, format!("{target}: {e}")))?;
     tokio::spawn(async move {

@@ -22,8 +22,9 @@ pub struct Routed {
     pub stream: TcpStream,
     /// How the target (and its address) was judged.
     pub judgement: Judgement,
-    /// The address ward dialled, when it dialled the destination itself: the later judging of
-    /// the SNI matches rules' `dst` against it. `None` through an upstream proxy.
+    /// The destination address the judgement used: the one ward dialled, or, through an
+    /// upstream proxy, the one ward resolved for the decision only (when a rule needed it). The
+    /// later judging of the SNI matches rules' `dst` against it.
     pub dst: Option<IpAddr>,
     /// Bytes the destination sent before being asked (only through an upstream proxy).
     pub early: Bytes,
@@ -74,8 +75,9 @@ fn admit(
     }
 }
 
-/// The upstream proxy resolves the name: ward never learns the address it reaches, so a rule
-/// that needs it cannot be judged.
+/// The upstream proxy resolves the name and is handed the name. When a rule needs the address
+/// (or the target is an IP literal), ward resolves it too, for the decision only, and judges
+/// it as a direct dial would be judged: the prohibited ranges included.
 async fn through_upstream(
     up: &Upstream,
     req: &Request,
@@ -84,21 +86,78 @@ async fn through_upstream(
     rec: &mut AccessRecord,
 ) -> Result<Routed, ProxyError> {
     let policy = &cfg.policy;
-    let mut judgement =
-        early.map_err(|needs| policy.needs_dst_error(needs, &req.target.to_string()))?;
-    if let Host::Ip(ip) = req.target.host {
-        let facts = facts(req);
-        judgement = policy.judge_address(&facts, ip);
-        admit(policy, &judgement, &facts, rec)?;
-    }
+    let facts = facts(req);
+    let (judgement, dst) = match (early, &req.target.host) {
+        (Ok(judgement), Host::Name(_)) => (judgement, None),
+        (early, _) => {
+            let needs = early.err();
+            let addrs = resolve_for_decision(req, cfg, needs).await?;
+            let (judgement, ip) = judge_each(
+                &addrs,
+                |ip| Ok(policy.judge_address(&facts, ip)),
+                policy,
+                &facts,
+            )?;
+            let facts = Facts {
+                dst: Some(ip),
+                ..facts
+            };
+            admit(policy, &judgement, &facts, rec)?;
+            (judgement, Some(ip))
+        }
+    };
     let (stream, early) = chain::connect(up, &req.target, cfg).await?;
     rec.upstream = stream.peer_addr().ok();
     Ok(Routed {
         stream,
         judgement,
-        dst: None,
+        dst,
         early,
     })
+}
+
+/// The target's addresses, looked up by ward for a decision only (hosts overrides first, then
+/// DNS): through an upstream proxy the dial itself goes by name. A failed lookup names the rule
+/// that needed it, so the admin sees why ward resolved at all.
+pub async fn resolve_for_decision(
+    req: &Request,
+    cfg: &Config,
+    needs: Option<NeedsDst>,
+) -> Result<Vec<IpAddr>, ProxyError> {
+    let override_ip = req.target.host.name().and_then(|n| cfg.hosts.lookup(n));
+    match dial::resolve(&req.target, override_ip, cfg.timeouts.dns).await {
+        Ok(addrs) => Ok(addrs.into_iter().map(|a| a.ip()).collect()),
+        Err(mut err) => {
+            if let Some(needs) = needs {
+                let rule = &cfg.policy.rule(needs.rule).name;
+                err.detail = format!(
+                    "{} (resolved for the decision only: rule \"{rule}\" matches on dst)",
+                    err.detail
+                );
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Judges the target with each address it may reach. The upstream chooses among them, so the
+/// first refusal stands for all; otherwise the first address's judgement does.
+pub fn judge_each(
+    addrs: &[IpAddr],
+    judge: impl Fn(IpAddr) -> Result<Judgement, NeedsDst>,
+    policy: &Policy,
+    facts: &Facts,
+) -> Result<(Judgement, IpAddr), ProxyError> {
+    let what = facts.host.map_or_else(String::new, Host::to_string);
+    let mut first = None;
+    for &ip in addrs {
+        let judgement = judge(ip).map_err(|needs| policy.needs_dst_error(needs, &what))?;
+        if judgement.refusal.is_some() {
+            return Ok((judgement, ip));
+        }
+        first.get_or_insert((judgement, ip));
+    }
+    first.ok_or_else(|| ProxyError::upstream(ErrorKind::DnsError, format!("{what}: no addresses")))
 }
 
 /// Resolves (hosts overrides first), judges every address, connects to the first permitted.

@@ -7,7 +7,7 @@ use crate::support::tinyproxy::Tinyproxy;
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, curl, curl_index_via, have, origins, refused_port};
 
-/// The proxy in front: no rules of its own that need `dst` (an upstream hides the address),
+/// The proxy in front: no rules of its own that need `dst` (so ward never resolves),
 /// everything allowed, no hosts overrides (the upstream resolves).
 fn front(upstream: &str) -> Ward {
     Ward::start(
@@ -117,5 +117,61 @@ fn chain_through_tinyproxy() {
     assert_eq!(
         head.status, 502,
         "tinyproxy's failure becomes a 502: {head:#?}"
+    );
+}
+
+/// A normal policy (its last rule allows loopback by `dst`) works through an upstream: ward
+/// resolves the name for the decision only, hands the *name* on, and still refuses what the
+/// rules and the prohibited ranges refuse.
+#[test]
+fn dst_rules_are_judged_through_an_upstream() {
+    let o = origins();
+    let back = back_with_users();
+    let upstream = format!("\"http://bob:up@{}\"", back.addr);
+    let a =
+        Ward::start(&Policy::new().set("upstream", &upstream).rule(
+            r#"{name: no-echo, action: deny, hosts: ["echo.lab.test"], dst: ["127.0.0.0/8"]}"#,
+        ));
+    assert_tunnel_works(&a);
+    let rec = a.expect_access("allowed by the lab rule's dst", |v| {
+        field(v, "rule").as_deref() == Some("lab")
+    });
+    assert_eq!(field(&rec, "upstream"), Some(back.addr.to_string()));
+    let by_name = format!("origin.test:{}", o.tls.port());
+    back.expect_access("handed the name, not the address", |v| {
+        field(v, "target").as_deref() == Some(by_name.as_str())
+    });
+
+    let (_, head) = http_connect(a.addr, &format!("echo.lab.test:{}", o.echo.port()), &[]);
+    assert_eq!(
+        head.status, 403,
+        "denied by dst through the upstream: {head:#?}"
+    );
+    let details = head.proxy_details().unwrap_or_default();
+    assert!(details.contains("no-echo"), "names the rule: {details}");
+
+    let (_, head) = http_connect(a.addr, "nowhere.invalid:443", &[]);
+    assert_eq!(head.status, 502, "{head:#?}");
+    assert_eq!(head.proxy_error().as_deref(), Some("dns_error"));
+    let details = head.proxy_details().unwrap_or_default();
+    assert!(
+        details.contains("resolved for the decision only") && details.contains("lab"),
+        "says which rule needed the lookup: {details}"
+    );
+
+    // The deciding rule has no dst, but an earlier one made ward resolve: the loopback address
+    // it found is prohibited, as on a direct dial.
+    let b = Ward::start(
+        &Policy::new()
+            .set("upstream", &upstream)
+            .without_lab_rule()
+            .rule(r#"{name: not-ten, action: deny, dst: ["10.0.0.0/8"]}"#)
+            .rule(r#"{name: anything, action: allow}"#),
+    );
+    let (_, head) = http_connect(b.addr, &by_name, &[]);
+    assert_eq!(head.status, 403, "{head:#?}");
+    assert_eq!(
+        head.proxy_error().as_deref(),
+        Some("destination_ip_prohibited")
     );
 }

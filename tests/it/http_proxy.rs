@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::support::net::{self, basic_auth, http_connect};
 use crate::support::origin::INDEX_BODY;
 use crate::support::ward::field;
-use crate::support::{Policy, Ward, curl, curl_index_via, have, origins};
+use crate::support::{Policy, Ward, curl, curl_index_via, have, origins, ws};
 
 const USERS: &str = r#"[{name: alice, password: "pw"}]"#;
 
@@ -276,4 +276,111 @@ fn proxy_authentication_407_then_success() {
         !ward.stderr_text().contains("N0pe-S3cret"),
         "passwords never logged"
     );
+}
+
+/// One-shot origin without hyper, which would lower-case every name before a test could look:
+/// it keeps the request head byte for byte and answers `ok`.
+fn head_recording_origin() -> (std::net::SocketAddr, std::thread::JoinHandle<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        let mut head = Vec::new();
+        let mut b = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+            let n = std::io::Read::read(&mut s, &mut b).expect("read the forwarded head");
+            assert!(n > 0, "ward closed before a whole head");
+            head.extend_from_slice(&b[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .expect("answer");
+        net::lossy(&head)
+    });
+    (addr, seen)
+}
+
+/// Field names reach the origin as the client spelled them and in the client's order (bot
+/// filters fingerprint both); only the hop-by-hop fields go and `Via` is added.
+#[test]
+fn plain_forwarding_keeps_header_case_and_order() {
+    let ward = Ward::start(&Policy::new());
+    let (origin, seen) = head_recording_origin();
+    let host = format!("origin.test:{}", origin.port());
+    let mut s = net::connect(ward.addr);
+    let request = format!(
+        "GET http://{host}/case HTTP/1.1\r\nHost: {host}\r\nUser-Agent: case-test\r\n\
+         X-Mixed-CASE: 1\r\nProxy-Connection: keep-alive\r\naccept: */*\r\nX-Trace-ID: 7\r\n\r\n"
+    );
+    let (head, body) = exchange(&mut s, &request);
+    assert_eq!((head.status, net::lossy(&body).as_str()), (200, "ok"));
+    let seen = seen.join().expect("the origin saw a request");
+    let names: Vec<&str> = seen
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Host",
+            "User-Agent",
+            "X-Mixed-CASE",
+            "accept",
+            "X-Trace-ID",
+            "via"
+        ],
+        "as the origin saw it:\n{seen}"
+    );
+    assert!(seen.starts_with("GET /case HTTP/1.1\r\n"), "{seen}");
+}
+
+/// A WebSocket through plain-HTTP forwarding: the `Upgrade` survives the hop, the 101 comes
+/// back, and both sides are spliced until the close.
+#[test]
+fn plain_forwarding_carries_a_websocket() {
+    let o = origins();
+    let ward = Ward::start(&Policy::new());
+    let host = format!("origin.test:{}", o.plain.port());
+    let key = "AAECAwQFBgcICQoLDA0ODw==";
+    let mut s = net::connect(ward.addr);
+    let upgrade = format!(
+        "GET http://{host}/ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(upgrade.as_bytes()).expect("write upgrade");
+    let head = net::read_head(&mut s).expect("a reply to the upgrade");
+    assert_eq!(head.status, 101, "{head:#?}");
+    assert_eq!(
+        head.header("sec-websocket-accept"),
+        Some(ws::accept_key(key).as_str())
+    );
+    assert!(
+        head.header("upgrade")
+            .is_some_and(|u| u.eq_ignore_ascii_case("websocket")),
+        "{head:#?}"
+    );
+    let mut buf = head.rest.clone();
+    let mask = [9, 8, 7, 6];
+    s.write_all(&ws::encode(
+        ws::OP_TEXT,
+        b"over plain forwarding",
+        Some(mask),
+    ))
+    .expect("write frame");
+    let echo = ws::read_frame(&mut s, &mut buf);
+    assert_eq!(echo.payload, b"over plain forwarding");
+    let normal_closure = 1000u16.to_be_bytes();
+    s.write_all(&ws::encode(ws::OP_CLOSE, &normal_closure, Some(mask)))
+        .expect("write close");
+    assert_eq!(ws::read_frame(&mut s, &mut buf).opcode, ws::OP_CLOSE);
+    drop(s);
+    let rec = ward.expect_access("for the upgraded request", |v| {
+        field(v, "status").as_deref() == Some("101")
+    });
+    let up: u64 = field(&rec, "bytes_up")
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0);
+    assert!(up > 0, "the upgraded bytes are counted: {rec}");
 }

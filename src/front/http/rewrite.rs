@@ -21,7 +21,9 @@ const HOP_BY_HOP: [&str; 9] = [
 const NOT_REMOVABLE_BY_CONNECTION: [&str; 2] = ["host", "content-length"];
 
 /// Removes the fields that belong to one hop: `Connection` and every field it names, and the
-/// fixed list in RFC 9110 section 7.6.1 plus the proxy credentials.
+/// fixed list in RFC 9110 section 7.6.1 plus the proxy credentials. The fields that stay keep
+/// their order (`HeaderMap::remove` would move the last field into the gap): an origin or a
+/// bot filter may read the order as a fingerprint of the client.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -30,11 +32,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
         .filter(|n| !NOT_REMOVABLE_BY_CONNECTION.contains(&n.as_str()))
         .collect();
-    for name in named {
-        headers.remove(name);
+    let dropped = |n: &HeaderName| HOP_BY_HOP.contains(&n.as_str()) || named.contains(n);
+    if !headers.keys().any(dropped) {
+        return;
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    let old = std::mem::take(headers);
+    headers.reserve(old.len());
+    // `into_iter` names a field once, before its first value; the rest follow unnamed.
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in old {
+        if let Some(name) = name {
+            current = Some(name);
+        }
+        if let Some(name) = current.as_ref().filter(|n| !dropped(n)) {
+            headers.append(name.clone(), value);
+        }
     }
 }
 

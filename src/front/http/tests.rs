@@ -266,6 +266,38 @@ fn hop_by_hop_headers_are_stripped() {
 }
 
 #[test]
+fn stripping_keeps_the_order_of_the_fields_that_stay() {
+    let mut h = HeaderMap::new();
+    for (n, v) in [
+        ("user-agent", "x"),
+        ("connection", "keep-alive, x-hop"),
+        ("accept", "*/*"),
+        ("x-hop", "1"),
+        ("cookie", "a=1"),
+        ("proxy-authorization", "Basic eDp5"),
+        ("cookie", "b=2"),
+        ("host", "origin.test"),
+    ] {
+        h.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+    }
+    strip_hop_by_hop(&mut h);
+    let left: Vec<_> = h
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("user-agent", "x"),
+            ("accept", "*/*"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("host", "origin.test"),
+        ]
+    );
+}
+
+#[test]
 fn via_is_appended_after_earlier_proxies() {
     let mut h = HeaderMap::new();
     append_via(&mut h, http::Version::HTTP_11);
