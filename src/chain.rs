@@ -18,13 +18,9 @@ use crate::{Parsed, dial};
 /// SOCKS5 replies are at most 262 bytes; anything longer is not a SOCKS5 proxy.
 const SOCKS5_REPLY_CAP: usize = 512;
 
-/// Opens a tunnel to `target` through the upstream proxy. Returns the stream and any bytes the
-/// destination already sent after the proxy's reply (a server that speaks first).
-pub async fn connect(
-    up: &Upstream,
-    target: &Target,
-    cfg: &Config,
-) -> Result<(TcpStream, Bytes), ProxyError> {
+/// Connects to the upstream proxy itself. A failure here means the proxy is unreachable (the
+/// next one of a rule's list may be tried), unlike a refusal it answers with.
+pub async fn reach(up: &Upstream, cfg: &Config) -> Result<TcpStream, ProxyError> {
     let proxy = up.target.to_string();
     let wrap = |e: ProxyError| {
         ProxyError::upstream(
@@ -36,9 +32,21 @@ pub async fn connect(
     let addrs = dial::resolve(&up.target, override_ip, cfg.timeouts.dns)
         .await
         .map_err(wrap)?;
-    let (mut stream, _) = dial::connect(&addrs, cfg.timeouts.connect)
+    let (stream, _) = dial::connect(&addrs, cfg.timeouts.connect)
         .await
         .map_err(wrap)?;
+    Ok(stream)
+}
+
+/// Asks the upstream proxy on `stream` (see [`reach`]) for a tunnel to `target`. Returns the
+/// stream and any bytes the destination already sent after the proxy's reply (a server that
+/// speaks first).
+pub async fn open(
+    mut stream: TcpStream,
+    up: &Upstream,
+    target: &Target,
+    cfg: &Config,
+) -> Result<(TcpStream, Bytes), ProxyError> {
     let deadline = Instant::now() + cfg.timeouts.connect;
     let early = match up.scheme {
         UpstreamScheme::Http => http_connect(&mut stream, up, target, deadline).await,
@@ -47,7 +55,7 @@ pub async fn connect(
     .map_err(|detail| {
         ProxyError::upstream(
             ErrorKind::UpstreamProxy,
-            format!("upstream proxy {proxy} for {target}: {detail}"),
+            format!("upstream proxy {} for {target}: {detail}", up.target),
         )
     })?;
     Ok((stream, early))

@@ -19,7 +19,7 @@ pub use crate::policy::Toggle;
 use crate::request::Credentials;
 use crate::target::{Host, Target};
 
-pub use upstream::parse_upstream;
+pub use upstream::{DEFAULT_UPSTREAM, RESERVED_UPSTREAM_NAMES, Upstreams, parse_upstream};
 
 /// The policy `ward run` uses when there is no ./policy.yaml.
 pub const EMBEDDED_POLICY: &str = include_str!("../policy.yaml");
@@ -43,8 +43,8 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     /// When non-empty, every client must authenticate with one of these.
     pub users: Vec<Credentials>,
-    /// The proxy every dial goes through (`upstream`), direct when absent.
-    pub upstream: Option<Upstream>,
+    /// The upstream proxies (`upstreams`, `upstream`) and which one each decision takes.
+    pub upstreams: Upstreams,
     /// `hosts:` name overrides, consulted before DNS.
     pub hosts: HostsOverrides,
     /// Every bounded wait (`timeouts`).

@@ -73,6 +73,8 @@ pub struct AccessRecord {
     pub rule: Option<String>,
     /// The address ward connected to (the origin, or the upstream proxy).
     pub upstream: Option<SocketAddr>,
+    /// The upstream proxy taken, by its name in `upstreams` (`default` for a top-level URL).
+    pub upstream_name: Option<String>,
     /// Bytes relayed from the client to the upstream side.
     pub bytes_up: u64,
     /// Bytes relayed from the upstream side to the client.
@@ -106,6 +108,7 @@ impl AccessRecord {
             action: None,
             rule: None,
             upstream: None,
+            upstream_name: None,
             bytes_up: 0,
             bytes_down: 0,
             stage: Stage::Handshake,
@@ -177,6 +180,7 @@ impl AccessRecord {
             action = %self.action.map_or("-", Action::as_str),
             rule = %opt(self.rule.clone()),
             upstream = %opt(self.upstream.map(|a| a.to_string())),
+            upstream_name = %opt(self.upstream_name.clone()),
             method = %opt(self.method.clone()),
             status = self.status.unwrap_or(0),
             bytes_up = self.bytes_up,

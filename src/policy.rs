@@ -11,4 +11,4 @@ pub(crate) mod tests;
 
 pub use forbidden::is_forbidden_dst;
 pub use judge::{Checks, Decision, Judgement, NeedsDst, Policy, Refusal, Verdict, names_differ};
-pub use rules::{Action, Facts, HostPattern, PortRange, RuleInfo, RuleMatch, Toggle};
+pub use rules::{Action, Facts, HostPattern, PortRange, RuleInfo, RuleMatch, Toggle, Way};

@@ -42,23 +42,54 @@ pub fn facts(req: &Request) -> Facts<'_> {
     }
 }
 
-/// Judges, resolves and connects `req`, noting the judgement and the dialled address in `rec`.
+/// Judges, resolves and connects `req`, noting the judgement, the dialled address and the
+/// upstream taken in `rec`.
 pub async fn route(
     req: &Request,
     cfg: &Config,
     rec: &mut AccessRecord,
 ) -> Result<Routed, ProxyError> {
+    let policy = &cfg.policy;
     let facts = facts(req);
     rec.stage = Stage::Policy;
-    let early = cfg.policy.judge_target(&facts);
+    let early = policy.judge_target(&facts);
     if let Ok(judgement) = &early {
-        admit(&cfg.policy, judgement, &facts, rec)?;
+        admit(policy, judgement, &facts, rec)?;
     }
     rec.stage = Stage::Dial;
-    match &cfg.upstream {
-        Some(up) => through_upstream(up, req, early, cfg, rec).await,
-        None => direct(req, &facts, cfg, rec).await,
+    // Decided before DNS and sent to an upstream by name: the upstream resolves, ward need not.
+    if let (Ok(judgement), Host::Name(_)) = (&early, &req.target.host) {
+        let chain = cfg.upstreams.chain(policy, &judgement.decision);
+        if !chain.is_empty() {
+            return through(&chain, req, *judgement, None, cfg, rec).await;
+        }
     }
+    let needs = early.err();
+    let addrs = resolve_for_decision(req, cfg, needs).await?;
+    let judged: Vec<(IpAddr, Judgement)> = addrs
+        .iter()
+        .map(|&ip| (ip, policy.judge_address(&facts, ip)))
+        .collect();
+    let refused = judged.iter().find(|(_, j)| j.refusal.is_some()).copied();
+    let permitted: Vec<(IpAddr, Judgement)> = judged
+        .into_iter()
+        .filter(|(_, j)| j.refusal.is_none())
+        .collect();
+    let chain = match (permitted.first(), refused) {
+        (Some((_, first)), _) => cfg.upstreams.chain(policy, &first.decision),
+        (None, Some((ip, judgement))) => return Err(refusal(policy, &judgement, &facts, ip, rec)),
+        (None, None) => return Err(ProxyError::upstream(ErrorKind::DnsError, "no addresses")),
+    };
+    if chain.is_empty() {
+        return direct(req, &permitted, cfg, rec).await;
+    }
+    // The upstream chooses among the addresses: the first refusal stands for all of them.
+    if let Some((ip, judgement)) = refused {
+        return Err(refusal(policy, &judgement, &facts, ip, rec));
+    }
+    let (ip, judgement) = permitted[0];
+    rec.note_judgement(policy, &judgement);
+    through(&chain, req, judgement, Some(ip), cfg, rec).await
 }
 
 /// Notes the judgement in the record; a refusal becomes the error the client is answered with.
@@ -75,44 +106,90 @@ fn admit(
     }
 }
 
-/// The upstream proxy resolves the name and is handed the name. When a rule needs the address
-/// (or the target is an IP literal), ward resolves it too, for the decision only, and judges
-/// it as a direct dial would be judged: the prohibited ranges included.
-async fn through_upstream(
-    up: &Upstream,
+/// The error for a refused address, noted in the record.
+fn refusal(
+    policy: &Policy,
+    judgement: &Judgement,
+    facts: &Facts,
+    ip: IpAddr,
+    rec: &mut AccessRecord,
+) -> ProxyError {
+    let facts = Facts {
+        dst: Some(ip),
+        ..*facts
+    };
+    match admit(policy, judgement, &facts, rec) {
+        Err(err) => err,
+        Ok(()) => ProxyError::local(ErrorKind::Internal, "a refusal without a reason"),
+    }
+}
+
+/// Through the first upstream proxy of `chain` that ward can reach, asked for the target by
+/// name. An unreachable proxy (refused, timed out) passes the turn to the next, logged; an
+/// answer from a reached proxy, refusal included, is final.
+async fn through(
+    chain: &[(&str, &Upstream)],
     req: &Request,
-    early: Result<Judgement, NeedsDst>,
+    judgement: Judgement,
+    dst: Option<IpAddr>,
     cfg: &Config,
     rec: &mut AccessRecord,
 ) -> Result<Routed, ProxyError> {
-    let policy = &cfg.policy;
-    let facts = facts(req);
-    let (judgement, dst) = match (early, &req.target.host) {
-        (Ok(judgement), Host::Name(_)) => (judgement, None),
-        (early, _) => {
-            let needs = early.err();
-            let addrs = resolve_for_decision(req, cfg, needs).await?;
-            let (judgement, ip) = judge_each(
-                &addrs,
-                |ip| Ok(policy.judge_address(&facts, ip)),
-                policy,
-                &facts,
-            )?;
-            let facts = Facts {
-                dst: Some(ip),
-                ..facts
-            };
-            admit(policy, &judgement, &facts, rec)?;
-            (judgement, Some(ip))
-        }
-    };
-    let (stream, early) = chain::connect(up, &req.target, cfg).await?;
-    rec.upstream = stream.peer_addr().ok();
+    let mut last = None;
+    for (i, (name, up)) in chain.iter().enumerate() {
+        let stream = match chain::reach(up, cfg).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                if let Some((next, _)) = chain.get(i + 1) {
+                    tracing::warn!(
+                        upstream = name,
+                        next = next,
+                        target = %req.target,
+                        error = %err.detail,
+                        "upstream proxy unreachable: trying the next"
+                    );
+                }
+                last = Some(err);
+                continue;
+            }
+        };
+        rec.upstream = stream.peer_addr().ok();
+        rec.upstream_name = Some((*name).to_owned());
+        let (stream, early) = chain::open(stream, up, &req.target, cfg).await?;
+        return Ok(Routed {
+            stream,
+            judgement,
+            dst,
+            early,
+        });
+    }
+    Err(last.unwrap_or_else(|| ProxyError::local(ErrorKind::Internal, "no upstream to try")))
+}
+
+/// Connects to the first of the permitted addresses that answers.
+async fn direct(
+    req: &Request,
+    permitted: &[(IpAddr, Judgement)],
+    cfg: &Config,
+    rec: &mut AccessRecord,
+) -> Result<Routed, ProxyError> {
+    let port = req.target.port;
+    let addrs: Vec<SocketAddr> = permitted
+        .iter()
+        .map(|(ip, _)| SocketAddr::new(*ip, port))
+        .collect();
+    let (stream, addr) = dial::connect(&addrs, cfg.timeouts.connect).await?;
+    rec.upstream = Some(addr);
+    let judgement = permitted
+        .iter()
+        .find_map(|(ip, j)| (*ip == addr.ip()).then_some(*j))
+        .ok_or_else(|| ProxyError::local(ErrorKind::Internal, "dialled an unjudged address"))?;
+    rec.note_judgement(&cfg.policy, &judgement);
     Ok(Routed {
         stream,
         judgement,
-        dst,
-        early,
+        dst: Some(addr.ip()),
+        early: Bytes::new(),
     })
 }
 
@@ -128,7 +205,8 @@ pub async fn resolve_for_decision(
     match dial::resolve(&req.target, override_ip, cfg.timeouts.dns).await {
         Ok(addrs) => Ok(addrs.into_iter().map(|a| a.ip()).collect()),
         Err(mut err) => {
-            if let Some(needs) = needs {
+            // Worth saying only where the dial itself goes by name, through an upstream.
+            if let Some(needs) = needs.filter(|_| !cfg.upstreams.named.is_empty()) {
                 let rule = &cfg.policy.rule(needs.rule).name;
                 err.detail = format!(
                     "{} (resolved for the decision only: rule \"{rule}\" matches on dst)",
@@ -158,54 +236,4 @@ pub fn judge_each(
         first.get_or_insert((judgement, ip));
     }
     first.ok_or_else(|| ProxyError::upstream(ErrorKind::DnsError, format!("{what}: no addresses")))
-}
-
-/// Resolves (hosts overrides first), judges every address, connects to the first permitted.
-async fn direct(
-    req: &Request,
-    facts: &Facts<'_>,
-    cfg: &Config,
-    rec: &mut AccessRecord,
-) -> Result<Routed, ProxyError> {
-    let policy = &cfg.policy;
-    let override_ip = req.target.host.name().and_then(|n| cfg.hosts.lookup(n));
-    let addrs = dial::resolve(&req.target, override_ip, cfg.timeouts.dns).await?;
-    let mut permitted: Vec<(SocketAddr, Judgement)> = Vec::with_capacity(addrs.len());
-    let mut first_refusal = None;
-    for addr in addrs {
-        let judgement = policy.judge_address(facts, addr.ip());
-        if judgement.refusal.is_none() {
-            permitted.push((addr, judgement));
-        } else {
-            first_refusal.get_or_insert((addr.ip(), judgement));
-        }
-    }
-    if permitted.is_empty() {
-        let Some((ip, judgement)) = first_refusal else {
-            return Err(ProxyError::upstream(ErrorKind::DnsError, "no addresses"));
-        };
-        let facts = Facts {
-            dst: Some(ip),
-            ..*facts
-        };
-        rec.note_judgement(policy, &judgement);
-        let refused = policy.refusal_error(&judgement, &facts);
-        return Err(
-            refused.unwrap_or_else(|| ProxyError::local(ErrorKind::Internal, "no addresses"))
-        );
-    }
-    let addrs: Vec<SocketAddr> = permitted.iter().map(|(a, _)| *a).collect();
-    let (stream, addr) = dial::connect(&addrs, cfg.timeouts.connect).await?;
-    rec.upstream = Some(addr);
-    let judgement = permitted
-        .into_iter()
-        .find_map(|(a, j)| (a == addr).then_some(j))
-        .ok_or_else(|| ProxyError::local(ErrorKind::Internal, "dialled an unjudged address"))?;
-    rec.note_judgement(policy, &judgement);
-    Ok(Routed {
-        stream,
-        judgement,
-        dst: Some(addr.ip()),
-        early: Bytes::new(),
-    })
 }

@@ -83,7 +83,8 @@ raw_struct!(
         ca_dir: String,
         upstream_ca: String,
         users: Vec<S<RawUser>>,
-        upstream: String,
+        upstreams: Entries,
+        upstream: Names,
         hosts: Entries,
         dns: RawDns,
         timeouts: RawTimeouts,
@@ -130,8 +131,44 @@ raw_struct!(
         clients: Vec<S<String>>,
         users: Vec<S<String>>,
         dst: Vec<S<String>>,
+        upstream: Names,
     }
 );
+
+/// One name (or URL), or a list of names: `upstream: corp` and `upstream: [corp, backup]`.
+#[derive(Debug)]
+pub(super) enum Names {
+    /// A single scalar; its place is the key's.
+    One(String),
+    /// A list, each item with its place.
+    Many(Vec<S<String>>),
+}
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name, a URL, or a list of names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Names, E> {
+                Ok(Names::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Names, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<S<String>>()? {
+                    out.push(item);
+                }
+                Ok(Names::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// A mapping kept in file order with every key's and value's place (`hosts` overrides).
 #[derive(Debug, Default)]

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::policy::{Action, HostPattern, PortRange};
+use crate::policy::{Action, Decision, HostPattern, PortRange};
 
 fn ok(text: &str) -> Config {
     parse(text, Path::new("/etc/ward/policy.yaml")).unwrap_or_else(|e| panic!("{e}"))
@@ -31,7 +31,7 @@ fn empty_file_takes_every_default() {
     assert_eq!(c.ca_dir, Path::new("/etc/ward/certs"));
     assert_eq!(c.upstream_ca, None);
     assert!(c.users.is_empty());
-    assert_eq!(c.upstream, None);
+    assert_eq!(c.upstreams, Upstreams::default());
     assert!(c.hosts.is_empty());
     assert_eq!(c.timeouts, Timeouts::default());
     assert_eq!(c.timeouts.connect, Duration::from_secs(10));
@@ -89,7 +89,8 @@ rules:
             password: "s3:cret".into()
         }]
     );
-    let up = c.upstream.as_ref().unwrap();
+    assert_eq!(c.upstreams.default, [DEFAULT_UPSTREAM]);
+    let up = &c.upstreams.named[DEFAULT_UPSTREAM];
     assert_eq!(up.scheme, UpstreamScheme::Socks5);
     assert_eq!(up.credentials.as_ref().unwrap().password, "p@ss");
     assert_eq!(
@@ -184,7 +185,7 @@ rules:                       # first match wins; every listed field must match
     let lines: Vec<u32> = c.policy.rules().iter().map(|r| r.line).collect();
     assert_eq!(lines, vec![18, 21, 25, 28]);
     assert_eq!(c.users.len(), 1);
-    assert_eq!(c.upstream, None);
+    assert_eq!(c.upstreams, Upstreams::default());
     assert_eq!(c.upstream_ca, None);
     assert_eq!(
         c.summary(),
@@ -309,6 +310,62 @@ fn non_loopback_listen_needs_users_or_open_proxy() {
     ok("listen: [\"[::]:8080\"]\nusers: [{ name: a, password: b }]\n");
     ok("listen: [\"[::1]:0\"]\n");
     one("listen: [\"[::]:8080\"]\n");
+}
+
+#[test]
+fn named_upstreams_and_rule_ways() {
+    let text = "upstreams: { corp: \"http://u:p@10.0.0.1:3128\", tor: \"socks5h://127.0.0.1:9050\" }\n\
+                upstream: [corp, tor]\n\
+                rules:\n\
+                \x20 - { name: a, action: allow, upstream: tor }\n\
+                \x20 - { name: b, action: allow, upstream: direct }\n\
+                \x20 - { name: c, action: allow, upstream: [tor, corp] }\n\
+                \x20 - { name: d, action: allow }\n";
+    let c = ok(text);
+    assert_eq!(c.upstreams.default, ["corp", "tor"]);
+    let names = |i: usize| -> Vec<String> {
+        let d = Decision {
+            action: Action::Allow,
+            rule: Some(i),
+        };
+        let chain = c.upstreams.chain(&c.policy, &d);
+        chain.iter().map(|(n, _)| n.to_string()).collect()
+    };
+    assert_eq!(names(0), ["tor"]);
+    assert!(names(1).is_empty(), "direct");
+    assert_eq!(names(2), ["tor", "corp"]);
+    assert_eq!(
+        names(3),
+        ["corp", "tor"],
+        "a rule without upstream takes the default"
+    );
+    assert_eq!(c.upstreams.named["corp"].scheme, UpstreamScheme::Http);
+
+    for (bad, key) in [
+        ("upstreams: { corp: \"ftp://x:1\" }\n", "upstreams.corp"),
+        ("upstreams: { direct: \"http://x:1\" }\n", "upstreams"),
+        ("upstream: corp\n", "upstream"),
+        (
+            "rules: [{ name: a, action: allow, upstream: corp }]\n",
+            "rules[0].upstream",
+        ),
+        (
+            "upstreams: { corp: \"http://x:1\" }\nrules: [{ name: a, action: allow, upstream: [corp, direct] }]\n",
+            "rules[0].upstream",
+        ),
+        (
+            "rules: [{ name: a, action: allow, upstream: \"http://x:1\" }]\n",
+            "rules[0].upstream",
+        ),
+        (
+            "rules: [{ name: a, action: allow, upstream: [] }]\n",
+            "rules[0].upstream",
+        ),
+    ] {
+        let (line, _, k, msg) = one(bad);
+        assert_eq!(k, key, "{bad}: {msg}");
+        assert!(line > 0, "{bad}: placed");
+    }
 }
 
 #[test]

@@ -1,9 +1,46 @@
-//! The `upstream:` URL: `http://u:p@host:port`, `socks5://…`, `socks5h://…`.
-//! Pure string parsing; percent-escapes in the user and password are decoded.
+//! The upstream proxies: the URL form (`http://u:p@host:port`, `socks5://…`, `socks5h://…`;
+//! percent-escapes in the user and password decoded), the named ones of `upstreams:`, and which
+//! of them a decision dials through. Pure.
+
+use std::collections::BTreeMap;
 
 use super::{Upstream, UpstreamScheme};
+use crate::policy::{Decision, Policy, Way};
 use crate::request::Credentials;
 use crate::target::Target;
+
+/// The name a top-level `upstream:` URL goes by (in logs and `ward explain`).
+pub const DEFAULT_UPSTREAM: &str = "default";
+
+/// Words a rule's `upstream` gives a meaning of their own: never names in `upstreams`.
+pub const RESERVED_UPSTREAM_NAMES: [&str; 2] = [DEFAULT_UPSTREAM, "direct"];
+
+/// Every upstream proxy of the policy by name, and the way a rule without `upstream` takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upstreams {
+    /// `upstreams:`, plus a top-level `upstream:` URL under [`DEFAULT_UPSTREAM`].
+    pub named: BTreeMap<String, Upstream>,
+    /// The top-level `upstream:`: names tried in order; empty means direct.
+    pub default: Vec<String>,
+}
+
+impl Upstreams {
+    /// The proxies a connection decided by `decision` is dialled through, in the order to try
+    /// them, with their names; empty means direct.
+    pub fn chain(&self, policy: &Policy, decision: &Decision) -> Vec<(&str, &Upstream)> {
+        let way = decision.rule.map(|i| &policy.rule(i).upstream);
+        let names = match way {
+            Some(Way::Direct) => return Vec::new(),
+            Some(Way::Via(names)) => names,
+            Some(Way::Default) | None => &self.default,
+        };
+        names
+            .iter()
+            .filter_map(|n| self.named.get_key_value(n))
+            .map(|(n, up)| (n.as_str(), up))
+            .collect()
+    }
+}
 
 /// Parses an upstream proxy URL. The port is required: proxies live on many ports and a
 /// guessed one would fail far from the cause.

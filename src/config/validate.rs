@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use serde_saphyr::Location;
 
-use super::raw::{Entries, RawConfig, RawDns, RawPinning, RawRule, RawTimeouts, RawUser, S};
+use super::raw::{Entries, Names, RawConfig, RawDns, RawPinning, RawRule, RawTimeouts, RawUser, S};
 use super::values::{
     parse_action, parse_bool, parse_duration, parse_grace, parse_ip, parse_net, parse_positive,
     parse_socket_addr, parse_toggle,
 };
 use super::{
-    Config, ConfigError, ConfigIssue, HostsOverrides, PinningPassthrough, Timeouts, parse_upstream,
+    Config, ConfigError, ConfigIssue, DEFAULT_UPSTREAM, HostsOverrides, PinningPassthrough,
+    RESERVED_UPSTREAM_NAMES, Timeouts, Upstreams, parse_upstream,
 };
-use crate::policy::{Action, Checks, HostPattern, Policy, PortRange, RuleInfo, Toggle};
+use crate::policy::{Action, Checks, HostPattern, Policy, PortRange, RuleInfo, Toggle, Way};
 use crate::request::Credentials;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -132,6 +133,7 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
     if let Some(dns) = raw.dns {
         c.dns(dns.value);
     }
+    let upstreams = c.upstreams(raw.upstreams, raw.upstream.as_ref());
     let checks = Checks {
         non_tls: c
             .parsed(raw.non_tls.as_ref(), "non_tls", parse_toggle)
@@ -146,7 +148,7 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
         admin: c.parsed(raw.admin.as_ref(), "admin", parse_socket_addr),
         ca_dir: ca_dir.unwrap_or_else(|| c.base.join(DEFAULT_CA_DIR)),
         upstream_ca: c.path(raw.upstream_ca.as_ref(), "upstream_ca"),
-        upstream: c.parsed(raw.upstream.as_ref(), "upstream", parse_upstream),
+        upstreams: upstreams.clone(),
         hosts: raw.hosts.map(|h| c.hosts(h.value)).unwrap_or_default(),
         timeouts: raw
             .timeouts
@@ -167,7 +169,8 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
         pinning_passthrough: raw.pinning_passthrough.map(|p| c.pinning(p.value)),
         policy: {
             let default = c.parsed(raw.default.as_ref(), "default", parse_action);
-            let rules = raw.rules.map(|r| c.rules(r, &users)).unwrap_or_default();
+            let rules = raw.rules.map(|r| c.rules(r, &users, &upstreams));
+            let rules = rules.unwrap_or_default();
             Policy::new(rules, default.unwrap_or(Action::Allow)).with_checks(checks)
         },
         users,
@@ -292,6 +295,108 @@ impl Checker<'_> {
         out
     }
 
+    /// `upstreams:` (name → URL) and the top-level `upstream:` (a URL, or names from
+    /// `upstreams` tried in order).
+    fn upstreams(&mut self, named: Option<S<Entries>>, top: Option<&S<Names>>) -> Upstreams {
+        let mut out = Upstreams::default();
+        for (name, url) in named.map(|n| n.value.0).unwrap_or_default() {
+            let key = join("upstreams", &name.value);
+            let Some(up) = self.parsed(Some(&url), &key, parse_upstream) else {
+                continue;
+            };
+            let checked = self.parsed(Some(&name), "upstreams", |n| {
+                if RESERVED_UPSTREAM_NAMES.contains(&n) {
+                    return Err(format!("{n:?} is reserved; choose another name"));
+                }
+                if n.is_empty()
+                    || !n
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return Err(format!(
+                        "{n:?}: a name is letters, digits, '-', '_' and '.'"
+                    ));
+                }
+                Ok(n.to_owned())
+            });
+            if let Some(n) = checked
+                && out.named.insert(n, up).is_some()
+            {
+                self.issue(name.referenced, "upstreams", "named twice");
+            }
+        }
+        let Some(top) = top else {
+            return out;
+        };
+        match &top.value {
+            Names::One(url) if url.contains("://") => {
+                let field = S::new(url.clone(), top.referenced, top.defined);
+                if let Some(up) = self.parsed(Some(&field), "upstream", parse_upstream) {
+                    out.named.insert(DEFAULT_UPSTREAM.to_owned(), up);
+                    out.default = vec![DEFAULT_UPSTREAM.to_owned()];
+                }
+            }
+            names => {
+                let way = self.names_way(names, top, "upstream", &out);
+                match way {
+                    Way::Via(names) => out.default = names,
+                    Way::Direct | Way::Default => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// A rule's `upstream:`: `direct`, a name from `upstreams`, or a list of them.
+    fn rule_way(&mut self, field: Option<&S<Names>>, key: &str, upstreams: &Upstreams) -> Way {
+        match field {
+            None => Way::Default,
+            Some(field) => self.names_way(&field.value, field, key, upstreams),
+        }
+    }
+
+    fn names_way(
+        &mut self,
+        names: &Names,
+        field: &S<Names>,
+        key: &str,
+        upstreams: &Upstreams,
+    ) -> Way {
+        let items: Vec<S<String>> = match names {
+            Names::One(n) if n == "direct" => return Way::Direct,
+            Names::One(n) => vec![S::new(n.clone(), field.referenced, field.defined)],
+            Names::Many(list) => list.clone(),
+        };
+        if items.is_empty() {
+            self.issue(field.referenced, key, "empty list; omit the key instead");
+        }
+        let known = |n: &str| -> Result<String, String> {
+            match (n, upstreams.named.contains_key(n)) {
+                (_, true) => Ok(n.to_owned()),
+                ("direct", false) => Err("`direct` stands alone, not in a list".to_owned()),
+                (n, false) if n.contains("://") => Err(format!(
+                    "{n:?}: a rule names an upstream; put its URL in `upstreams`"
+                )),
+                (n, false) => {
+                    let names: Vec<&str> = upstreams.named.keys().map(String::as_str).collect();
+                    Err(format!(
+                        "{n:?} is not one of the `upstreams` ({})",
+                        if names.is_empty() {
+                            "none defined".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ))
+                }
+            }
+        };
+        let names: Vec<String> = items
+            .iter()
+            .filter_map(|i| self.parsed(Some(i), key, known))
+            .collect();
+        Way::Via(names)
+    }
+
     /// `dns:` is checked, not kept: custom resolvers are refused until they exist.
     fn dns(&mut self, raw: RawDns) {
         self.unknown("dns", &raw.unknown, RawDns::KEYS);
@@ -350,7 +455,12 @@ impl Checker<'_> {
         }
     }
 
-    fn rules(&mut self, list: S<Vec<S<RawRule>>>, users: &[Credentials]) -> Vec<RuleInfo> {
+    fn rules(
+        &mut self,
+        list: S<Vec<S<RawRule>>>,
+        users: &[Credentials],
+        upstreams: &Upstreams,
+    ) -> Vec<RuleInfo> {
         if list.value.len() > MAX_RULES {
             self.issue(
                 list.referenced,
@@ -363,7 +473,9 @@ impl Checker<'_> {
         let mut out = Vec::with_capacity(list.value.len());
         for (i, raw) in list.value.iter().enumerate() {
             let prefix = format!("rules[{i}]");
-            if let Some(rule) = self.rule(raw, &prefix, users, &mut names) {
+            if let Some(mut rule) = self.rule(raw, &prefix, users, &mut names) {
+                let key = join(&prefix, "upstream");
+                rule.upstream = self.rule_way(raw.value.upstream.as_ref(), &key, upstreams);
                 out.push(rule);
             }
         }

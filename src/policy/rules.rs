@@ -200,6 +200,20 @@ pub struct RuleInfo {
     pub users: Vec<String>,
     /// The resolved destination address is in one of these.
     pub dst: Vec<IpNet>,
+    /// Where the connections it lets through are dialled (`upstream:`).
+    pub upstream: Way,
+}
+
+/// Where a rule sends what it lets through: the names are those of policy.yaml's `upstreams`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Way {
+    /// The top-level `upstream`, or direct when there is none.
+    #[default]
+    Default,
+    /// Straight to the destination, whatever the top-level `upstream` says.
+    Direct,
+    /// Through these upstream proxies: the first one ward can reach, in order.
+    Via(Vec<String>),
 }
 
 /// How one rule relates to the facts.
@@ -225,6 +239,7 @@ impl RuleInfo {
             clients: Vec::new(),
             users: Vec::new(),
             dst: Vec::new(),
+            upstream: Way::Default,
         }
     }
 

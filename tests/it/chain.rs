@@ -175,3 +175,81 @@ fn dst_rules_are_judged_through_an_upstream() {
         Some("destination_ip_prohibited")
     );
 }
+
+/// Per-rule upstreams: one rule through a second ward, one through a list whose first proxy
+/// refuses (ward fails over to tinyproxy, and says so), one `direct` past the default upstream.
+#[test]
+fn rules_choose_their_upstream_and_fail_over() {
+    if !have("tinyproxy") {
+        return;
+    }
+    let o = origins();
+    let back = back_with_users();
+    let tp = Tinyproxy::start();
+    let upstreams = format!(
+        "{{back: \"http://bob:up@{}\", tiny: \"http://{}\", dead: \"http://127.0.0.1:{}\"}}",
+        back.addr,
+        tp.addr,
+        refused_port()
+    );
+    let a = Ward::start(
+        &Policy::new()
+            .set("default", "allow")
+            .unset("hosts")
+            .without_lab_rule()
+            .set("upstreams", &upstreams)
+            .rule(r#"{name: via-back, action: allow, hosts: ["origin.test"], upstream: back}"#)
+            .rule(
+                r#"{name: via-tiny, action: allow, hosts: ["localhost"], upstream: [dead, tiny]}"#,
+            ),
+    );
+    let (s, head) = http_connect(a.addr, &format!("origin.test:{}", o.tls.port()), &[]);
+    assert_eq!(head.status, 200, "{head:#?}\n{}", a.stderr_text());
+    o.assert_index_over(s, "origin.test");
+    let rec = a.expect_access("through the second ward", |v| {
+        field(v, "rule").as_deref() == Some("via-back")
+    });
+    assert_eq!(field(&rec, "upstream_name").as_deref(), Some("back"));
+    assert_eq!(field(&rec, "upstream"), Some(back.addr.to_string()));
+    back.expect_access("at the second ward", |v| {
+        field(v, "user").as_deref() == Some("bob")
+    });
+
+    let (s, head) = http_connect(a.addr, &format!("localhost:{}", o.tls.port()), &[]);
+    assert_eq!(head.status, 200, "{head:#?}\n{}", a.stderr_text());
+    o.assert_index_over(s, "localhost");
+    let rec = a.expect_access("through tinyproxy after the dead one", |v| {
+        field(v, "rule").as_deref() == Some("via-tiny")
+    });
+    assert_eq!(field(&rec, "upstream_name").as_deref(), Some("tiny"));
+    assert!(
+        a.stderr_text().contains("trying the next"),
+        "the failover is logged:\n{}",
+        a.stderr_text()
+    );
+
+    // The default upstream for the rest, and a rule that goes direct past it.
+    let b = Ward::start(
+        &Policy::new()
+            .set("upstream", &format!("\"http://bob:up@{}\"", back.addr))
+            .rule(r#"{name: straight, action: allow, hosts: ["origin.test"], dst: ["127.0.0.0/8"], upstream: direct}"#),
+    );
+    let (s, head) = http_connect(b.addr, &format!("origin.test:{}", o.tls.port()), &[]);
+    assert_eq!(head.status, 200, "{head:#?}");
+    o.assert_index_over(s, "origin.test");
+    let rec = b.expect_access("direct", |v| {
+        field(v, "rule").as_deref() == Some("straight")
+    });
+    assert_eq!(field(&rec, "upstream_name").as_deref(), Some("-"));
+    assert_eq!(
+        field(&rec, "upstream"),
+        Some(format!("127.0.0.1:{}", o.tls.port()))
+    );
+    let (s, head) = http_connect(b.addr, &format!("site.lab.test:{}", o.tls.port()), &[]);
+    assert_eq!(head.status, 200, "{head:#?}");
+    o.assert_index_over(s, "site.lab.test");
+    let rec = b.expect_access("through the default upstream", |v| {
+        field(v, "target").as_deref() == Some(&format!("site.lab.test:{}", o.tls.port()))
+    });
+    assert_eq!(field(&rec, "upstream_name").as_deref(), Some("default"));
+}
