@@ -91,6 +91,7 @@ fn main() {
         .configure_from_args();
     bench_hello(&mut c);
     bench_policy(&mut c);
+    bench_big_cidr_lists(&mut c);
     bench_config_parse(&mut c);
     bench_leaf(&mut c);
     c.final_summary();
@@ -440,6 +441,57 @@ fn bench_rotating(g: &mut BenchmarkGroup<'_, WallTime>, n: usize, policy: &Polic
             policy.decide(black_box(&facts[k]))
         })
     });
+}
+
+/// CIDR entries in one rule's `dst` / `clients`: blocklists of this size are common.
+const BIG_CIDRS: usize = 100_000;
+
+/// The `k`-th /32 of the big lists: 10.x.y.z, distinct for every k below 2^24.
+fn nth_v4(k: usize) -> String {
+    format!("10.{}.{}.{}", k >> 16 & 255, k >> 8 & 255, k & 255)
+}
+
+/// One rule whose `dst` (or `clients`) lists `BIG_CIDRS` /32s, inline.
+fn big_cidr_policy(key: &str) -> Policy {
+    let list: Vec<String> = (0..BIG_CIDRS)
+        .map(|k| format!("\"{}/32\"", nth_v4(k)))
+        .collect();
+    let text = format!(
+        "default: deny\nrules:\n  - {{ name: big, action: allow, {key}: [{}] }}\n",
+        list.join(", ")
+    );
+    let cfg = config::parse(&text, Path::new("bench/policy.yaml")).expect("big CIDR policy");
+    cfg.policy
+}
+
+/// The case: a match on the last of 100k /32s, once as `dst`, once as `clients`.
+fn bench_big_cidr_lists(c: &mut Criterion) {
+    let mut g = c.benchmark_group("policy/cidr_100k");
+    let host = Host::parse("db.internal.example").expect("bench host");
+    let last: IpAddr = nth_v4(BIG_CIDRS - 1).parse().expect("bench ip");
+    let facts = Facts {
+        host: Some(&host),
+        port: 443,
+        client: OUTSIDE_CLIENT.parse().expect("bench client"),
+        user: None,
+        dst: None,
+        sni: None,
+    };
+    let dst = big_cidr_policy("dst");
+    assert_eq!(dst.judge_address(&facts, last).decision.rule, Some(0));
+    g.bench_function("dst_last", |b| {
+        b.iter(|| dst.judge_address(black_box(&facts), black_box(last)))
+    });
+    let clients = big_cidr_policy("clients");
+    let from_last = Facts {
+        client: last,
+        ..facts
+    };
+    assert!(matches!(clients.decide(&from_last), Verdict::Decided(d) if d.rule == Some(0)));
+    g.bench_function("clients_last", |b| {
+        b.iter(|| clients.decide(black_box(&from_last)))
+    });
+    g.finish();
 }
 
 // ---- config reload -------------------------------------------------------------------------
