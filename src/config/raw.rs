@@ -130,6 +130,9 @@ raw_struct!(
         clients: Vec<S<String>>,
         users: Vec<S<String>>,
         dst: Vec<S<String>>,
+        hosts_file: String,
+        dst_file: String,
+        clients_file: String,
     }
 );
 

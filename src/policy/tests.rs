@@ -253,6 +253,20 @@ fn random_rule(rng: &mut StdRng, i: usize) -> RuleInfo {
         };
         r.hosts.push(HostPattern::parse(&p).unwrap());
     }
+    if rng.random_bool(0.02) {
+        // Some names come from a list file instead: the index must treat them alike.
+        let mut list = lists::NameList::default();
+        for _ in 0..rng.random_range(0..=3) {
+            let name = random_name(rng);
+            let p = match rng.random_range(0..3) {
+                0 => HostPattern::Subdomains(name),
+                1 => HostPattern::Domain(name),
+                _ => HostPattern::Exact(name),
+            };
+            list.push(&p);
+        }
+        r.host_lists.push(std::sync::Arc::new(list));
+    }
     if rng.random_bool(0.5) {
         let lo = [80, 443, 8000][rng.random_range(0..3)];
         r.ports.push(PortRange {
