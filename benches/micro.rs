@@ -510,6 +510,16 @@ fn list_line(k: usize) -> String {
     }
 }
 
+/// A host that line `k` of the big hosts_file matches (a name below it, for `||name^`).
+fn listed_host(k: usize) -> String {
+    let line = list_line(k);
+    let line = line.trim_end();
+    match line.strip_prefix("||") {
+        Some(rest) => format!("img.{}", rest.trim_end_matches('^')),
+        None => line.rsplit(' ').next().unwrap_or(line).to_owned(),
+    }
+}
+
 /// CIDR `k` of the big dst_file: /32s, /24s and IPv6 /64s, by turns.
 fn cidr_line(k: usize) -> String {
     match k % 3 {
@@ -578,30 +588,9 @@ fn list_cases() -> Vec<(Host, IpAddr, Option<usize>)> {
             let outside: IpAddr = "203.0.113.9".parse().expect("ip");
             let host = |s: String| Host::parse(&s).expect("bench host");
             match j % 6 {
-                0 => (
-                    host(format!(
-                        "ads{}.tracker{}.example",
-                        k - k % 5,
-                        (k - k % 5) % 977
-                    )),
-                    outside,
-                    Some(0),
-                ),
-                1 => (
-                    host(format!(
-                        "pixel{}.metrics{}.example",
-                        k - k % 5 + 3,
-                        (k - k % 5 + 3) % 977
-                    )),
-                    outside,
-                    Some(0),
-                ),
-                2 => (
-                    host(format!(
-                        "img.cdn{}.ads{}.example",
-                        k - k % 5 + 4,
-                        (k - k % 5 + 4) % 977
-                    )),
+                // One listed name of each format: plain, hosts-file, and below an ||name^.
+                f @ 0..=2 => (
+                    host(listed_host(k - k % 5 + [0, 3, 4][f])),
                     outside,
                     Some(0),
                 ),
