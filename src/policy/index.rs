@@ -84,42 +84,59 @@ impl HostIndex {
 
     /// The rules whose `hosts` match `host` (or that have no `hosts`), in rule order.
     pub(super) fn candidates(&self, host: Option<&Host>) -> Candidates<'_> {
-        fn add<'a>(lists: &mut Vec<&'a [u32]>, list: Option<&'a [u32]>) {
-            if let Some(l) = list.filter(|l| !l.is_empty()) {
-                lists.push(l);
-            }
-        }
-        let mut lists: Vec<&[u32]> = Vec::with_capacity(4);
-        add(&mut lists, Some(self.any.as_slice()));
+        let mut c = Candidates::default();
+        c.add(Some(self.any.as_slice()));
         match host {
-            Some(Host::Ip(ip)) => add(
-                &mut lists,
-                self.ips.get(&ip.to_canonical()).map(Vec::as_slice),
-            ),
+            Some(Host::Ip(ip)) => c.add(self.ips.get(&ip.to_canonical()).map(Vec::as_slice)),
             Some(Host::Name(name)) => {
-                add(&mut lists, self.names.get(name.as_str()));
+                c.add(self.names.get(name.as_str()));
                 let mut rest = name.as_str();
                 while let Some((_, parent)) = rest.split_once('.') {
-                    add(&mut lists, self.suffixes.get(parent));
+                    c.add(self.suffixes.get(parent));
                     rest = parent;
                 }
             }
             None => {}
         }
-        Candidates { lists }
+        c
     }
 }
 
+/// Lists kept in place before spilling to the heap: `any`, the name, and a few suffixes hit.
+const INLINE_LISTS: usize = 6;
+
 /// A k-way merge of sorted lists: each rule index once, ascending. k is at most the number
-/// of labels in a name plus two, so a linear scan for the minimum beats a heap.
+/// of labels in a name plus two, so a linear scan for the minimum beats a heap. The first few
+/// lists live inline: a decision allocates nothing in the common case.
+#[derive(Default)]
 pub(super) struct Candidates<'a> {
-    lists: Vec<&'a [u32]>,
+    inline: [&'a [u32]; INLINE_LISTS],
+    len: usize,
+    spill: Vec<&'a [u32]>,
 }
 
-impl Candidates<'_> {
+impl<'a> Candidates<'a> {
+    fn add(&mut self, list: Option<&'a [u32]>) {
+        let Some(l) = list.filter(|l| !l.is_empty()) else {
+            return;
+        };
+        if self.len < INLINE_LISTS {
+            self.inline[self.len] = l;
+            self.len += 1;
+        } else {
+            self.spill.push(l);
+        }
+    }
+
     pub(super) fn next_index(&mut self) -> Option<usize> {
-        let min = self.lists.iter().filter_map(|l| l.first()).min().copied()?;
-        for list in &mut self.lists {
+        let lists = self.inline[..self.len]
+            .iter_mut()
+            .chain(self.spill.iter_mut());
+        let min = lists.filter_map(|l| l.first()).min().copied()?;
+        let lists = self.inline[..self.len]
+            .iter_mut()
+            .chain(self.spill.iter_mut());
+        for list in lists {
             if list.first() == Some(&min) {
                 *list = &list[1..];
             }

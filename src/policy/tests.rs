@@ -371,3 +371,25 @@ fn big_policy_exercises_every_outcome() {
         "{by_rule} {by_default} {needs_dst}"
     );
 }
+
+#[test]
+fn a_deep_name_hitting_more_lists_than_fit_inline() {
+    // Nine suffix rules on one name: the candidate merge spills past its inline lists.
+    let labels = ["a", "b", "c", "d", "e", "f", "g", "h", "test"];
+    let mut text = String::from("rules:\n");
+    for i in 0..labels.len() {
+        let suffix = labels[i..].join(".");
+        text.push_str(&format!(
+            "  - {{ name: r{i}, action: deny, hosts: [\".{suffix}\"], ports: [{}] }}\n",
+            1000 + i
+        ));
+    }
+    let c = config(&text);
+    let h = host(&labels.join("."));
+    for i in 0..labels.len() {
+        let mut f = facts(&h);
+        f.port = u16::try_from(1000 + i).unwrap();
+        assert_eq!(who(&c, &f), format!("r{i}"));
+        assert_eq!(c.policy.decide(&f), linear_decide(&c.policy, &f));
+    }
+}

@@ -68,6 +68,10 @@ impl NameTable {
 
     /// The rules listed under `name`, ascending.
     pub(in crate::policy) fn get(&self, name: &str) -> Option<&[u32]> {
+        if self.table.is_empty() {
+            // Most policies have no suffix patterns at all: spare the hash.
+            return None;
+        }
         let hash = self.hasher.hash_one(name);
         let &k = self
             .table
