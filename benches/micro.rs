@@ -91,6 +91,8 @@ fn main() {
         .configure_from_args();
     bench_hello(&mut c);
     bench_policy(&mut c);
+    bench_big_cidr_lists(&mut c);
+    bench_list_files(&mut c);
     bench_config_parse(&mut c);
     bench_leaf(&mut c);
     c.final_summary();
@@ -440,6 +442,230 @@ fn bench_rotating(g: &mut BenchmarkGroup<'_, WallTime>, n: usize, policy: &Polic
             policy.decide(black_box(&facts[k]))
         })
     });
+}
+
+/// CIDR entries in one rule's `dst` / `clients`: blocklists of this size are common.
+const BIG_CIDRS: usize = 100_000;
+
+/// The `k`-th /32 of the big lists: 10.x.y.z, distinct for every k below 2^24.
+fn nth_v4(k: usize) -> String {
+    format!("10.{}.{}.{}", k >> 16 & 255, k >> 8 & 255, k & 255)
+}
+
+/// One rule whose `dst` (or `clients`) lists `BIG_CIDRS` /32s, inline.
+fn big_cidr_policy(key: &str) -> Policy {
+    let list: Vec<String> = (0..BIG_CIDRS)
+        .map(|k| format!("\"{}/32\"", nth_v4(k)))
+        .collect();
+    let text = format!(
+        "default: deny\nrules:\n  - {{ name: big, action: allow, {key}: [{}] }}\n",
+        list.join(", ")
+    );
+    let cfg = config::parse(&text, Path::new("bench/policy.yaml")).expect("big CIDR policy");
+    cfg.policy
+}
+
+/// The issue's case: a match on the last of 100k /32s, once as `dst`, once as `clients`.
+fn bench_big_cidr_lists(c: &mut Criterion) {
+    let mut g = c.benchmark_group("policy/cidr_100k");
+    let host = Host::parse("db.internal.example").expect("bench host");
+    let last: IpAddr = nth_v4(BIG_CIDRS - 1).parse().expect("bench ip");
+    let facts = Facts {
+        host: Some(&host),
+        port: 443,
+        client: OUTSIDE_CLIENT.parse().expect("bench client"),
+        user: None,
+        dst: None,
+        sni: None,
+    };
+    let dst = big_cidr_policy("dst");
+    assert_eq!(dst.judge_address(&facts, last).decision.rule, Some(0));
+    g.bench_function("dst_last", |b| {
+        b.iter(|| dst.judge_address(black_box(&facts), black_box(last)))
+    });
+    let clients = big_cidr_policy("clients");
+    let from_last = Facts {
+        client: last,
+        ..facts
+    };
+    assert!(matches!(clients.decide(&from_last), Verdict::Decided(d) if d.rule == Some(0)));
+    g.bench_function("clients_last", |b| {
+        b.iter(|| clients.decide(black_box(&from_last)))
+    });
+    g.finish();
+}
+
+/// The issue's scale: names in a `hosts_file` and CIDRs in a `dst_file`.
+const LIST_NAMES: usize = 1_000_000;
+const LIST_CIDRS: usize = 100_000;
+/// Individually timed decisions for the p99 figure.
+const TIMED_DECISIONS: usize = 200_000;
+
+/// Name `k` of the big hosts_file, in the three formats the file accepts, by turns.
+fn list_line(k: usize) -> String {
+    match k % 5 {
+        0..=2 => format!("ads{k}.tracker{}.example\n", k % 977),
+        3 => format!("0.0.0.0 pixel{k}.metrics{}.example\n", k % 977),
+        _ => format!("||cdn{k}.ads{}.example^\n", k % 977),
+    }
+}
+
+/// A host that line `k` of the big hosts_file matches (a name below it, for `||name^`).
+fn listed_host(k: usize) -> String {
+    let line = list_line(k);
+    let line = line.trim_end();
+    match line.strip_prefix("||") {
+        Some(rest) => format!("img.{}", rest.trim_end_matches('^')),
+        None => line.rsplit(' ').next().unwrap_or(line).to_owned(),
+    }
+}
+
+/// CIDR `k` of the big dst_file: /32s, /24s and IPv6 /64s, by turns.
+fn cidr_line(k: usize) -> String {
+    match k % 3 {
+        0 => format!("{}/32\n", nth_v4(k)),
+        1 => format!("172.{}.{}.0/24\n", 16 + (k >> 8 & 15), k & 255),
+        _ => format!("2001:db8:{:x}:{:x}::/64\n", k >> 16, k & 0xffff),
+    }
+}
+
+/// A policy folder with the big lists, for `config::load`.
+fn write_list_policy(dir: &Path) -> std::path::PathBuf {
+    let names: String = (0..LIST_NAMES).map(list_line).collect();
+    let cidrs: String = (0..LIST_CIDRS).map(cidr_line).collect();
+    std::fs::write(dir.join("names.txt"), names).expect("write names");
+    std::fs::write(dir.join("cidrs.txt"), cidrs).expect("write cidrs");
+    let policy = dir.join("policy.yaml");
+    let text = "default: allow\nrules:\n\
+      - { name: blocklist, action: deny, hosts_file: names.txt }\n\
+      - { name: bad-nets, action: deny, dst_file: cidrs.txt }\n";
+    std::fs::write(&policy, text).expect("write policy");
+    policy
+}
+
+/// A `/proc/self/status` field in KiB (Linux), 0 elsewhere.
+fn proc_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Loads the big lists once, printing time and memory: resident growth and the peak above
+/// the start (`clear_refs` 5 resets the peak, Linux 4.0+).
+fn measure_list_load(policy: &Path) -> config::Config {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (rss0, hwm0) = (proc_kib("VmRSS:"), proc_kib("VmHWM:"));
+    let started = std::time::Instant::now();
+    let cfg = config::load(policy).unwrap_or_else(|e| panic!("big lists: {e}"));
+    let took = started.elapsed();
+    let (rss1, hwm1) = (proc_kib("VmRSS:"), proc_kib("VmHWM:"));
+    println!(
+        "lists/load: {LIST_NAMES} names + {LIST_CIDRS} CIDRs in {took:.2?}; resident +{} MiB \
+         (now {} MiB), peak {} MiB (was {} MiB)",
+        (rss1.saturating_sub(rss0)) / 1024,
+        rss1 / 1024,
+        hwm1 / 1024,
+        hwm0 / 1024,
+    );
+    cfg
+}
+
+/// Decisions at list scale: hits and misses on the names, subdomains of `||name^` entries,
+/// and addresses judged against the 100k CIDRs; each `(facts, dst, expected rule)`.
+fn list_cases() -> Vec<(Host, IpAddr, Option<usize>)> {
+    (0..ROTATING_FACTS)
+        .map(|j| {
+            let k = j.wrapping_mul(7_919) % LIST_NAMES;
+            let outside: IpAddr = "203.0.113.9".parse().expect("ip");
+            let host = |s: String| Host::parse(&s).expect("bench host");
+            match j % 6 {
+                // One listed name of each format: plain, hosts-file, and below an ||name^.
+                f @ 0..=2 => (
+                    host(listed_host(k - k % 5 + [0, 3, 4][f])),
+                    outside,
+                    Some(0),
+                ),
+                3 => (host(format!("www{k}.unlisted.example")), outside, None),
+                4 => {
+                    let c = k % LIST_CIDRS - k % LIST_CIDRS % 3;
+                    (
+                        host(format!("www{k}.unlisted.example")),
+                        nth_v4(c).parse().expect("ip"),
+                        Some(1),
+                    )
+                }
+                _ => (
+                    host(format!("www{k}.unlisted.example")),
+                    "2001:db8:0:5::1".parse().expect("ip"),
+                    Some(1),
+                ),
+            }
+        })
+        .collect()
+}
+
+fn bench_list_files(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_list_policy(dir.path());
+    let cfg = measure_list_load(&path);
+    let policy = &cfg.policy;
+    let cases = list_cases();
+    let client: IpAddr = OUTSIDE_CLIENT.parse().expect("ip");
+    let judge = |(host, dst, _): &(Host, IpAddr, Option<usize>)| {
+        let f = Facts {
+            host: Some(host),
+            port: 443,
+            client,
+            user: None,
+            dst: None,
+            sni: None,
+        };
+        policy.judge_address(&f, *dst).decision.rule
+    };
+    for case in &cases {
+        assert_eq!(judge(case), case.2, "{:?}", case.0);
+    }
+    // p99 of single decisions: criterion reports means of batches, the target is a tail.
+    let mut times: Vec<u32> = (0..TIMED_DECISIONS)
+        .map(|j| {
+            let case = &cases[j % cases.len()];
+            let t = std::time::Instant::now();
+            black_box(judge(black_box(case)));
+            u32::try_from(t.elapsed().as_nanos()).unwrap_or(u32::MAX)
+        })
+        .collect();
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+    println!(
+        "lists/decide: {TIMED_DECISIONS} decisions at {LIST_NAMES} names + {LIST_CIDRS} CIDRs: \
+         p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    );
+    let mut g = c.benchmark_group("lists");
+    let mut k = 0;
+    g.bench_function("1m_names_100k_cidrs/rotating", |b| {
+        b.iter(|| {
+            k = (k + 1) % cases.len();
+            judge(black_box(&cases[k]))
+        })
+    });
+    g.sample_size(10);
+    g.bench_function("1m_names_100k_cidrs/load", |b| {
+        b.iter(|| config::load(black_box(&path)).map(|c| c.lists.len()))
+    });
+    g.finish();
 }
 
 // ---- config reload -------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! policy.yaml → a validated [`Config`], in two steps: raw serde structs (`raw`), then checks
 //! that turn text into typed values and compiled rules (`validate`), collecting every issue
-//! with its file:line:column. Pure apart from reading the file in [`load`]; no sockets.
+//! with its file:line:column. Pure apart from reading files: the policy in [`load`], and the
+//! rule lists it names (`hosts_file`, `dst_file`, `clients_file`) in `validate`; no sockets.
 
+mod lists;
 mod raw;
 mod upstream;
 mod validate;
@@ -27,6 +29,8 @@ pub const EMBEDDED_POLICY: &str = include_str!("../policy.yaml");
 pub const EMBEDDED_SOURCE: &str = "<embedded>";
 /// A policy file larger than this is refused before parsing (100k rules fit in a few MiB).
 pub const MAX_POLICY_BYTES: usize = 32 * 1024 * 1024;
+/// A rule list file larger than this is refused (a million names are about 25 MiB).
+pub const MAX_LIST_BYTES: usize = 256 * 1024 * 1024;
 
 /// The validated configuration. Passed by `Arc` and swapped whole on reload.
 #[derive(Debug, Clone)]
@@ -61,6 +65,19 @@ pub struct Config {
     pub pinning_passthrough: Option<PinningPassthrough>,
     /// The rules and checks, judged by [`Policy`].
     pub policy: Policy,
+    /// The rule list files the rules read, in rule order: watched with the policy file.
+    pub lists: Vec<ListFile>,
+}
+
+/// One rule list file (`hosts_file`, `dst_file`, `clients_file`) and what it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListFile {
+    /// The file, resolved against the policy file's folder.
+    pub path: PathBuf,
+    /// Where the policy names it, e.g. `rules[2].hosts_file`.
+    pub key: String,
+    /// How many entries it loaded.
+    pub entries: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +206,11 @@ impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
         if self.line > 0 {
-            write!(f, ":{}:{}", self.line, self.column)?;
+            write!(f, ":{}", self.line)?;
+        }
+        // A list file's issues are per line, without a column.
+        if self.line > 0 && self.column > 0 {
+            write!(f, ":{}", self.column)?;
         }
         if !self.key.is_empty() {
             write!(f, ": {}", self.key)?;
@@ -271,8 +292,16 @@ impl Config {
     pub fn summary(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         let rules = self.policy.rules_len();
+        let entries: usize = self.lists.iter().map(|l| l.entries).sum();
+        let lists = match self.lists.len() {
+            0 => String::new(),
+            n => format!(
+                ", {n} list file{} ({entries} entries)",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
         format!(
-            "{}: ok, {} rule{}, default {}, listen {}, {} user{}",
+            "{}: ok, {} rule{}, default {}, listen {}, {} user{}{lists}",
             self.source.display(),
             rules,
             if rules == 1 { "" } else { "s" },
@@ -282,6 +311,28 @@ impl Config {
             if self.users.len() == 1 { "" } else { "s" },
         )
     }
+
+    /// One line per list file for `ward check`: the file, the rule key, the entries loaded.
+    pub fn list_lines(&self) -> Vec<String> {
+        self.lists
+            .iter()
+            .map(|l| format!("{}: {} entries ({})", l.path.display(), l.entries, l.key))
+            .collect()
+    }
+}
+
+/// Reads a rule list file, bounded by [`MAX_LIST_BYTES`].
+fn read_list(path: &Path) -> Result<String, String> {
+    let cap = u64::try_from(MAX_LIST_BYTES).unwrap_or(u64::MAX);
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(cap + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() > MAX_LIST_BYTES {
+        let mib = MAX_LIST_BYTES / (1024 * 1024);
+        return Err(format!("{}: larger than {mib} MiB", path.display()));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

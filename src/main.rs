@@ -124,6 +124,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => match load_config(cli.config.as_deref()) {
             Ok((config, _)) => {
                 println!("{}", config.summary());
+                for line in config.list_lines() {
+                    println!("{line}");
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

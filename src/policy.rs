@@ -1,14 +1,19 @@
 //! The policy: the rule vocabulary ([`rules`]), the host index that makes a decision cost a
-//! few hash lookups rather than a scan ([`index`]), the prohibited destination ranges
+//! few hash lookups rather than a scan ([`index`]), address sets searched rather than scanned
+//! ([`ipset`]), the rule-list file formats ([`lists`]), the prohibited destination ranges
 //! ([`forbidden`]), and the one judge every stage asks ([`judge`]). Pure: no I/O, no DNS.
 
 mod forbidden;
 mod index;
+mod ipset;
 mod judge;
+pub mod lists;
 mod rules;
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use forbidden::is_forbidden_dst;
+pub use ipset::IpSet;
 pub use judge::{Checks, Decision, Judgement, NeedsDst, Policy, Refusal, Verdict, names_differ};
+pub use lists::NameList;
 pub use rules::{Action, Facts, HostPattern, PortRange, RuleInfo, RuleMatch, Toggle, Way};

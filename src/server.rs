@@ -1,10 +1,12 @@
-//! The process: listeners, the connection limit, policy hot reload (file watch + SIGHUP),
+//! The process: listeners, the connection limit, policy hot reload (a watch on the policy and
+//! its list files, and SIGHUP),
 //! and graceful shutdown (SIGTERM/Ctrl-C: stop accepting, drain for `shutdown_grace`, exit).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -71,7 +73,9 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     // The watch too: an edit made right after "listening" must not be missed. Its events wait
     // in the channel until the reloader runs.
     let (reload_tx, reload_rx) = mpsc::channel(8);
-    let _watcher = path.as_deref().and_then(|p| watch(p, reload_tx.clone()));
+    let watch = path
+        .as_deref()
+        .and_then(|p| Watch::start(p, &config, reload_tx.clone()));
     let interceptor = build_interceptor(&config, None)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
@@ -119,7 +123,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             stop_accepting.clone(),
         ));
     }
-    tokio::spawn(reloader(path, state.clone(), reload_rx));
+    tokio::spawn(reloader(path, state.clone(), reload_rx, watch));
     tokio::spawn(forward_sighup(signals.hup, reload_tx));
 
     wait_for_shutdown_signal(signals.term, signals.int).await;
@@ -264,7 +268,12 @@ fn build_interceptor(
     Ok(Some(Arc::new(interceptor)))
 }
 
-async fn reloader(path: Option<PathBuf>, state: Arc<State>, mut rx: mpsc::Receiver<&'static str>) {
+async fn reloader(
+    path: Option<PathBuf>,
+    state: Arc<State>,
+    mut rx: mpsc::Receiver<&'static str>,
+    mut watch: Option<Watch>,
+) {
     while let Some(why) = rx.recv().await {
         // Coalesce the burst of events one save produces.
         tokio::time::sleep(RELOAD_DEBOUNCE).await;
@@ -276,11 +285,17 @@ async fn reloader(path: Option<PathBuf>, state: Arc<State>, mut rx: mpsc::Receiv
             );
             continue;
         };
-        reload(path, &state, why);
+        if reload(path, &state, why)
+            && let Some(w) = watch.as_mut()
+        {
+            // The new policy may name other list files: follow them from now on.
+            w.follow(path, &state.config.load());
+        }
     }
 }
 
-fn reload(path: &Path, state: &State, why: &str) {
+/// Loads the policy (and its list files) again; `false` when it keeps the previous rules.
+fn reload(path: &Path, state: &State, why: &str) -> bool {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -289,7 +304,7 @@ fn reload(path: &Path, state: &State, why: &str) {
                 .reload_failures
                 .fetch_add(1, Ordering::Relaxed);
             tracing::error!(why, file = %path.display(), errors = %e, "policy reload failed: keeping the previous rules");
-            return;
+            return false;
         }
     };
     let old = state.config.load();
@@ -301,46 +316,79 @@ fn reload(path: &Path, state: &State, why: &str) {
         Ok(i) => state.interceptor.store(Arc::new(i)),
         Err(e) => {
             tracing::error!(error = %e, "policy reload failed: keeping the previous rules");
-            return;
+            return false;
         }
     }
     state.metrics.reloads.fetch_add(1, Ordering::Relaxed);
     tracing::info!(why, summary = %new.summary(), "policy reloaded");
     state.config.store(Arc::new(new));
+    true
 }
 
-/// Watches the policy file's folder, not the file: editors and Kubernetes ConfigMaps replace
-/// files by rename, which a watch on the file itself would lose.
-fn watch(path: &Path, tx: mpsc::Sender<&'static str>) -> Option<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name()?.to_owned();
-    let handler = move |ev: notify::Result<notify::Event>| {
-        if let Ok(ev) = ev
-            && !ev.kind.is_access()
-            && ev
-                .paths
-                .iter()
-                .any(|p| p.file_name() == Some(name.as_os_str()))
-        {
-            let _ = tx.try_send("file changed");
-        }
-    };
-    let mut watcher = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the policy file; SIGHUP still reloads");
-            return None;
-        }
-    };
-    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy folder; SIGHUP still reloads");
-        return None;
+/// Watches the folders of the policy file and of its list files, not the files: editors and
+/// Kubernetes ConfigMaps replace files by rename, which a watch on the file itself would lose.
+/// Events name absolute paths because the folders are watched by absolute path.
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    dirs: HashSet<PathBuf>,
+    /// The files whose change reloads, shared with the event handler.
+    files: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+/// `path` made absolute without touching the file system (the file may not exist yet).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+impl Watch {
+    fn start(path: &Path, config: &Config, tx: mpsc::Sender<&'static str>) -> Option<Watch> {
+        let files: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
+        let watched = files.clone();
+        let handler = move |ev: notify::Result<notify::Event>| {
+            let Ok(ev) = ev else { return };
+            let files = watched.lock().unwrap_or_else(|e| e.into_inner());
+            if !ev.kind.is_access() && ev.paths.iter().any(|p| files.contains(p)) {
+                let _ = tx.try_send("file changed");
+            }
+        };
+        let watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the policy file; SIGHUP still reloads");
+                return None;
+            }
+        };
+        let mut watch = Watch {
+            watcher,
+            dirs: HashSet::new(),
+            files,
+        };
+        watch.follow(path, config);
+        Some(watch)
     }
-    Some(watcher)
+
+    /// Watches the policy file and `config`'s list files (and only those).
+    fn follow(&mut self, path: &Path, config: &Config) {
+        use notify::{RecursiveMode, Watcher};
+        let wanted: HashSet<PathBuf> = std::iter::once(path)
+            .chain(config.lists.iter().map(|l| l.path.as_path()))
+            .map(absolute)
+            .collect();
+        for dir in wanted.iter().filter_map(|f| f.parent()) {
+            if self.dirs.contains(dir) {
+                continue;
+            }
+            match self.watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.dirs.insert(dir.to_path_buf());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, dir = %dir.display(), "cannot watch a policy folder; SIGHUP still reloads");
+                }
+            }
+        }
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = wanted;
+    }
 }
 
 struct Signals {

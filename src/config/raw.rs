@@ -132,6 +132,9 @@ raw_struct!(
         users: Vec<S<String>>,
         dst: Vec<S<String>>,
         upstream: Names,
+        hosts_file: String,
+        dst_file: String,
+        clients_file: String,
     }
 );
 

@@ -14,8 +14,8 @@ use super::values::{
     parse_socket_addr, parse_toggle,
 };
 use super::{
-    Config, ConfigError, ConfigIssue, DEFAULT_UPSTREAM, HostsOverrides, PinningPassthrough,
-    RESERVED_UPSTREAM_NAMES, Timeouts, Upstreams, parse_upstream,
+    Config, ConfigError, ConfigIssue, DEFAULT_UPSTREAM, HostsOverrides, ListFile,
+    PinningPassthrough, RESERVED_UPSTREAM_NAMES, Timeouts, Upstreams, parse_upstream,
 };
 use crate::policy::{Action, Checks, HostPattern, Policy, PortRange, RuleInfo, Toggle, Way};
 use crate::request::Credentials;
@@ -31,15 +31,17 @@ const MAX_CREDENTIAL_LEN: usize = 255;
 const MAX_RULES: usize = 1_000_000;
 
 /// Collects issues while validating one file.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     file: &'a Path,
     /// The folder relative paths in the file are resolved against.
     base: PathBuf,
-    issues: Vec<ConfigIssue>,
+    pub(super) issues: Vec<ConfigIssue>,
+    /// The rule list files read so far.
+    pub(super) lists: Vec<ListFile>,
 }
 
 /// `prefix.key`, or `key` at the top level.
-fn join(prefix: &str, key: &str) -> String {
+pub(super) fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_owned()
     } else {
@@ -48,7 +50,7 @@ fn join(prefix: &str, key: &str) -> String {
 }
 
 impl Checker<'_> {
-    fn issue(&mut self, at: Location, key: &str, message: impl Into<String>) {
+    pub(super) fn issue(&mut self, at: Location, key: &str, message: impl Into<String>) {
         self.issues.push(ConfigIssue {
             file: self.file.to_path_buf(),
             line: u32::try_from(at.line()).unwrap_or(u32::MAX),
@@ -105,7 +107,7 @@ impl Checker<'_> {
         self.parsed(field, key, parse_duration).unwrap_or(default)
     }
 
-    fn path(&mut self, field: Option<&S<String>>, key: &str) -> Option<PathBuf> {
+    pub(super) fn path(&mut self, field: Option<&S<String>>, key: &str) -> Option<PathBuf> {
         let base = self.base.clone();
         self.parsed(field, key, |s| match s {
             "" => Err("empty path".into()),
@@ -120,6 +122,7 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
         file: source,
         base,
         issues: Vec::new(),
+        lists: Vec::new(),
     };
     c.unknown("", &raw.unknown, RawConfig::KEYS);
     let listen = c.listen(raw.listen.as_ref());
@@ -173,12 +176,21 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
             let rules = rules.unwrap_or_default();
             Policy::new(rules, default.unwrap_or(Action::Allow)).with_checks(checks)
         },
+        lists: std::mem::take(&mut c.lists),
         users,
     };
     if c.issues.is_empty() {
         return Ok(config);
     }
-    c.issues.sort_by_key(|i| (i.line, i.column));
+    // The policy file's issues first, by place; then each list file's, by line.
+    c.issues.sort_by(|a, b| {
+        (a.file != source, &a.file, a.line, a.column).cmp(&(
+            b.file != source,
+            &b.file,
+            b.line,
+            b.column,
+        ))
+    });
     Err(ConfigError { errors: c.issues })
 }
 
@@ -516,7 +528,7 @@ impl Checker<'_> {
             true => Ok(s.to_owned()),
             false => Err(format!("{s:?} is not one of the configured `users`")),
         };
-        let rule = RuleInfo {
+        let mut rule = RuleInfo {
             line: u32::try_from(raw.referenced.line()).unwrap_or(u32::MAX),
             hosts: self.list(r.hosts.as_ref(), &join(prefix, "hosts"), HostPattern::parse),
             ports: self.list(r.ports.as_ref(), &join(prefix, "ports"), PortRange::parse),
@@ -525,6 +537,7 @@ impl Checker<'_> {
             dst: self.list(r.dst.as_ref(), &join(prefix, "dst"), parse_net),
             ..RuleInfo::new(name?, action?)
         };
+        self.rule_lists(r, prefix, &mut rule);
         Some(rule)
     }
 }

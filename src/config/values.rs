@@ -38,14 +38,10 @@ pub(super) fn parse_ip(s: &str) -> Result<IpAddr, String> {
         .map_err(|_| format!("{s:?} is not an IP address"))
 }
 
-/// A CIDR range; a bare address means just that address. Host bits are cleared.
+/// A CIDR range; a bare address means just that address. Host bits are cleared. The same
+/// parser as a `dst_file` line, so a list and policy.yaml cannot disagree.
 pub(super) fn parse_net(s: &str) -> Result<IpNet, String> {
-    if let Ok(ip) = parse_ip(s) {
-        return Ok(IpNet::from(ip));
-    }
-    s.parse::<IpNet>()
-        .map(|n| n.trunc())
-        .map_err(|_| format!("{s:?} is not a CIDR range (like 10.0.0.0/8 or fc00::/7)"))
+    crate::policy::lists::parse_net(s)
 }
 
 pub(super) fn parse_positive<T: std::str::FromStr + PartialEq + Default>(

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use super::forbidden::is_forbidden_dst;
 use super::index::HostIndex;
-use super::rules::{Action, Facts, RuleInfo, RuleMatch, Toggle};
+use super::rules::{Action, Facts, RuleInfo, RuleMatch, RuleNets, Toggle};
 use crate::error::{ErrorKind, ProxyError};
 use crate::target::{Host, Target};
 
@@ -97,6 +97,8 @@ pub struct Policy {
     rules: Vec<RuleInfo>,
     default: Action,
     index: HostIndex,
+    /// `nets[i]` is rule i's `clients` and `dst`, compiled.
+    nets: Vec<RuleNets>,
     checks: Checks,
 }
 
@@ -104,10 +106,12 @@ impl Policy {
     /// Compiles `rules` (first match wins) with the default checks.
     pub fn new(rules: Vec<RuleInfo>, default: Action) -> Policy {
         let index = HostIndex::build(&rules);
+        let nets = rules.iter().map(RuleNets::of).collect();
         Policy {
             rules,
             default,
             index,
+            nets,
             checks: Checks::default(),
         }
     }
@@ -149,7 +153,7 @@ impl Policy {
     fn first_match(&self, f: &Facts) -> Option<(usize, RuleMatch)> {
         let mut candidates = self.index.candidates(f.effective_host());
         while let Some(i) = candidates.next_index() {
-            match self.rules[i].matches_rest(f) {
+            match self.rules[i].matches_rest(f, Some(&self.nets[i])) {
                 RuleMatch::No => {}
                 m => return Some((i, m)),
             }
@@ -335,10 +339,10 @@ impl Policy {
     /// Whether a forbidden destination is allowed anyway: the deciding rule is an allow or
     /// inspect rule whose `dst` names the address explicitly.
     pub fn permits_dst(&self, d: &Decision, ip: IpAddr) -> bool {
-        let Some(rule) = d.rule.and_then(|i| self.rules.get(i)) else {
+        let Some(i) = d.rule.filter(|&i| i < self.rules.len()) else {
             return false;
         };
-        rule.action != Action::Deny && rule.dst_contains(ip)
+        self.rules[i].action != Action::Deny && self.nets[i].dst.contains(ip)
     }
 }
 

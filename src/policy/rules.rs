@@ -3,8 +3,12 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
+
+use super::ipset::IpSet;
+use super::lists::NameList;
 
 use crate::target::{Host, normalize_name};
 
@@ -190,8 +194,10 @@ pub struct RuleInfo {
     pub action: Action,
     /// Line of the rule in its policy file (1-based; 0 when built in code).
     pub line: u32,
-    /// The requested host or SNI matches one of these.
+    /// The requested host or SNI matches one of these (or a pattern of `host_lists`).
     pub hosts: Vec<HostPattern>,
+    /// The patterns of `hosts_file`, kept compact (a list can hold a million names).
+    pub host_lists: Vec<Arc<NameList>>,
     /// The destination port is in one of these.
     pub ports: Vec<PortRange>,
     /// The client address is in one of these.
@@ -235,6 +241,7 @@ impl RuleInfo {
             action,
             line: 0,
             hosts: Vec::new(),
+            host_lists: Vec::new(),
             ports: Vec::new(),
             clients: Vec::new(),
             users: Vec::new(),
@@ -243,40 +250,72 @@ impl RuleInfo {
         }
     }
 
-    /// Whether the rule's `hosts` (if any) match the effective host.
+    /// Whether the rule's `hosts` and `host_lists` (if any) match the effective host, by a
+    /// scan: the reference the index must agree with.
     pub fn matches_host(&self, host: Option<&Host>) -> bool {
-        self.hosts.is_empty() || host.is_some_and(|h| self.hosts.iter().any(|p| p.matches(h)))
+        if self.hosts.is_empty() && self.host_lists.is_empty() {
+            return true;
+        }
+        host.is_some_and(|h| {
+            self.hosts.iter().any(|p| p.matches(h)) || self.host_lists.iter().any(|l| l.matches(h))
+        })
     }
 
-    /// Every field but `hosts` (which the index has already checked).
-    pub(super) fn matches_rest(&self, f: &Facts) -> RuleMatch {
+    /// Every field but `hosts` (which the index has already checked). `nets` is the rule's
+    /// compiled address sets; without them the lists are scanned (the reference).
+    pub(super) fn matches_rest(&self, f: &Facts, nets: Option<&RuleNets>) -> RuleMatch {
         let client = f.client.to_canonical();
+        let client_in = match nets {
+            Some(n) => n.clients.contains(client),
+            None => self.clients.iter().any(|n| n.contains(&client)),
+        };
         let fits = (self.ports.is_empty() || self.ports.iter().any(|r| r.contains(f.port)))
-            && (self.clients.is_empty() || self.clients.iter().any(|n| n.contains(&client)))
+            && (self.clients.is_empty() || client_in)
             && (self.users.is_empty() || f.user.is_some_and(|u| self.users.iter().any(|x| x == u)));
         if !fits {
             return RuleMatch::No;
         }
+        let dst_in = |ip: IpAddr| match nets {
+            Some(n) => n.dst.contains(ip),
+            None => self.dst_contains(ip),
+        };
         match f.dst {
             _ if self.dst.is_empty() => RuleMatch::Yes,
             None => RuleMatch::NeedsDst,
-            Some(ip) if self.dst_contains(ip) => RuleMatch::Yes,
+            Some(ip) if dst_in(ip) => RuleMatch::Yes,
             Some(_) => RuleMatch::No,
         }
     }
 
-    /// The whole rule, without the index: what `decide` must agree with.
+    /// The whole rule, without the index or the compiled sets: what `decide` must agree with.
     pub fn check(&self, f: &Facts) -> RuleMatch {
         if self.matches_host(f.effective_host()) {
-            self.matches_rest(f)
+            self.matches_rest(f, None)
         } else {
             RuleMatch::No
         }
     }
 
-    pub(super) fn dst_contains(&self, ip: IpAddr) -> bool {
+    fn dst_contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.dst.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// A rule's `clients` and `dst` as sorted ranges: a lookup is a binary search, however long
+/// the list (100k entries from a `dst_file` included).
+#[derive(Debug, Clone, Default)]
+pub(super) struct RuleNets {
+    pub(super) clients: IpSet,
+    pub(super) dst: IpSet,
+}
+
+impl RuleNets {
+    pub(super) fn of(rule: &RuleInfo) -> RuleNets {
+        RuleNets {
+            clients: IpSet::new(&rule.clients),
+            dst: IpSet::new(&rule.dst),
+        }
     }
 }
 

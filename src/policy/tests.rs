@@ -253,6 +253,20 @@ fn random_rule(rng: &mut StdRng, i: usize) -> RuleInfo {
         };
         r.hosts.push(HostPattern::parse(&p).unwrap());
     }
+    if rng.random_bool(0.02) {
+        // Some names come from a list file instead: the index must treat them alike.
+        let mut list = lists::NameList::default();
+        for _ in 0..rng.random_range(0..=3) {
+            let name = random_name(rng);
+            let p = match rng.random_range(0..3) {
+                0 => HostPattern::Subdomains(name),
+                1 => HostPattern::Domain(name),
+                _ => HostPattern::Exact(name),
+            };
+            list.push(&p);
+        }
+        r.host_lists.push(std::sync::Arc::new(list));
+    }
     if rng.random_bool(0.5) {
         let lo = [80, 443, 8000][rng.random_range(0..3)];
         r.ports.push(PortRange {
@@ -356,4 +370,26 @@ fn big_policy_exercises_every_outcome() {
         by_rule > 50 && by_default > 0 && needs_dst > 0,
         "{by_rule} {by_default} {needs_dst}"
     );
+}
+
+#[test]
+fn a_deep_name_hitting_more_lists_than_fit_inline() {
+    // Nine suffix rules on one name: the candidate merge spills past its inline lists.
+    let labels = ["a", "b", "c", "d", "e", "f", "g", "h", "test"];
+    let mut text = String::from("rules:\n");
+    for i in 0..labels.len() {
+        let suffix = labels[i..].join(".");
+        text.push_str(&format!(
+            "  - {{ name: r{i}, action: deny, hosts: [\".{suffix}\"], ports: [{}] }}\n",
+            1000 + i
+        ));
+    }
+    let c = config(&text);
+    let h = host(&labels.join("."));
+    for i in 0..labels.len() {
+        let mut f = facts(&h);
+        f.port = u16::try_from(1000 + i).unwrap();
+        assert_eq!(who(&c, &f), format!("r{i}"));
+        assert_eq!(c.policy.decide(&f), linear_decide(&c.policy, &f));
+    }
 }
