@@ -20,7 +20,7 @@ const EXT_ALPN: u16 = 16;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
 
 /// Real hellos captured on loopback by tests/fixtures/capture_hellos.py.
-const FIXTURES: [(&str, &[u8]); 6] = [
+pub(super) const FIXTURES: [(&str, &[u8]); 6] = [
     ("curl", include_bytes!("../../tests/fixtures/curl.bin")),
     ("python", include_bytes!("../../tests/fixtures/python.bin")),
     (
@@ -73,7 +73,7 @@ fn message_of(mut records: &[u8]) -> Vec<u8> {
 
 /// Frames `message` into handshake records whose payloads have the given sizes (the last
 /// record takes whatever is left).
-fn frame(message: &[u8], sizes: &[usize]) -> Vec<u8> {
+pub(super) fn frame(message: &[u8], sizes: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = message;
     let mut sizes = sizes.iter();
