@@ -17,7 +17,7 @@ use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, measurement::W
 use ward::Parsed;
 use ward::config;
 use ward::mitm::{Ca, LeafCache};
-use ward::policy::{Action, Facts, Policy, Verdict};
+use ward::policy::{Action, Facts, HelloJa4, Policy, Verdict};
 use ward::target::Host;
 use ward::tls::{MAX_HELLO_RECORDS, parse_client_hello};
 
@@ -303,6 +303,7 @@ impl Case {
             user: None,
             dst: None,
             sni: None,
+            ja4: HelloJa4::Pending,
         }
     }
 

@@ -17,8 +17,9 @@ use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
 use crate::mitm::{FlowContext, Interceptor};
 use crate::outcome::Outcome;
-use crate::policy::{Action, Facts, Toggle};
+use crate::policy::{Action, Facts, HelloJa4, Toggle};
 use crate::route::{self, Routed};
+use crate::target::Host;
 use crate::tls::{self, AlertDescription, ClientHelloFacts};
 use crate::{forward, tunnel};
 
@@ -79,6 +80,7 @@ async fn tunnel_path(
         First::Hello(hello) => hello,
         First::NotTls(why) => {
             cfg.policy.judge_non_tls(&t.request.target, &why)?;
+            judge_hello(&t, None, &routed, cfg, rec)?;
             tracing::debug!(target = %t.request.target, why, "tunnel carries no TLS");
             return relay(t.stream, routed, buf, ctx, rec).await;
         }
@@ -96,9 +98,10 @@ async fn tunnel_path(
     rec.sni = hello.sni.clone();
     rec.alpn = hello.alpn.first().cloned();
     rec.ech = hello.ech_offered;
+    rec.ja4 = Some(hello.ja4);
 
     rec.stage = Stage::Policy;
-    let action = match judge_hello(&t, &hello, &routed, cfg, rec) {
+    let action = match judge_hello(&t, Some(&hello), &routed, cfg, rec) {
         Ok(action) => action,
         Err(err) => {
             refuse_tls(&mut t.stream, AlertDescription::AccessDenied).await;
@@ -113,26 +116,37 @@ async fn tunnel_path(
     }
 }
 
-/// The SNI, judged after the target passed; without one, the target's judgement stands.
+/// The ClientHello's SNI and JA4, judged after the target passed (`None`: the tunnel carries
+/// no TLS, and only a judgement that waited for a fingerprint is asked again).
 fn judge_hello(
     t: &TunnelRequest,
-    hello: &ClientHelloFacts,
+    hello: Option<&ClientHelloFacts>,
     routed: &Routed,
     cfg: &crate::config::Config,
     rec: &mut AccessRecord,
 ) -> Result<Action, ProxyError> {
-    let Some(sni) = &hello.sni else {
-        return Ok(routed.judgement.action());
-    };
     let policy = &cfg.policy;
+    if hello.is_none() && !policy.provisional(&routed.judgement) {
+        return Ok(routed.judgement.action());
+    }
+    let sni = hello.and_then(|h| h.sni.as_ref());
     let facts = Facts {
-        dst: routed.dst,
-        sni: Some(sni),
+        // An IP-literal target is the address dialled, also through an upstream proxy.
+        dst: routed.dst.or(match t.request.target.host {
+            Host::Ip(ip) => Some(ip),
+            Host::Name(_) => None,
+        }),
+        sni,
+        ja4: hello.map_or(HelloJa4::Absent, |h| HelloJa4::Seen(&h.ja4)),
         ..route::facts(&t.request)
     };
+    let what = match sni {
+        Some(sni) => format!("SNI {sni}"),
+        None => t.request.target.to_string(),
+    };
     let judgement = policy
-        .judge_hello(&facts, sni)
-        .map_err(|needs| policy.needs_dst_error(needs, &format!("SNI {sni}")))?;
+        .judge_hello(&facts)
+        .map_err(|needs| policy.needs_dst_error(needs, &what))?;
     rec.note_judgement(policy, &judgement);
     match policy.refusal_error(&judgement, &facts) {
         Some(err) => Err(err),

@@ -14,6 +14,7 @@ use crate::outcome::Outcome;
 use crate::policy::{Action, Judgement, Policy};
 use crate::request::{Request, Via};
 use crate::target::{Host, Target};
+use crate::tls::Ja4;
 
 /// The stage a connection reached; an error record names the stage it died in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub struct AccessRecord {
     pub sni: Option<Host>,
     pub alpn: Option<String>,
     pub ech: bool,
+    /// The ClientHello's JA4 fingerprint, once one was read.
+    pub ja4: Option<Ja4>,
     pub action: Option<Action>,
     pub rule: Option<String>,
     pub upstream: Option<SocketAddr>,
@@ -79,6 +82,7 @@ impl AccessRecord {
             sni: None,
             alpn: None,
             ech: false,
+            ja4: None,
             action: None,
             rule: None,
             upstream: None,
@@ -148,6 +152,7 @@ impl AccessRecord {
             sni = %opt(self.sni.as_ref().map(Host::to_string)),
             alpn = %opt(self.alpn.clone()),
             ech = self.ech,
+            ja4 = %opt(self.ja4.map(|j| j.to_string())),
             action = %self.action.map_or("-", Action::as_str),
             rule = %opt(self.rule.clone()),
             upstream = %opt(self.upstream.map(|a| a.to_string())),

@@ -4,6 +4,8 @@
 
 mod forbidden;
 mod index;
+#[cfg(test)]
+mod ja4_tests;
 mod judge;
 mod rules;
 #[cfg(test)]
@@ -11,4 +13,4 @@ pub(crate) mod tests;
 
 pub use forbidden::is_forbidden_dst;
 pub use judge::{Checks, Decision, Judgement, NeedsDst, Policy, Refusal, Verdict, names_differ};
-pub use rules::{Action, Facts, HostPattern, PortRange, RuleInfo, RuleMatch, Toggle};
+pub use rules::{Action, Facts, HelloJa4, HostPattern, PortRange, RuleInfo, RuleMatch, Toggle};

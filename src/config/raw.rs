@@ -130,6 +130,7 @@ raw_struct!(
         clients: Vec<S<String>>,
         users: Vec<S<String>>,
         dst: Vec<S<String>>,
+        ja4: Vec<S<String>>,
     }
 );
 

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::target::{Host, normalize_name};
+use crate::tls::Ja4;
 
 /// What the policy says to do with a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +62,19 @@ pub struct Facts<'a> {
     pub dst: Option<IpAddr>,
     /// The ClientHello's server name, once it has been read.
     pub sni: Option<&'a Host>,
+    /// The ClientHello's JA4, as far as the connection has come.
+    pub ja4: HelloJa4<'a>,
+}
+
+/// What a connection's ClientHello fingerprint is at the stage it is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelloJa4<'a> {
+    /// A tunnel before its ClientHello: a `ja4` rule may still match, or not.
+    Pending,
+    /// There is no ClientHello (plain HTTP, a tunnel that carries no TLS): `ja4` rules never match.
+    Absent,
+    /// The ClientHello's fingerprint.
+    Seen(&'a Ja4),
 }
 
 impl Facts<'_> {
@@ -200,6 +214,8 @@ pub struct RuleInfo {
     pub users: Vec<String>,
     /// The resolved destination address is in one of these.
     pub dst: Vec<IpNet>,
+    /// The ClientHello's JA4 is one of these.
+    pub ja4: Vec<Ja4>,
 }
 
 /// How one rule relates to the facts.
@@ -225,6 +241,7 @@ impl RuleInfo {
             clients: Vec::new(),
             users: Vec::new(),
             dst: Vec::new(),
+            ja4: Vec::new(),
         }
     }
 
@@ -239,7 +256,7 @@ impl RuleInfo {
         let fits = (self.ports.is_empty() || self.ports.iter().any(|r| r.contains(f.port)))
             && (self.clients.is_empty() || self.clients.iter().any(|n| n.contains(&client)))
             && (self.users.is_empty() || f.user.is_some_and(|u| self.users.iter().any(|x| x == u)));
-        if !fits {
+        if !fits || !self.may_match_ja4(f.ja4) {
             return RuleMatch::No;
         }
         match f.dst {
@@ -257,6 +274,27 @@ impl RuleInfo {
         } else {
             RuleMatch::No
         }
+    }
+
+    /// Whether the rule's `ja4` (if any) matches. Before the ClientHello, an allow or inspect
+    /// rule with `ja4` lets the connection go on (the ClientHello is judged again, and then it
+    /// may not match), while a deny rule with `ja4` cannot refuse yet: either way, no
+    /// connection is decided on a fingerprint not yet seen.
+    fn may_match_ja4(&self, ja4: HelloJa4) -> bool {
+        if self.ja4.is_empty() {
+            return true;
+        }
+        match ja4 {
+            HelloJa4::Pending => self.action != Action::Deny,
+            HelloJa4::Absent => false,
+            HelloJa4::Seen(fp) => self.ja4.contains(fp),
+        }
+    }
+
+    /// Whether the rule names fingerprints: a judgement it made before the ClientHello was
+    /// provisional, and a connection without one must be judged again.
+    pub fn needs_hello(&self) -> bool {
+        !self.ja4.is_empty()
     }
 
     pub(super) fn dst_contains(&self, ip: IpAddr) -> bool {
