@@ -43,15 +43,13 @@ fn deny_one_fingerprint_let_the_rest_through() {
     let p = &c.policy;
     // Before the hello the deny rule cannot refuse; at the hello it refuses curl only.
     let (curl, chromium) = (ja4(CURL), ja4(CHROMIUM));
-    assert_eq!(
-        tunnel(p, HelloJa4::Seen(&curl)),
-        (Action::Allow, Action::Deny)
-    );
-    assert_eq!(
-        tunnel(p, HelloJa4::Seen(&chromium)),
-        (Action::Allow, Action::Allow)
-    );
-    assert_eq!(tunnel(p, HelloJa4::Absent), (Action::Allow, Action::Allow));
+    for (seen, at_hello) in [
+        (HelloJa4::Seen(&curl), Action::Deny),
+        (HelloJa4::Seen(&chromium), Action::Allow),
+        (HelloJa4::Absent, Action::Allow),
+    ] {
+        assert_eq!(tunnel(p, seen), (Action::Allow, at_hello), "{seen:?}");
+    }
 }
 
 #[test]
@@ -67,15 +65,15 @@ fn allow_one_fingerprint_deny_the_rest() {
     let early = p.judge_target(&facts(&h)).unwrap();
     assert_eq!(early.decision.rule, Some(0));
     assert!(p.provisional(&early));
-    assert_eq!(
-        tunnel(p, HelloJa4::Seen(&chromium)),
-        (Action::Allow, Action::Allow)
-    );
-    assert_eq!(
-        tunnel(p, HelloJa4::Seen(&curl)),
-        (Action::Allow, Action::Deny)
-    );
     // No ClientHello (not TLS, plain HTTP): the fingerprint rule never matches.
+    let want = [(chromium, Action::Allow), (curl, Action::Deny)];
+    for (fp, at_hello) in &want {
+        assert_eq!(
+            tunnel(p, HelloJa4::Seen(fp)),
+            (Action::Allow, *at_hello),
+            "{fp}"
+        );
+    }
     assert_eq!(tunnel(p, HelloJa4::Absent).1, Action::Deny);
     let absent = Facts {
         ja4: HelloJa4::Absent,

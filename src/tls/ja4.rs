@@ -15,8 +15,6 @@ mod tests;
 /// RFC 6066 server_name and RFC 7301 ALPN: counted, but left out of the extension hash.
 const EXT_SERVER_NAME: u16 = 0x0000;
 const EXT_ALPN: u16 = 0x0010;
-/// `JA4_b` / `JA4_c` when their list is empty (the spec prefers this to a hash of nothing).
-const EMPTY_HASH: &str = "000000000000";
 /// Length of a JA4: `a` (10), `_`, `b` (12), `_`, `c` (12).
 pub const JA4_LEN: usize = 36;
 
@@ -58,17 +56,27 @@ impl Ja4 {
     /// Computes the JA4 of a hello carried over `transport`.
     pub fn of(input: &Ja4Input, transport: Transport) -> Ja4 {
         let lists = Lists::of(input);
-        let mut out = String::with_capacity(JA4_LEN);
-        write_prefix(&mut out, input, &lists, transport);
-        out.push('_');
-        out.push_str(&truncated_hash(&lists.ciphers_csv()));
-        out.push('_');
-        out.push_str(&match lists.extensions.is_empty() {
-            true => EMPTY_HASH.to_owned(),
-            false => truncated_hash(&lists.extensions_and_sigs()),
-        });
-        let mut bytes = [0; JA4_LEN];
-        bytes.copy_from_slice(out.as_bytes());
+        let mut prefix = String::with_capacity(10);
+        write_prefix(&mut prefix, input, &lists, transport);
+        // `JA4_b` / `JA4_c` stay `000000000000` when their list is empty (the spec prefers
+        // this to a hash of nothing).
+        let mut bytes = [b'0'; JA4_LEN];
+        bytes[..10].copy_from_slice(prefix.as_bytes());
+        bytes[10] = b'_';
+        bytes[23] = b'_';
+        // The hashed lists go straight into the hash: no text is built for them.
+        if !lists.ciphers.is_empty() {
+            hash12(&mut bytes[11..23], |h| hash_csv(h, &lists.ciphers));
+        }
+        if !lists.extensions.is_empty() {
+            hash12(&mut bytes[24..], |h| {
+                hash_csv(h, &lists.extensions);
+                if !lists.signature_algorithms.is_empty() {
+                    h.update(b"_");
+                    hash_csv(h, &lists.signature_algorithms);
+                }
+            });
+        }
         Ja4(bytes)
     }
 
@@ -131,7 +139,7 @@ pub fn ja4_r(input: &Ja4Input, transport: Transport) -> String {
     let mut out = String::new();
     write_prefix(&mut out, input, &lists, transport);
     out.push('_');
-    out.push_str(&lists.ciphers_csv());
+    out.push_str(&csv(&lists.ciphers));
     out.push('_');
     out.push_str(&lists.extensions_and_sigs());
     out
@@ -181,10 +189,6 @@ impl Lists {
             extensions,
             signature_algorithms: no_grease(&input.signature_algorithms),
         }
-    }
-
-    fn ciphers_csv(&self) -> String {
-        csv(&self.ciphers)
     }
 
     fn extensions_and_sigs(&self) -> String {
@@ -261,15 +265,34 @@ fn csv(values: &[u16]) -> String {
     s
 }
 
-/// The first 12 lower-case hex digits of the SHA-256 of `text`; `000000000000` for no text.
-fn truncated_hash(text: &str) -> String {
-    if text.is_empty() {
-        return EMPTY_HASH.to_owned();
+/// Feeds `values` to `h` as [`csv`] would write them, in chunks, without formatting.
+fn hash_csv(h: &mut Sha256, values: &[u16]) {
+    let mut buf = [0u8; 5 * 64];
+    for (n, chunk) in values.chunks(64).enumerate() {
+        let mut len = 0;
+        for (i, v) in chunk.iter().enumerate() {
+            if n > 0 || i > 0 {
+                buf[len] = b',';
+                len += 1;
+            }
+            for shift in [12, 8, 4, 0] {
+                buf[len] = HEX_LOWER[usize::from((v >> shift) & 0xf)];
+                len += 1;
+            }
+        }
+        h.update(&buf[..len]);
     }
-    let digest = Sha256::digest(text.as_bytes());
-    let mut s = String::with_capacity(12);
-    for b in &digest[..6] {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
+
+/// Writes the first 12 lower-case hex digits of the SHA-256 of what `feed` gives into `out`.
+fn hash12(out: &mut [u8], feed: impl FnOnce(&mut Sha256)) {
+    let mut h = Sha256::new();
+    feed(&mut h);
+    let digest = h.finalize();
+    for (pair, b) in out.chunks_mut(2).zip(digest.iter()) {
+        pair[0] = HEX_LOWER[usize::from(b >> 4)];
+        pair[1] = HEX_LOWER[usize::from(b & 0xf)];
+    }
+}
+
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";

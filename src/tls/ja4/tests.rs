@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::tls::tests::{FIXTURES, frame};
+use crate::tls::tests::{FIXTURES, extension_block, frame};
 use crate::tls::{HelloError, parse_client_hello};
 use crate::{Parsed, tls};
 
@@ -234,12 +234,7 @@ fn parse_refuses_what_is_not_a_ja4() {
 
 /// A ClientHello with these cipher suites and extensions, in records of at most 16 KiB.
 fn hello(ciphers: &[u16], extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut ext = Vec::new();
-    for (t, data) in extensions {
-        ext.extend_from_slice(&t.to_be_bytes());
-        ext.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        ext.extend_from_slice(data);
-    }
+    let ext = extension_block(extensions);
     let mut body = vec![3, 3];
     body.extend_from_slice(&[7; 32]);
     body.push(0);
