@@ -17,9 +17,9 @@ use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, measurement::W
 use ward::Parsed;
 use ward::config;
 use ward::mitm::{Ca, LeafCache};
-use ward::policy::{Action, Facts, Policy, Verdict};
+use ward::policy::{Action, Facts, HelloJa4, Policy, Verdict};
 use ward::target::Host;
-use ward::tls::{MAX_HELLO_RECORDS, parse_client_hello};
+use ward::tls::{Ja4, MAX_HELLO_RECORDS, Transport, parse_client_hello};
 
 /// Short runs: the whole suite must stay within a few minutes on a shared 2-core machine.
 const WARM_UP: Duration = Duration::from_millis(500);
@@ -90,6 +90,7 @@ fn main() {
         .sample_size(SAMPLES)
         .configure_from_args();
     bench_hello(&mut c);
+    bench_ja4(&mut c);
     bench_policy(&mut c);
     bench_big_cidr_lists(&mut c);
     bench_list_files(&mut c);
@@ -99,6 +100,20 @@ fn main() {
 }
 
 // ---- ClientHello ---------------------------------------------------------------------------
+
+/// JA4 from a parsed hello (the budget is 2 µs per hello): what ward adds to every parse.
+fn bench_ja4(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hello/ja4");
+    for (name, bytes) in FIXTURES {
+        let Ok(Parsed::Done { value: facts, .. }) = parse_client_hello(bytes) else {
+            panic!("{name} does not parse");
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| Ja4::of(black_box(&facts.ja4_input), Transport::Tcp))
+        });
+    }
+    g.finish();
+}
 
 fn bench_hello(c: &mut Criterion) {
     let reframed = reframe(CHROMIUM, REFRAMED_RECORDS);
@@ -305,6 +320,7 @@ impl Case {
             user: None,
             dst: None,
             sni: None,
+            ja4: HelloJa4::Pending,
         }
     }
 
@@ -477,6 +493,7 @@ fn bench_big_cidr_lists(c: &mut Criterion) {
         user: None,
         dst: None,
         sni: None,
+        ja4: HelloJa4::Pending,
     };
     let dst = big_cidr_policy("dst");
     assert_eq!(dst.judge_address(&facts, last).decision.rule, Some(0));
@@ -628,6 +645,7 @@ fn bench_list_files(c: &mut Criterion) {
             user: None,
             dst: None,
             sni: None,
+            ja4: HelloJa4::Pending,
         };
         policy.judge_address(&f, *dst).decision.rule
     };

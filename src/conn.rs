@@ -17,8 +17,9 @@ use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
 use crate::mitm::{FlowContext, Interceptor};
 use crate::outcome::Outcome;
-use crate::policy::{Action, Facts, Toggle};
+use crate::policy::{Action, Facts, HelloJa4, Toggle};
 use crate::route::{self, Routed};
+use crate::target::Host;
 use crate::tls::{self, AlertDescription, ClientHelloFacts};
 use crate::{forward, tunnel};
 
@@ -79,6 +80,7 @@ async fn tunnel_path(
         First::Hello(hello) => hello,
         First::NotTls(why) => {
             cfg.policy.judge_non_tls(&t.request.target, &why)?;
+            judge_hello(&t, None, &routed, cfg, rec).await?;
             tracing::debug!(target = %t.request.target, why, "tunnel carries no TLS");
             return relay(t.stream, routed, buf, ctx, rec).await;
         }
@@ -96,9 +98,10 @@ async fn tunnel_path(
     rec.sni = hello.sni.clone();
     rec.alpn = hello.alpn.first().cloned();
     rec.ech = hello.ech_offered;
+    rec.ja4 = Some(hello.ja4);
 
     rec.stage = Stage::Policy;
-    let action = match judge_hello(&t, &hello, &routed, cfg, rec).await {
+    let action = match judge_hello(&t, Some(&hello), &routed, cfg, rec).await {
         Ok(action) => action,
         Err(err) => {
             refuse_tls(&mut t.stream, AlertDescription::AccessDenied).await;
@@ -113,26 +116,33 @@ async fn tunnel_path(
     }
 }
 
-/// The SNI, judged after the target passed; without one, the target's judgement stands.
-/// Through an upstream proxy, a rule for this SNI may be the first to need the address: ward
-/// resolves it then, for the decision only.
+/// The ClientHello's SNI and JA4, judged after the target passed (`None`: the tunnel carries
+/// no TLS, and only a judgement that waited for a fingerprint is asked again). Through an
+/// upstream proxy, a rule for this hello may be the first to need the address: ward resolves
+/// it then, for the decision only.
 async fn judge_hello(
     t: &TunnelRequest,
-    hello: &ClientHelloFacts,
+    hello: Option<&ClientHelloFacts>,
     routed: &Routed,
     cfg: &crate::config::Config,
     rec: &mut AccessRecord,
 ) -> Result<Action, ProxyError> {
-    let Some(sni) = &hello.sni else {
-        return Ok(routed.judgement.action());
-    };
     let policy = &cfg.policy;
+    if hello.is_none() && !policy.provisional(&routed.judgement) {
+        return Ok(routed.judgement.action());
+    }
+    let sni = hello.and_then(|h| h.sni.as_ref());
     let facts = Facts {
-        dst: routed.dst,
-        sni: Some(sni),
+        // An IP-literal target is the address dialled, also through an upstream proxy.
+        dst: routed.dst.or(match t.request.target.host {
+            Host::Ip(ip) => Some(ip),
+            Host::Name(_) => None,
+        }),
+        sni,
+        ja4: hello.map_or(HelloJa4::Absent, |h| HelloJa4::Seen(&h.ja4)),
         ..route::facts(&t.request)
     };
-    let (judgement, facts) = match policy.judge_hello(&facts, sni) {
+    let (judgement, facts) = match policy.judge_hello(&facts) {
         Ok(judgement) => (judgement, facts),
         Err(needs) => {
             let addrs = route::resolve_for_decision(&t.request, cfg, Some(needs)).await?;
@@ -141,7 +151,7 @@ async fn judge_hello(
                     dst: Some(ip),
                     ..facts
                 };
-                policy.judge_hello(&f, sni)
+                policy.judge_hello(&f)
             };
             let (judgement, ip) = route::judge_each(&addrs, judge, policy, &facts)?;
             let facts = Facts {

@@ -5,14 +5,14 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, Toggle};
-use crate::policy::{Facts, Judgement, NeedsDst, Refusal, is_forbidden_dst};
+use crate::policy::{Facts, HelloJa4, Judgement, NeedsDst, Refusal, is_forbidden_dst};
 use crate::target::Host;
 
 /// Where the judging stopped.
 enum Reached {
     /// The target (and its address) decided, and nothing after it was asked.
     Target(Judgement),
-    /// The target passed; the SNI decided.
+    /// The target passed; the ClientHello (SNI, JA4) decided.
     Hello(Judgement),
     /// A rule needs the address and none was given.
     Undecided(NeedsDst),
@@ -28,17 +28,23 @@ pub fn explain(config: &Config, f: &Facts) -> String {
         Some(Host::Ip(ip)) => Some(*ip),
         _ => None,
     });
-    let target = match dst {
-        Some(ip) => Ok(policy.judge_address(f, ip)),
-        None => policy.judge_target(f),
+    // As in the proxy, the fingerprint is not known before the ClientHello.
+    let before_hello = Facts {
+        ja4: HelloJa4::Pending,
+        ..*f
     };
-    let reached = match (target, f.sni) {
-        (Err(needs), _) => Reached::Undecided(needs),
-        (Ok(j), Some(sni)) if j.refusal.is_none() => match policy.judge_hello(f, sni) {
+    let target = match dst {
+        Some(ip) => Ok(policy.judge_address(&before_hello, ip)),
+        None => policy.judge_target(&before_hello),
+    };
+    let has_hello = f.sni.is_some() || matches!(f.ja4, HelloJa4::Seen(_));
+    let reached = match target {
+        Err(needs) => Reached::Undecided(needs),
+        Ok(j) if has_hello && j.refusal.is_none() => match policy.judge_hello(f) {
             Ok(j) => Reached::Hello(j),
             Err(needs) => Reached::Undecided(needs),
         },
-        (Ok(j), _) => Reached::Target(j),
+        Ok(j) => Reached::Target(j),
     };
     let mut out = String::new();
     let judgement = match &reached {
@@ -85,7 +91,10 @@ fn write_facts(out: &mut String, f: &Facts, by_sni: bool) {
         "dst: {}",
         f.dst.map_or("-".to_owned(), |ip| ip.to_string())
     );
-    if by_sni {
+    if let HelloJa4::Seen(ja4) = f.ja4 {
+        let _ = writeln!(out, "ja4: {ja4}");
+    }
+    if by_sni && f.sni.is_some() {
         let _ = writeln!(out, "rules matched hosts against the sni");
     }
 }
@@ -121,10 +130,22 @@ fn write_notes(
         };
         let _ = writeln!(out, "sni differs from the requested host: {verdict}");
     }
-    if matches!(reached, Reached::Target(_)) && f.sni.is_some() && j.refusal.is_some() {
+    let unjudged = match (f.sni.is_some(), matches!(f.ja4, HelloJa4::Seen(_))) {
+        (true, true) => Some("sni and ja4 are"),
+        (true, false) => Some("sni is"),
+        (false, true) => Some("ja4 is"),
+        (false, false) => None,
+    };
+    if let (Reached::Target(_), Some(what), Some(_)) = (reached, unjudged, j.refusal) {
         let _ = writeln!(
             out,
-            "refused before the ClientHello is read: the sni is never judged"
+            "refused before the ClientHello is read: the {what} never judged"
+        );
+    }
+    if matches!(reached, Reached::Target(_)) && config.policy.provisional(j) {
+        let _ = writeln!(
+            out,
+            "the rule names JA4 fingerprints: the ClientHello is judged again (give it with --ja4)"
         );
     }
 }
@@ -190,5 +211,34 @@ mod tests {
         let out = explain(&c, &f);
         assert!(out.contains("refused (destination_ip_prohibited)"), "{out}");
         assert!(out.contains("the sni is never judged"), "{out}");
+    }
+
+    #[test]
+    fn explain_with_ja4_judges_the_hello_and_without_it_says_it_would() {
+        let fp = "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6";
+        let c = config(&format!(
+            "rules:\n  - {{ name: only-this, action: allow, ja4: [\"{fp}\"] }}\n  \
+             - {{ name: rest, action: deny }}\n"
+        ));
+        let h = host("origin.test");
+        let out = explain(&c, &facts(&h));
+        assert!(out.starts_with("allow rule \"only-this\""), "{out}");
+        assert!(out.contains("judged again (give it with --ja4)"), "{out}");
+        let (seen, other) = (
+            crate::tls::Ja4::parse(fp).unwrap(),
+            crate::tls::Ja4::parse("t13d1517h2_8daaf6152771_cb7bf5808d99").unwrap(),
+        );
+        let mut f = facts(&h);
+        f.ja4 = HelloJa4::Seen(&seen);
+        let out = explain(&c, &f);
+        assert!(out.starts_with("allow rule \"only-this\""), "{out}");
+        assert!(out.contains(&format!("\nja4: {fp}")), "{out}");
+        assert!(!out.contains("judged again"), "{out}");
+        f.ja4 = HelloJa4::Seen(&other);
+        let out = explain(&c, &f);
+        assert!(
+            out.starts_with("deny rule \"rest\" (policy.yaml:3)"),
+            "{out}"
+        );
     }
 }

@@ -16,8 +16,8 @@ use crate::tls::{self, ClientHelloFacts, HelloError};
 
 /// What the client's first bytes turned out to be.
 pub enum First {
-    /// A complete ClientHello.
-    Hello(ClientHelloFacts),
+    /// A complete ClientHello (boxed: it is several times the size of the other answers).
+    Hello(Box<ClientHelloFacts>),
     /// Not TLS (or the server spoke first), with the reason: `non_tls` judges it.
     NotTls(String),
     /// A TLS handshake record, but no ClientHello ward can read in it.
@@ -53,7 +53,7 @@ pub async fn read_first(
 ) -> First {
     if !buf.is_empty() {
         match tls::parse_client_hello(buf) {
-            Ok(Parsed::Done { value, .. }) => return First::Hello(value),
+            Ok(Parsed::Done { value, .. }) => return First::Hello(Box::new(value)),
             Ok(Parsed::Incomplete) => {}
             Err(e) => return hello_error(e),
         }
@@ -70,7 +70,7 @@ pub async fn read_first(
     let waited = humantime::format_duration(wait);
     tokio::select! {
         r = read => match r {
-            Ok((hello, _)) => First::Hello(hello),
+            Ok((hello, _)) => First::Hello(Box::new(hello)),
             Err(ReadError::Parse(e)) => hello_error(e),
             Err(ReadError::TooLarge) => hello_error(HelloError::TooLarge),
             Err(ReadError::Closed) if buf.is_empty() => First::ClientGone,

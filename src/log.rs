@@ -14,6 +14,7 @@ use crate::outcome::Outcome;
 use crate::policy::{Action, Judgement, Policy};
 use crate::request::{Request, Via};
 use crate::target::{Host, Target};
+use crate::tls::Ja4;
 
 /// The stage a connection reached; an error record names the stage it died in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,8 @@ pub struct AccessRecord {
     pub alpn: Option<String>,
     /// Whether the ClientHello carried an ECH extension (real or GREASE).
     pub ech: bool,
+    /// The ClientHello's JA4 fingerprint, once one was read.
+    pub ja4: Option<Ja4>,
     /// What the policy decided.
     pub action: Option<Action>,
     /// The rule that decided, by name (or `rules[i]`).
@@ -105,6 +108,7 @@ impl AccessRecord {
             sni: None,
             alpn: None,
             ech: false,
+            ja4: None,
             action: None,
             rule: None,
             upstream: None,
@@ -177,6 +181,7 @@ impl AccessRecord {
             sni = %opt(self.sni.as_ref().map(Host::to_string)),
             alpn = %opt(self.alpn.clone()),
             ech = self.ech,
+            ja4 = %opt(self.ja4.map(|j| j.to_string())),
             action = %self.action.map_or("-", Action::as_str),
             rule = %opt(self.rule.clone()),
             upstream = %opt(self.upstream.map(|a| a.to_string())),

@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use ward::config::{self, Config};
 use ward::mitm::ca::Ca;
-use ward::policy::Facts;
+use ward::policy::{Facts, HelloJa4};
 use ward::target::{Host, Target};
+use ward::tls::Ja4;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +60,9 @@ enum Command {
         /// The resolved destination address.
         #[arg(long)]
         dst: Option<IpAddr>,
+        /// The ClientHello's JA4 fingerprint (as the access log's `ja4` shows it).
+        #[arg(long)]
+        ja4: Option<String>,
     },
     /// The interception CA.
     Ca {
@@ -140,6 +144,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             client,
             user,
             dst,
+            ja4,
         } => {
             let (config, _) = load_config(cli.config.as_deref())?;
             let target = Target::parse_with_default_port(&target, 443)
@@ -147,6 +152,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let sni = sni
                 .map(|s| Host::parse(&s).with_context(|| format!("--sni {s:?}")))
                 .transpose()?;
+            let ja4 = ja4
+                .map(|s| Ja4::parse(&s).map_err(anyhow::Error::msg))
+                .transpose()
+                .context("--ja4")?;
             let facts = Facts {
                 host: Some(sni.as_ref().unwrap_or(&target.host)),
                 port: target.port,
@@ -158,6 +167,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Host::Name(_) => None,
                 }),
                 sni: sni.as_ref(),
+                ja4: ja4.as_ref().map_or(HelloJa4::Pending, HelloJa4::Seen),
             };
             let text = ward::explain::explain(&config, &facts);
             println!("{}", text.trim_end());

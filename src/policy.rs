@@ -6,6 +6,8 @@
 mod forbidden;
 mod index;
 mod ipset;
+#[cfg(test)]
+mod ja4_tests;
 mod judge;
 pub mod lists;
 mod rules;
@@ -16,4 +18,6 @@ pub use forbidden::is_forbidden_dst;
 pub use ipset::IpSet;
 pub use judge::{Checks, Decision, Judgement, NeedsDst, Policy, Refusal, Verdict, names_differ};
 pub use lists::NameList;
-pub use rules::{Action, Facts, HostPattern, PortRange, RuleInfo, RuleMatch, Toggle, Way};
+pub use rules::{
+    Action, Facts, HelloJa4, HostPattern, PortRange, RuleInfo, RuleMatch, Toggle, Way,
+};

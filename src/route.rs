@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 use crate::config::{Config, Upstream};
 use crate::error::{ErrorKind, ProxyError};
 use crate::log::{AccessRecord, Stage};
-use crate::policy::{Facts, Judgement, NeedsDst, Policy};
-use crate::request::Request;
+use crate::policy::{Facts, HelloJa4, Judgement, NeedsDst, Policy};
+use crate::request::{Request, Via};
 use crate::target::Host;
 use crate::{chain, dial};
 
@@ -39,6 +39,11 @@ pub fn facts(req: &Request) -> Facts<'_> {
         user: req.user.as_deref(),
         dst: None,
         sni: None,
+        // Only a tunnel can still show a ClientHello.
+        ja4: match req.via {
+            Via::HttpForward => HelloJa4::Absent,
+            _ => HelloJa4::Pending,
+        },
     }
 }
 

@@ -4,11 +4,13 @@
 //!
 //! The record layer is read by hand (`records`), because tls-parser 0.12 parses one record at a
 //! time and cannot join a hello split over records; tls-parser then reads the joined message
-//! body and each extension (`body`). `facts` holds what both produce, `alert` the refusal.
+//! body and each extension (`body`). `facts` holds what both produce, `ja4` fingerprints the
+//! hello, `alert` the refusal.
 
 mod alert;
 mod body;
 mod facts;
+pub mod ja4;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -20,6 +22,7 @@ use records::{HANDSHAKE_HEADER_LEN, join_hello_records};
 
 pub use alert::{AlertDescription, encode_alert};
 pub use facts::{ClientHelloFacts, HelloError, MAX_CLIENT_HELLO};
+pub use ja4::{Ja4, Ja4Input, Transport, ja4_r};
 pub use records::MAX_HELLO_RECORDS;
 
 /// Parses the first ClientHello in `buf`, which holds the client's first bytes. Returns

@@ -135,6 +135,7 @@ raw_struct!(
         hosts_file: String,
         dst_file: String,
         clients_file: String,
+        ja4: Vec<S<String>>,
     }
 );
 

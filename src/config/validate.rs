@@ -19,6 +19,7 @@ use super::{
 };
 use crate::policy::{Action, Checks, HostPattern, Policy, PortRange, RuleInfo, Toggle, Way};
 use crate::request::Credentials;
+use crate::tls::Ja4;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_CA_DIR: &str = "certs";
@@ -535,6 +536,7 @@ impl Checker<'_> {
             clients: self.list(r.clients.as_ref(), &join(prefix, "clients"), parse_net),
             users: self.list(r.users.as_ref(), &join(prefix, "users"), user_known),
             dst: self.list(r.dst.as_ref(), &join(prefix, "dst"), parse_net),
+            ja4: self.list(r.ja4.as_ref(), &join(prefix, "ja4"), Ja4::parse),
             ..RuleInfo::new(name?, action?)
         };
         self.rule_lists(r, prefix, &mut rule);

@@ -22,8 +22,10 @@ use crate::target::Host;
 /// What a leaf is forged for: the SNI's normalised name, or the IP when there is no SNI.
 pub type LeafName = Host;
 
-/// Apple clients reject TLS server certificates valid for more than 398 days; stay under.
-pub const MAX_LEAF_VALIDITY: Duration = Duration::from_secs(397 * 24 * 3600);
+/// The CA/Browser Forum caps publicly trusted leaves at 200 days from March 2026 (and 100,
+/// then 47, later), and clients have begun to apply the cap to every chain; with the hour of
+/// backdating and clock skew on either side, 197 days stays under it.
+pub const MAX_LEAF_VALIDITY: Duration = Duration::from_secs(197 * 24 * 3600);
 /// A cached leaf is re-forged after this long, well before it expires, so that a long-running
 /// proxy never hands out a certificate near its end.
 const CACHE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -225,6 +227,8 @@ fn leaf_params(
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // The authority key identifier is the CA's own subject key identifier (rcgen reads it
+    // from a CA loaded from disk); the leaf gets a subject key identifier of its key too.
     params.use_authority_key_identifier_extension = true;
     params.not_before = (now - BACKDATE).into();
     params.not_after = not_after.into();

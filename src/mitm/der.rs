@@ -1,5 +1,5 @@
 //! Just enough DER reading to learn a certificate's validity window, common name and DNS
-//! subject alternative names from its bytes. Pure; it must not grow into a general X.509 parser
+//! subject alternative names from its bytes (and, for tests, its key identifiers). Pure; it must not grow into a general X.509 parser
 //! (rcgen and rustls already verify what matters), and reads only certificates already verified.
 
 use std::time::{Duration, SystemTime};
@@ -122,6 +122,31 @@ pub(crate) fn san_dns_names(cert_der: &[u8], max: usize) -> Vec<String> {
 
 /// The content of the subjectAltName extension's GeneralNames SEQUENCE.
 fn subject_alt_names(cert_der: &[u8]) -> Option<&[u8]> {
+    let value = extension_value(cert_der, OID_SUBJECT_ALT_NAME)?;
+    expect(value, TAG_SEQUENCE).map(|(names, _)| names)
+}
+
+/// The subject key identifier and the authority key identifier's keyIdentifier (RFC 5280
+/// §4.2.1.1-2), for checking that a forged leaf names the CA that signed it.
+#[cfg(test)]
+pub(crate) fn key_identifiers(cert_der: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    /// 2.5.29.14 and 2.5.29.35, content octets.
+    const OID_SUBJECT_KEY_ID: &[u8] = &[0x55, 0x1d, 0x0e];
+    const OID_AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1d, 0x23];
+    /// `keyIdentifier [0] IMPLICIT OCTET STRING`.
+    const TAG_KEY_ID: u8 = 0x80;
+    let ski = extension_value(cert_der, OID_SUBJECT_KEY_ID)
+        .and_then(|v| expect(v, TAG_OCTET_STRING))
+        .map(|(id, _)| id.to_vec());
+    let aki = extension_value(cert_der, OID_AUTHORITY_KEY_ID)
+        .and_then(|v| expect(v, TAG_SEQUENCE))
+        .and_then(|(seq, _)| expect(seq, TAG_KEY_ID))
+        .map(|(id, _)| id.to_vec());
+    (ski, aki)
+}
+
+/// The extnValue octets of the TBS extension `oid`.
+fn extension_value<'a>(cert_der: &'a [u8], oid: &[u8]) -> Option<&'a [u8]> {
     let (cert, _) = expect(cert_der, TAG_SEQUENCE)?;
     let (tbs, _) = expect(cert, TAG_SEQUENCE)?;
     // Extensions are the TBS's last field; each step consumes bytes, so this ends.
@@ -137,15 +162,14 @@ fn subject_alt_names(cert_der: &[u8]) -> Option<&[u8]> {
     while !list.is_empty() {
         let (ext, next) = expect(list, TAG_SEQUENCE)?;
         list = next;
-        let (oid, mut body) = expect(ext, TAG_OID)?;
-        if oid != OID_SUBJECT_ALT_NAME {
+        let (ext_oid, mut body) = expect(ext, TAG_OID)?;
+        if ext_oid != oid {
             continue;
         }
         if body.first() == Some(&TAG_BOOLEAN) {
             body = element(body)?.2;
         }
-        let (value, _) = expect(body, TAG_OCTET_STRING)?;
-        return expect(value, TAG_SEQUENCE).map(|(names, _)| names);
+        return expect(body, TAG_OCTET_STRING).map(|(value, _)| value);
     }
     None
 }

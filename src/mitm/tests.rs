@@ -289,6 +289,56 @@ async fn untrusted_origin_certificate_gives_502_with_proxy_status() {
     assert_eq!(flows[0]["error"], "tls_certificate_error");
 }
 
+/// The Proxy-Status details ward answers when the origin serves `leaf` (from `ca`).
+async fn certificate_refusal(ca: &Ca, leaf: testkit::Leaf) -> String {
+    let tls = leaf.server_config(ALPN_BOTH);
+    let origin = Origin::start(Service::Http(Some(Arc::new(tls)))).await;
+    let ward = ward(&ca.pem(), None);
+    let (client, task) = ward.connect(origin.addr).await;
+    let ca_der = ward.interceptor.ca().cert_der();
+    let tls = client_tls(client, Some(ca_der), &[b"http/1.1"])
+        .await
+        .unwrap();
+    let resp = get(tls, "/").await;
+    assert_eq!(resp.status(), 502);
+    let status = resp.headers()["proxy-status"].to_str().unwrap().to_string();
+    drop(body_text(resp).await);
+    let done = finished(task).await;
+    assert_eq!(done.error.map(|e| e.kind), Some(ErrorKind::TlsCertificate));
+    assert!(
+        status.starts_with("ward; error=tls_certificate_error"),
+        "{status}"
+    );
+    status
+}
+
+#[tokio::test]
+async fn origin_certificate_refusals_say_why_in_words() {
+    let ca = Ca::new("origin CA");
+    let as_ca = ca.issue_with(&[ORIGIN], |p| {
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    });
+    let status = certificate_refusal(&ca, as_ca).await;
+    assert!(
+        status.contains("the certificate is a CA certificate used as a server certificate"),
+        "{status}"
+    );
+    let expired = ca.issue_with(&[ORIGIN], |p| {
+        // 2025-12-01T00:00Z and 2026-01-02T12:00Z.
+        p.not_before = time::OffsetDateTime::from_unix_timestamp(1_764_547_200).unwrap();
+        p.not_after = time::OffsetDateTime::from_unix_timestamp(1_767_355_200).unwrap();
+    });
+    let status = certificate_refusal(&ca, expired).await;
+    assert!(status.contains("it expired on 2026-01-02"), "{status}");
+    let other = ca.issue(&["other.test"]);
+    let status = certificate_refusal(&ca, other).await;
+    assert!(status.contains("other.test, not origin.test"), "{status}");
+    assert!(
+        !status.contains("Other(") && !status.contains("DnsName"),
+        "{status}"
+    );
+}
+
 async fn stream_big(alpn: &'static [u8]) {
     let origin = start_origin("origin CA").await;
     let ward = ward(&origin.ca_pem, None);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{CertificateError, ClientConfig, RootCertStore};
+use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -17,6 +17,9 @@ use tokio_rustls::client::TlsStream;
 use super::error::MitmError;
 use crate::error::{ErrorKind, ProxyError, describe_io};
 use crate::target::Host;
+use reason::describe_certificate_error;
+
+mod reason;
 
 /// The origin's TLS stream, boxed so that moving it through the relay's futures moves a
 /// pointer, not a kilobyte.
@@ -128,24 +131,10 @@ fn classify(name: &Host, err: &io::Error) -> ProxyError {
     ProxyError::upstream(kind, detail)
 }
 
-fn describe_certificate_error(err: &CertificateError, name: &Host) -> String {
-    match err {
-        CertificateError::UnknownIssuer => "unknown issuer (not signed by a trusted CA)".into(),
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired".into(),
-        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-            "not valid yet".into()
-        }
-        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            format!("name mismatch (not valid for {name})")
-        }
-        CertificateError::Revoked => "revoked".into(),
-        CertificateError::BadSignature => "bad signature".into(),
-        other => rustls::Error::InvalidCertificate(other.clone()).to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use rustls::CertificateError;
+
     use super::*;
 
     fn tls_io_error(e: rustls::Error) -> io::Error {
@@ -158,7 +147,10 @@ mod tests {
         let cases = [
             (CertificateError::UnknownIssuer, "unknown issuer"),
             (CertificateError::Expired, "expired"),
-            (CertificateError::NotValidForName, "name mismatch"),
+            (
+                CertificateError::NotValidForName,
+                "not issued for origin.test",
+            ),
         ];
         for (cert_err, reason) in cases {
             let err = classify(

@@ -5,7 +5,7 @@
 //!
 //! A connection is judged in the order it reveals its facts: the target before DNS
 //! ([`Policy::judge_target`]), each resolved address ([`Policy::judge_address`], which cannot
-//! answer "needs the address"), then the ClientHello's SNI ([`Policy::judge_hello`]).
+//! answer "needs the address"), then the ClientHello's SNI and JA4 ([`Policy::judge_hello`]).
 
 use std::net::IpAddr;
 
@@ -193,16 +193,16 @@ impl Policy {
         self.refuse_dst(decision, Some(dst))
     }
 
-    /// The ClientHello's server name, after the target passed: the rules again with the SNI as
-    /// the host, then `sni_mismatch`. `f.dst` is the address the tunnel was dialled to, if ward
-    /// knows it (not through an upstream proxy).
-    pub fn judge_hello(&self, f: &Facts, sni: &Host) -> Result<Judgement, NeedsDst> {
-        let f = Facts {
-            sni: Some(sni),
-            ..*f
-        };
-        let decision = self.judged(&f)?;
-        let mismatch = f.host.is_some_and(|asked| names_differ(asked, sni));
+    /// The ClientHello, after the target passed: the rules again with its SNI (if any) as the
+    /// host and its JA4 (`f.ja4`, [`super::HelloJa4::Seen`]; `Absent` for a tunnel that
+    /// carries no TLS), then `sni_mismatch`. `f.dst` is the address the tunnel was dialled
+    /// to, if ward knows it (not through an upstream proxy).
+    pub fn judge_hello(&self, f: &Facts) -> Result<Judgement, NeedsDst> {
+        let decision = self.judged(f)?;
+        let mismatch = f
+            .host
+            .zip(f.sni)
+            .is_some_and(|(asked, sni)| names_differ(asked, sni));
         let refusal = if decision.action == Action::Deny {
             Some(Refusal::Rule)
         } else if mismatch && self.checks.sni_mismatch == Toggle::Deny {
@@ -215,6 +215,12 @@ impl Policy {
             refusal,
             sni_mismatch: mismatch,
         })
+    }
+
+    /// Whether a judgement made before the ClientHello is provisional: its rule names
+    /// fingerprints, so a tunnel that turns out to carry no ClientHello is judged again.
+    pub fn provisional(&self, j: &Judgement) -> bool {
+        j.decision.rule.is_some_and(|i| self.rules[i].needs_hello())
     }
 
     /// A tunnel whose first bytes are not TLS (`why`): refused under `non_tls: deny`.

@@ -11,6 +11,7 @@ use super::ipset::IpSet;
 use super::lists::NameList;
 
 use crate::target::{Host, normalize_name};
+use crate::tls::Ja4;
 
 /// What the policy says to do with a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +66,19 @@ pub struct Facts<'a> {
     pub dst: Option<IpAddr>,
     /// The ClientHello's server name, once it has been read.
     pub sni: Option<&'a Host>,
+    /// The ClientHello's JA4, as far as the connection has come.
+    pub ja4: HelloJa4<'a>,
+}
+
+/// What a connection's ClientHello fingerprint is at the stage it is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelloJa4<'a> {
+    /// A tunnel before its ClientHello: a `ja4` rule may still match, or not.
+    Pending,
+    /// There is no ClientHello (plain HTTP, a tunnel that carries no TLS): `ja4` rules never match.
+    Absent,
+    /// The ClientHello's fingerprint.
+    Seen(&'a Ja4),
 }
 
 impl Facts<'_> {
@@ -208,6 +222,8 @@ pub struct RuleInfo {
     pub dst: Vec<IpNet>,
     /// Where the connections it lets through are dialled (`upstream:`).
     pub upstream: Way,
+    /// The ClientHello's JA4 is one of these.
+    pub ja4: Vec<Ja4>,
 }
 
 /// Where a rule sends what it lets through: the names are those of policy.yaml's `upstreams`.
@@ -247,6 +263,7 @@ impl RuleInfo {
             users: Vec::new(),
             dst: Vec::new(),
             upstream: Way::Default,
+            ja4: Vec::new(),
         }
     }
 
@@ -272,7 +289,7 @@ impl RuleInfo {
         let fits = (self.ports.is_empty() || self.ports.iter().any(|r| r.contains(f.port)))
             && (self.clients.is_empty() || client_in)
             && (self.users.is_empty() || f.user.is_some_and(|u| self.users.iter().any(|x| x == u)));
-        if !fits {
+        if !fits || !self.may_match_ja4(f.ja4) {
             return RuleMatch::No;
         }
         let dst_in = |ip: IpAddr| match nets {
@@ -296,7 +313,28 @@ impl RuleInfo {
         }
     }
 
-    fn dst_contains(&self, ip: IpAddr) -> bool {
+    /// Whether the rule's `ja4` (if any) matches. Before the ClientHello, an allow or inspect
+    /// rule with `ja4` lets the connection go on (the ClientHello is judged again, and then it
+    /// may not match), while a deny rule with `ja4` cannot refuse yet: either way, no
+    /// connection is decided on a fingerprint not yet seen.
+    fn may_match_ja4(&self, ja4: HelloJa4) -> bool {
+        if self.ja4.is_empty() {
+            return true;
+        }
+        match ja4 {
+            HelloJa4::Pending => self.action != Action::Deny,
+            HelloJa4::Absent => false,
+            HelloJa4::Seen(fp) => self.ja4.contains(fp),
+        }
+    }
+
+    /// Whether the rule names fingerprints: a judgement it made before the ClientHello was
+    /// provisional, and a connection without one must be judged again.
+    pub fn needs_hello(&self) -> bool {
+        !self.ja4.is_empty()
+    }
+
+    pub(super) fn dst_contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.dst.iter().any(|n| n.contains(&ip))
     }

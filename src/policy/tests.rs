@@ -23,6 +23,7 @@ pub(crate) fn facts(h: &Host) -> Facts<'_> {
         user: None,
         dst: None,
         sni: None,
+        ja4: HelloJa4::Pending,
     }
 }
 
@@ -341,6 +342,7 @@ proptest! {
             user,
             dst: dst.map(|d| d.parse().unwrap()),
             sni: sni.as_ref().filter(|_| use_sni),
+            ja4: HelloJa4::Pending,
         };
         prop_assert_eq!(policy.decide(&f), linear_decide(policy, &f));
     }

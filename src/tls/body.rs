@@ -4,6 +4,7 @@
 use tls_parser::{SNIType, TlsExtension};
 
 use super::facts::{ClientHelloFacts, HelloError, malformed};
+use super::ja4::{Ja4, Ja4Input, Transport};
 use crate::target::Host;
 
 /// draft-ietf-tls-esni: the encrypted_client_hello extension (also sent as ECH GREASE).
@@ -30,45 +31,63 @@ pub(super) fn read_hello_body(body: &[u8]) -> Result<ClientHelloFacts, HelloErro
         versions: Vec::new(),
         ech_offered: false,
         has_pq_key_share: false,
+        ja4: Ja4::of(&Ja4Input::default(), Transport::Tcp),
+        ja4_input: Ja4Input::default(),
         len: 0,
     };
-    let mut supported_versions = None;
+    let mut ja4 = Ja4Input {
+        legacy_version: hello.version.0,
+        ciphers: hello.ciphers.iter().map(|c| c.0).collect(),
+        ..Ja4Input::default()
+    };
     for (ext_type, raw) in split_extensions(hello.ext.unwrap_or_default())? {
         // tls-parser gives up on the whole list at the first bad extension, so each one is
         // parsed alone. A malformed extension fails the hello: the origin would refuse it with
         // decode_error anyway, and guessing around it could let a crafted hello hide its SNI.
         let (_, ext) = tls_parser::parse_tls_client_hello_extension(raw)
             .map_err(|_| malformed(format!("extension {ext_type:#06x} is malformed")))?;
-        match ext {
-            TlsExtension::SNI(names) => facts.sni = read_sni(&names)?,
-            TlsExtension::ALPN(protocols) => {
-                facts.alpn = protocols
-                    .iter()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .collect();
-            }
-            TlsExtension::SupportedVersions(versions) => {
-                supported_versions = Some(
-                    versions
-                        .iter()
-                        .map(|v| v.0)
-                        .filter(|&v| !is_grease(v))
-                        .collect::<Vec<_>>(),
-                );
-            }
-            TlsExtension::KeyShare(shares) => {
-                facts.has_pq_key_share = key_share_offers(shares, GROUP_X25519_MLKEM768)?;
-            }
-            _ if ext_type == EXT_ENCRYPTED_CLIENT_HELLO => facts.ech_offered = true,
-            _ => {}
-        }
+        ja4.extensions.push(ext_type);
+        read_extension(ext_type, ext, &mut facts, &mut ja4)?;
     }
-    facts.versions = match supported_versions {
-        Some(v) if v.is_empty() => return Err(malformed("supported_versions lists no version")),
-        Some(v) => v,
+    facts.versions = match &ja4.supported_versions {
+        Some(v) => v.iter().copied().filter(|&v| !is_grease(v)).collect(),
         None => vec![hello.version.0],
     };
+    if facts.versions.is_empty() {
+        return Err(malformed("supported_versions lists no version"));
+    }
+    facts.ja4 = Ja4::of(&ja4, Transport::Tcp);
+    facts.ja4_input = ja4;
     Ok(facts)
+}
+
+/// Notes what one extension says, for policy and logs (`facts`) and for JA4 (`ja4`).
+fn read_extension(
+    ext_type: u16,
+    ext: TlsExtension,
+    facts: &mut ClientHelloFacts,
+    ja4: &mut Ja4Input,
+) -> Result<(), HelloError> {
+    match ext {
+        TlsExtension::SNI(names) => facts.sni = read_sni(&names)?,
+        TlsExtension::ALPN(protocols) => {
+            facts.alpn = protocols
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            ja4.first_alpn = protocols.first().map(|p| p.to_vec());
+        }
+        TlsExtension::SupportedVersions(versions) => {
+            ja4.supported_versions = Some(versions.iter().map(|v| v.0).collect());
+        }
+        TlsExtension::SignatureAlgorithms(schemes) => ja4.signature_algorithms = schemes,
+        TlsExtension::KeyShare(shares) => {
+            facts.has_pq_key_share = key_share_offers(shares, GROUP_X25519_MLKEM768)?;
+        }
+        _ if ext_type == EXT_ENCRYPTED_CLIENT_HELLO => facts.ech_offered = true,
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Splits the extension block into `(type, whole extension bytes)`, refusing a truncated list

@@ -1,6 +1,7 @@
 //! What a ClientHello told ward (the facts policy and logs read) and why one could not be read.
 //! Pure data: no parsing here, no I/O.
 
+use super::ja4::{Ja4, Ja4Input};
 use crate::target::Host;
 
 /// Cap on the record bytes buffered for one ClientHello. Real hellos are well under 16 KiB
@@ -23,6 +24,11 @@ pub struct ClientHelloFacts {
     pub ech_offered: bool,
     /// key_share carries an X25519MLKEM768 share.
     pub has_pq_key_share: bool,
+    /// The hello's JA4 fingerprint (over TCP: ward reads hellos from TCP tunnels only).
+    pub ja4: Ja4,
+    /// What the fingerprint was computed from (kept for `JA4_r` and for mirroring the
+    /// client's choices upstream).
+    pub ja4_input: Ja4Input,
     /// Bytes of the records that carried the hello (== `consumed`).
     pub len: usize,
 }

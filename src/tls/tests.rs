@@ -20,7 +20,7 @@ const EXT_ALPN: u16 = 16;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
 
 /// Real hellos captured on loopback by tests/fixtures/capture_hellos.py.
-const FIXTURES: [(&str, &[u8]); 6] = [
+pub(super) const FIXTURES: [(&str, &[u8]); 6] = [
     ("curl", include_bytes!("../../tests/fixtures/curl.bin")),
     ("python", include_bytes!("../../tests/fixtures/python.bin")),
     (
@@ -73,7 +73,7 @@ fn message_of(mut records: &[u8]) -> Vec<u8> {
 
 /// Frames `message` into handshake records whose payloads have the given sizes (the last
 /// record takes whatever is left).
-fn frame(message: &[u8], sizes: &[usize]) -> Vec<u8> {
+pub(super) fn frame(message: &[u8], sizes: &[usize]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = message;
     let mut sizes = sizes.iter();
@@ -88,14 +88,20 @@ fn frame(message: &[u8], sizes: &[usize]) -> Vec<u8> {
     out
 }
 
-/// A minimal ClientHello record carrying the given extensions, for cases no client sends.
-fn hello_with(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+/// The encoded extensions, without the block's length.
+pub(super) fn extension_block(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let mut ext = Vec::new();
     for (t, data) in extensions {
         ext.extend_from_slice(&t.to_be_bytes());
         ext.extend_from_slice(&(data.len() as u16).to_be_bytes());
         ext.extend_from_slice(data);
     }
+    ext
+}
+
+/// A minimal ClientHello record carrying the given extensions, for cases no client sends.
+fn hello_with(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let ext = extension_block(extensions);
     let mut body = vec![3, 3];
     body.extend_from_slice(&[7; 32]); // random
     body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]); // no session id, one suite, null

@@ -73,7 +73,14 @@ impl Ca {
     /// A server leaf for `names` (DNS names, wildcards or IP literals), signed by this CA; the
     /// first name is its common name.
     pub fn issue(&self, names: &[&str]) -> Leaf {
-        let (params, key) = leaf_params(names);
+        self.issue_with(names, |_| {})
+    }
+
+    /// [`Ca::issue`], with the leaf's parameters changed by `edit` first (an expired leaf, a
+    /// CA certificate served as a leaf: what an origin's misconfiguration looks like).
+    pub fn issue_with(&self, names: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> Leaf {
+        let (mut params, key) = leaf_params(names);
+        edit(&mut params);
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("leaf certificate");

@@ -84,6 +84,48 @@ fn inspect_openssl_s_client_reads_a_chain_forged_by_wards_ca() {
         x509.stdout
     );
     assert!(!text.contains("IPAddress"), "{}", x509.stdout);
+    assert_leaf_lifetime_and_key_ids(&leaf, &ca);
+}
+
+/// The forged leaf ends 196 to 198 days from now (197 days: the CA/Browser Forum cap is 200),
+/// and its authority key identifier is the CA's subject key identifier, as openssl reads them.
+fn assert_leaf_lifetime_and_key_ids(leaf: &std::path::Path, ca: &str) {
+    let expires_within = |days: u64| {
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "x509",
+            "-noout",
+            "-checkend",
+            &(days * 86_400).to_string(),
+            "-in",
+        ])
+        .arg(leaf);
+        !run(cmd, Duration::from_secs(20)).success()
+    };
+    assert!(
+        !expires_within(196) && expires_within(198),
+        "a 197-day leaf"
+    );
+    let ext = |cert: &std::ffi::OsStr, which: &str| {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["x509", "-noout", "-ext", which, "-in"]).arg(cert);
+        let out = run(cmd, Duration::from_secs(20)).ok("openssl x509 -ext");
+        // The value is the line after the extension's name (OpenSSL 1.1 prefixed "keyid:").
+        let value = out.stdout.lines().nth(1).unwrap_or_default().trim();
+        value.trim_start_matches("keyid:").to_owned()
+    };
+    let ca_ski = ext(std::ffi::OsStr::new(ca), "subjectKeyIdentifier");
+    let leaf_ski = ext(leaf.as_os_str(), "subjectKeyIdentifier");
+    let leaf_aki = ext(leaf.as_os_str(), "authorityKeyIdentifier");
+    assert!(
+        ca_ski.len() >= 40 && ca_ski.contains(':'),
+        "CA SKI {ca_ski:?}"
+    );
+    assert_eq!(leaf_aki, ca_ski, "the leaf names its CA's key");
+    assert!(
+        leaf_ski.len() >= 40 && leaf_ski != ca_ski,
+        "leaf SKI {leaf_ski:?}"
+    );
 }
 
 #[test]

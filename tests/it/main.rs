@@ -16,6 +16,7 @@ mod http_proxy;
 mod inspect;
 mod inspect_clients;
 mod inspect_policy;
+mod ja4;
 mod lifecycle;
 mod lists;
 mod socks;

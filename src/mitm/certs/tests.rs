@@ -54,6 +54,34 @@ fn leaf_validity_is_bounded() {
     assert!(nb <= now - Duration::from_secs(3500));
     assert!(na.duration_since(nb).unwrap() <= MAX_LEAF_VALIDITY + BACKDATE);
     assert!(na <= cache.ca().not_after());
+    // CA/Browser Forum: at most 200 days from March 2026, backdating included.
+    let days = na.duration_since(nb).unwrap().as_secs() / 86_400;
+    assert_eq!(days, 197, "197 days and the hour of backdating");
+}
+
+#[test]
+fn leaf_key_identifiers_name_the_ca_also_after_a_reload() {
+    use super::super::der::key_identifiers;
+    let (dir, cache) = cache();
+    let now = SystemTime::now();
+    let (ca_ski, _) = key_identifiers(cache.ca().cert_der());
+    let ca_ski = ca_ski.expect("the CA has a subject key identifier");
+    let check = |cache: &LeafCache, host: &str| {
+        let leaf = cache.get_or_forge(&name(host), &[], now).unwrap();
+        let (ski, aki) = key_identifiers(&leaf.cert[0]);
+        assert_eq!(aki.as_ref(), Some(&ca_ski), "{host}: AKI is the CA's SKI");
+        let ski = ski.expect("the leaf has a subject key identifier");
+        assert_ne!(ski, ca_ski, "{host}: the leaf's own key");
+        assert!(ski.len() >= 16, "{host}: a hash, not a placeholder");
+    };
+    check(&cache, "a.test");
+    // The CA as a restarted proxy reads it from disk.
+    let reloaded = Arc::new(Ca::load(dir.path()).unwrap());
+    assert_eq!(
+        key_identifiers(reloaded.cert_der()).0.as_ref(),
+        Some(&ca_ski)
+    );
+    check(&LeafCache::new(reloaded, 4).unwrap(), "b.test");
 }
 
 /// The serial INTEGER follows the `[0] { INTEGER 2 }` version field of the TBS.
