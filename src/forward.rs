@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
@@ -34,13 +35,15 @@ type Body = BoxBody<Bytes, hyper::Error>;
 type Reusable = Arc<Mutex<Option<(Target, SendRequest<Incoming>)>>>;
 
 /// Serves plain-HTTP proxy requests on `stream` until the client closes or idles out.
-pub async fn serve(
-    stream: TcpStream,
+pub async fn serve<S>(
+    stream: S,
     buffered: BytesMut,
     client: SocketAddr,
     user: Option<String>,
     ctx: Context,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(PrefixedStream::new(buffered.freeze(), stream));
     let reuse: Reusable = Arc::default();
     let ctx = Arc::new(ctx);

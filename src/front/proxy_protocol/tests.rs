@@ -156,7 +156,10 @@ fn other_protocols_are_missing_headers_at_their_first_byte() {
         assert_eq!(parse_any(first), Err(ProxyHeaderError::Missing));
     }
     assert_eq!(parse_any(b"PROXZ"), Err(ProxyHeaderError::Missing));
-    assert_eq!(parse_any(b"\r\n\r\n\0\r\nQUIX"), Err(ProxyHeaderError::Missing));
+    assert_eq!(
+        parse_any(b"\r\n\r\n\0\r\nQUIX"),
+        Err(ProxyHeaderError::Missing)
+    );
     // "P" could still be "PROXY ": wait, as for a real header.
     assert_eq!(parse_any(b"P"), Ok(Parsed::Incomplete));
     assert_eq!(parse_any(b""), Ok(Parsed::Incomplete));
