@@ -52,11 +52,12 @@ impl Haproxy {
 }
 
 /// TCP mode (HAProxy sees bytes, not HTTP: CONNECT, TLS and SOCKS5 pass untouched), round
-/// robin, no health checks (their LOCAL headers would only add log noise to the tests).
+/// robin, no health checks (their LOCAL headers would only add log noise to the tests). A
+/// connect that fails (a replica that stopped accepting) is retried on another replica.
 fn config(frontend: SocketAddr, servers: &[SocketAddr]) -> String {
     let mut out = format!(
         "global\n    maxconn 256\n\
-         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
+         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    retries 3\n    option redispatch\n\
          frontend proxies\n    bind {frontend}\n    default_backend wards\n\
          backend wards\n    balance roundrobin\n"
     );
