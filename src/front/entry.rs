@@ -4,6 +4,8 @@
 //! and the client's address, whichever way it came. No HTTP or SOCKS5 here, no policy.
 
 pub mod cert;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,9 +47,12 @@ pub enum EntryError {
     /// The peer closed before a whole PROXY header.
     #[error("closed in the middle of the PROXY header ({0} bytes)")]
     Truncated(usize),
-    /// No whole PROXY header, or no TLS handshake, before the handshake timeout.
-    #[error("{0} incomplete at the handshake timeout")]
-    Timeout(&'static str),
+    /// No whole PROXY header before the handshake timeout.
+    #[error("PROXY header incomplete at the handshake timeout")]
+    Timeout,
+    /// No TLS handshake before the handshake timeout.
+    #[error("TLS handshake incomplete at the handshake timeout")]
+    TlsTimeout,
     /// The TLS handshake with the client failed.
     #[error("TLS handshake: {0}")]
     Tls(io::Error),
@@ -63,7 +68,7 @@ impl EntryError {
             EntryError::Untrusted(_) => "untrusted",
             EntryError::Header(_) => "malformed",
             EntryError::Truncated(_) => "truncated",
-            EntryError::Timeout(_) => "timeout",
+            EntryError::Timeout | EntryError::TlsTimeout => "timeout",
             EntryError::Tls(_) => "tls",
             EntryError::Io(_) => "io",
         }
@@ -71,11 +76,7 @@ impl EntryError {
 
     /// Whether the PROXY header step refused the connection (rather than TLS).
     pub fn is_proxy_protocol(&self) -> bool {
-        match self {
-            EntryError::Tls(_) => false,
-            EntryError::Timeout(what) => *what == "PROXY header",
-            _ => true,
-        }
+        !matches!(self, EntryError::Tls(_) | EntryError::TlsTimeout)
     }
 }
 
@@ -143,7 +144,7 @@ impl Entry {
         let acceptor = TlsAcceptor::from(config.load_full());
         let tls = tokio::time::timeout_at(deadline, acceptor.accept(stream))
             .await
-            .map_err(|_| EntryError::Timeout("TLS handshake"))?
+            .map_err(|_| EntryError::TlsTimeout)?
             .map_err(EntryError::Tls)?;
         Ok((ClientStream::Tls(Box::new(tls)), client))
     }
@@ -175,7 +176,7 @@ async fn read_proxy_header(
         ReadError::Parse(e) => EntryError::Header(e),
         // The parser refuses an oversized header before the cap is reached.
         ReadError::TooLarge => EntryError::Header(ProxyHeaderError::V2TooLong(buf.len())),
-        ReadError::Timeout => EntryError::Timeout("PROXY header"),
+        ReadError::Timeout => EntryError::Timeout,
         ReadError::Closed => EntryError::Truncated(buf.len()),
         ReadError::Io(e) => EntryError::Io(e),
     })?;
