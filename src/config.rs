@@ -16,6 +16,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
+
+pub use crate::front::proxy_protocol::Versions;
 use crate::policy::Policy;
 pub use crate::policy::Toggle;
 use crate::request::Credentials;
@@ -37,8 +40,8 @@ pub const MAX_LIST_BYTES: usize = 256 * 1024 * 1024;
 pub struct Config {
     /// The policy file (or `<embedded>`).
     pub source: PathBuf,
-    /// The proxy's listen addresses (`listen`).
-    pub listen: Vec<SocketAddr>,
+    /// The proxy's listeners, each with its address and options.
+    pub listen: Vec<Listener>,
     /// The admin endpoint (`admin`), off when absent.
     pub admin: Option<SocketAddr>,
     /// Where the interception CA lives, resolved against the policy file's folder.
@@ -78,6 +81,68 @@ pub struct ListFile {
     pub key: String,
     /// How many entries it loaded.
     pub entries: usize,
+}
+
+/// One `listen` entry. A plain `IP:PORT` string is a listener with no option set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Serve the proxy over TLS (an HTTPS proxy), with this certificate.
+    pub tls: Option<ListenerTls>,
+    /// Expect a PROXY protocol header first, of these versions.
+    pub proxy_protocol: Option<Versions>,
+    /// The peers whose PROXY header is believed; required with `proxy_protocol`.
+    pub trusted: Vec<IpNet>,
+}
+
+impl Listener {
+    /// `IP:PORT`, then its options: `127.0.0.1:8443 (tls, proxy v2)`.
+    pub fn describe(&self) -> String {
+        let mut options = Vec::new();
+        if self.tls.is_some() {
+            options.push("tls".to_owned());
+        }
+        if let Some(v) = self.proxy_protocol {
+            options.push(format!("proxy {}", format!("{v:?}").to_lowercase()));
+        }
+        match options.is_empty() {
+            true => self.addr.to_string(),
+            false => format!("{} ({})", self.addr, options.join(", ")),
+        }
+    }
+
+    /// A listener with no option set.
+    pub fn plain(addr: SocketAddr) -> Listener {
+        Listener {
+            addr,
+            tls: None,
+            proxy_protocol: None,
+            trusted: Vec::new(),
+        }
+    }
+}
+
+/// An HTTPS listener's certificate chain and key (PEM files), with the place of its `tls`
+/// key in the policy file, for errors found when the files are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Where `tls` is written: the policy file, line, column and key path.
+    pub place: ConfigIssue,
+}
+
+impl ListenerTls {
+    /// An issue about these files, placed at the `tls` key.
+    pub fn issue(&self, message: String) -> ConfigIssue {
+        ConfigIssue {
+            message,
+            ..self.place.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,7 +355,7 @@ impl Config {
 
     /// One line for `ward check`.
     pub fn summary(&self) -> String {
-        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+        let listen: Vec<String> = self.listen.iter().map(Listener::describe).collect();
         let rules = self.policy.rules_len();
         let entries: usize = self.lists.iter().map(|l| l.entries).sum();
         let lists = match self.lists.len() {
@@ -335,5 +400,7 @@ fn read_list(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+#[cfg(test)]
+mod listen_tests;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //! sequences them and fills the access record.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -11,7 +12,8 @@ use tokio::net::TcpStream;
 
 use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError};
-use crate::front::{self, Accepted, TunnelRequest};
+use crate::front::entry::{Entry, EntryError};
+use crate::front::{self, Accepted, ClientStream, TunnelRequest};
 use crate::hello::{self, First};
 use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
@@ -23,11 +25,18 @@ use crate::target::Host;
 use crate::tls::{self, AlertDescription, ClientHelloFacts};
 use crate::{forward, tunnel};
 
-/// Serves one client connection to its end and emits its access record.
-pub async fn handle(stream: TcpStream, client: SocketAddr, ctx: Context) {
+/// Serves one client connection to its end and emits its access record. The listener's
+/// `entry` steps (PROXY header, TLS) come first and share the handshake deadline; the client
+/// they name is the one every later step, record and metric sees.
+pub async fn handle(stream: TcpStream, peer: SocketAddr, entry: Arc<Entry>, ctx: Context) {
     let _ = stream.set_nodelay(true);
+    let deadline = tokio::time::Instant::now() + ctx.config.timeouts.handshake;
+    let (stream, client) = match entry.open(stream, peer, deadline).await {
+        Ok(opened) => opened,
+        Err(err) => return entry_refused(&err, peer, &entry, &ctx),
+    };
     let mut rec = AccessRecord::new(client, ctx.metrics.clone());
-    match front::accept(stream, client, &ctx.config).await {
+    match front::accept(stream, client, &ctx.config, deadline).await {
         Err(err) => rec.set_error(&err),
         Ok(Accepted::Tunnel(t)) => {
             rec.set_request(&t.request);
@@ -46,6 +55,21 @@ pub async fn handle(stream: TcpStream, client: SocketAddr, ctx: Context) {
             // Boxed for the same reason as the interception: tunnels need not carry its size.
             Box::pin(forward::serve(stream, buffered, client, user, ctx)).await;
         }
+    }
+}
+
+/// A connection closed before its front-end handshake: counted, and logged with the reason.
+/// No access record: no request was read, and the peer is not (yet) anyone's client.
+fn entry_refused(err: &EntryError, peer: SocketAddr, entry: &Entry, ctx: &Context) {
+    let listener = entry.addr;
+    let reason = err.reason();
+    if err.is_proxy_protocol() {
+        ctx.metrics.record_proxy_refusal(reason);
+        tracing::warn!(%peer, %listener, reason, error = %err, "PROXY header refused: connection closed");
+    } else {
+        let failures = &ctx.metrics.listener_tls_failures;
+        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(%peer, %listener, reason, error = %err, "TLS handshake with the client failed: connection closed");
     }
 }
 
@@ -170,7 +194,7 @@ async fn judge_hello(
 
 /// Ends a tunnel's TLS before it began: a fatal alert, then our side closed. Best effort: the
 /// refusal is logged whether or not the client is still there to read it.
-async fn refuse_tls(client: &mut TcpStream, alert: AlertDescription) {
+async fn refuse_tls(client: &mut ClientStream, alert: AlertDescription) {
     let _ = client.write_all(&tls::encode_alert(alert)).await;
     let _ = client.shutdown().await;
 }
@@ -218,7 +242,7 @@ async fn intercept(
 /// Hands each side what the other already sent (the client's buffered bytes upstream, an
 /// upstream proxy's early bytes to the client), then relays both ways.
 async fn relay(
-    mut client: TcpStream,
+    mut client: ClientStream,
     routed: Routed,
     buffered: BytesMut,
     ctx: &Context,
@@ -249,7 +273,7 @@ async fn relay(
 }
 
 async fn write_early(
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     early: Bytes,
     rec: &mut AccessRecord,
 ) -> Result<(), ProxyError> {

@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_util::task::TaskTracker;
@@ -39,13 +40,15 @@ type Body = BoxBody<Bytes, hyper::Error>;
 type Reusable = Arc<Mutex<Option<(Target, SendRequest<Incoming>)>>>;
 
 /// Serves plain-HTTP proxy requests on `stream` until the client closes or idles out.
-pub async fn serve(
-    stream: TcpStream,
+pub async fn serve<S>(
+    stream: S,
     buffered: BytesMut,
     client: SocketAddr,
     user: Option<String>,
     ctx: Context,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(PrefixedStream::new(buffered.freeze(), stream));
     let reuse: Reusable = Arc::default();
     let (draining, force_close, idle) = (

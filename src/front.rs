@@ -3,7 +3,9 @@
 //! the client itself when the handshake fails; replies after dialing go through
 //! [`TunnelRequest::reply_ok`] / [`TunnelRequest::reply_err`]. No policy, no dialing here.
 
+pub mod entry;
 pub mod http;
+pub mod proxy_protocol;
 pub mod socks5;
 #[cfg(test)]
 mod tests;
@@ -22,6 +24,7 @@ use crate::io::{ReadError, read_message, read_until};
 use crate::reply::encode_error_response;
 use crate::request::{Credentials, Request, Via};
 
+pub use self::entry::ClientStream;
 use self::http::{ProxyRequest, RequestTarget};
 
 /// SOCKS5 messages are tiny (a request is at most 262 bytes); this bounds a hostile client.
@@ -37,7 +40,7 @@ pub enum Accepted {
     /// `buffered` holds every byte read so far, the first request head included.
     Forward {
         /// The client connection.
-        stream: TcpStream,
+        stream: ClientStream,
         /// Every byte read so far, to be replayed to the forwarder's HTTP parser.
         buffered: BytesMut,
         /// The first request head, as the front-end parsed and checked it.
@@ -57,7 +60,7 @@ enum Replier {
 /// A tunnel the client asked for (HTTP CONNECT or SOCKS5 CONNECT), not yet answered.
 pub struct TunnelRequest {
     /// The client connection.
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     /// Bytes the client sent after its request (e.g. the start of a ClientHello, pipelined).
     pub leftover: BytesMut,
     /// Who asked for what, through which front-end.
@@ -98,13 +101,14 @@ async fn reply_error<S: AsyncWrite + Unpin>(stream: &mut S, replier: Replier, er
     let _ = stream.shutdown().await;
 }
 
-/// Runs the front-end handshake on a fresh connection, within `cfg.timeouts.handshake`.
+/// Runs the front-end handshake on a fresh connection, by `deadline` (the handshake timeout
+/// from accept, which the listener's entry steps share).
 pub async fn accept(
-    mut stream: TcpStream,
+    mut stream: ClientStream,
     client: SocketAddr,
     cfg: &Config,
+    deadline: Instant,
 ) -> Result<Accepted, ProxyError> {
-    let deadline = Instant::now() + cfg.timeouts.handshake;
     // The first read both sniffs the protocol and starts its message: a peek first would cost
     // a syscall per connection. It asks for no more than a SOCKS5 message may hold, so either
     // protocol's buffer stays within its cap.
@@ -136,7 +140,7 @@ pub async fn accept(
 
 /// `buf` holds the bytes read so far (at least one).
 async fn accept_http(
-    mut stream: TcpStream,
+    mut stream: ClientStream,
     mut buf: BytesMut,
     client: SocketAddr,
     cfg: &Config,
@@ -205,7 +209,7 @@ async fn accept_http(
 
 /// `buf` holds the bytes read so far (at least one).
 async fn accept_socks5(
-    mut stream: TcpStream,
+    mut stream: ClientStream,
     mut buf: BytesMut,
     client: SocketAddr,
     cfg: &Config,
@@ -266,7 +270,7 @@ async fn accept_socks5(
 
 /// Reads one SOCKS5 message and removes it from the front of `buf`.
 async fn read_socks5<T>(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut BytesMut,
     deadline: Instant,
     parse: impl FnMut(&[u8]) -> Result<crate::Parsed<T>, socks5::Socks5Error>,

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -45,8 +46,8 @@ fn hello_error(e: HelloError) -> First {
 
 /// Reads from `client` into `buf` (which may already hold bytes read with the request) until
 /// its first bytes can be classified, or `upstream` becomes readable first.
-pub async fn read_first(
-    client: &mut TcpStream,
+pub async fn read_first<S: AsyncRead + Unpin>(
+    client: &mut S,
     upstream: &TcpStream,
     buf: &mut BytesMut,
     wait: Duration,

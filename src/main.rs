@@ -126,13 +126,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => match load_config(cli.config.as_deref()) {
-            Ok((config, _)) => {
-                println!("{}", config.summary());
-                for line in config.list_lines() {
-                    println!("{line}");
+            // HTTPS listeners' certificates are read too: a key that does not match is found
+            // here, not by the first client.
+            Ok((config, _)) => match ward::front::entry::cert::check_all(&config) {
+                Ok(()) => {
+                    println!("{}", config.summary());
+                    for line in config.list_lines() {
+                        println!("{line}");
+                    }
+                    Ok(ExitCode::SUCCESS)
                 }
-                Ok(ExitCode::SUCCESS)
-            }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            },
             Err(e) => {
                 eprintln!("{e:#}");
                 Ok(ExitCode::FAILURE)

@@ -33,7 +33,15 @@ pub struct Metrics {
     /// Policy reloads refused (the old policy stayed).
     pub reload_failures: AtomicU64,
     errors: [AtomicU64; ALL_KINDS.len()],
+    /// PROXY header refusals, by [`PROXY_REASONS`].
+    proxy_refused: [AtomicU64; PROXY_REASONS.len()],
+    /// HTTPS listeners' failed TLS handshakes with clients.
+    pub listener_tls_failures: AtomicU64,
 }
+
+/// The `reason` label values of `ward_proxy_protocol_rejected_total`: a fixed set, so the
+/// label cannot grow with what peers send.
+pub const PROXY_REASONS: [&str; 5] = ["untrusted", "malformed", "truncated", "timeout", "io"];
 
 impl Metrics {
     /// Counts one decision.
@@ -50,6 +58,13 @@ impl Metrics {
     pub fn record_error(&self, kind: ErrorKind) {
         if let Some(i) = ALL_KINDS.iter().position(|k| *k == kind) {
             self.errors[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A connection closed at its PROXY header; `reason` is one of [`PROXY_REASONS`].
+    pub fn record_proxy_refusal(&self, reason: &str) {
+        if let Some(i) = PROXY_REASONS.iter().position(|r| *r == reason) {
+            self.proxy_refused[i].fetch_add(1, Relaxed);
         }
     }
 
@@ -99,6 +114,11 @@ impl Metrics {
             "Policy reloads refused (invalid file).",
             &self.reload_failures,
         );
+        counter(
+            "ward_listener_tls_failures_total",
+            "TLS handshakes with clients of an HTTPS listener that failed.",
+            &self.listener_tls_failures,
+        );
         let _ = writeln!(
             out,
             "# HELP ward_open_connections Client connections open now.\n# TYPE ward_open_connections gauge\nward_open_connections {}",
@@ -128,6 +148,17 @@ impl Metrics {
                 out,
                 "ward_errors_total{{kind=\"{}\"}} {}",
                 kind.log_name(),
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ward_proxy_protocol_rejected_total Connections closed at their PROXY header, by reason.\n# TYPE ward_proxy_protocol_rejected_total counter"
+        );
+        for (reason, v) in PROXY_REASONS.iter().zip(&self.proxy_refused) {
+            let _ = writeln!(
+                out,
+                "ward_proxy_protocol_rejected_total{{reason=\"{reason}\"}} {}",
                 v.load(Relaxed)
             );
         }

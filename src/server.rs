@@ -21,11 +21,14 @@ use crate::config::{self, Config};
 use crate::conn;
 use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError, socks5_reply};
+use crate::front::entry::Entry;
 use crate::front::socks5;
 use crate::metrics::Metrics;
 use crate::mitm::pinning::PinningSettings;
 use crate::mitm::{InterceptSettings, Interceptor};
 use crate::reply;
+
+mod cert_watch;
 
 /// After EMFILE/ENFILE, accepting again at once would spin: wait for descriptors to free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -54,6 +57,9 @@ pub enum ServerError {
     #[error("interception setup: {0}")]
     /// The CA could not be loaded or made.
     Intercept(String),
+    #[error("{0}")]
+    /// A listener's certificate or key could not be loaded.
+    Listener(crate::config::ConfigIssue),
 }
 
 /// The live state shared by the accept loops and the reloader.
@@ -79,20 +85,27 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     let interceptor = build_interceptor(&config, None)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
-    for &addr in &config.listen {
+    for listener in &config.listen {
+        let addr = listener.addr;
+        let entry = Arc::new(Entry::new(listener).map_err(ServerError::Listener)?);
         let l = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let local = l
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
-        tracing::info!(addr = %local, "listening");
-        listeners.push(l);
+        let tls = entry.is_tls();
+        let proxy_protocol = listener
+            .proxy_protocol
+            .map(|v| format!("{v:?}").to_lowercase());
+        tracing::info!(addr = %local, tls, proxy_protocol, "listening");
+        listeners.push((l, entry));
     }
     let first_listen = match listeners.first() {
-        Some(l) => l.local_addr().unwrap_or(config.listen[0]),
+        Some((l, _)) => l.local_addr().unwrap_or(config.listen[0].addr),
         None => return Err(ServerError::NoListener),
     };
+    let _cert_watcher = cert_watch::spawn(listeners.iter().map(|(_, e)| e.clone()).collect());
     let state = Arc::new(State {
         config: ArcSwap::from_pointee(config),
         interceptor: ArcSwap::from_pointee(interceptor),
@@ -115,9 +128,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         };
         tokio::spawn(admin::serve(l, Arc::new(admin), stop_accepting.clone()));
     }
-    for l in listeners {
+    for (l, entry) in listeners {
         tokio::spawn(accept_loop(
             l,
+            entry,
             state.clone(),
             tracker.clone(),
             stop_accepting.clone(),
@@ -146,6 +160,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
 
 async fn accept_loop(
     l: TcpListener,
+    entry: Arc<Entry>,
     state: Arc<State>,
     tracker: TaskTracker,
     stop: CancellationToken,
@@ -175,8 +190,12 @@ async fn accept_loop(
         if open > cfg.max_connections {
             state.metrics.over_limit.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(client = %peer, limit = cfg.max_connections, "connection limit reached");
+            // An HTTPS listener's client expects TLS, which an answer in clear is not.
+            let answer = !entry.is_tls();
             tracker.spawn(async move {
-                refuse_over_limit(stream, cfg.max_connections).await;
+                if answer {
+                    refuse_over_limit(stream, cfg.max_connections).await;
+                }
                 drop(guard);
             });
             continue;
@@ -189,8 +208,9 @@ async fn accept_loop(
             force_close: state.force_close.clone(),
             metrics: state.metrics.clone(),
         };
+        let entry = entry.clone();
         tracker.spawn(async move {
-            conn::handle(stream, peer, ctx).await;
+            conn::handle(stream, peer, entry, ctx).await;
             drop(guard);
         });
     }

@@ -78,7 +78,7 @@ macro_rules! raw_struct {
 raw_struct!(
     /// The whole file.
     RawConfig {
-        listen: Vec<S<String>>,
+        listen: Vec<S<RawListen>>,
         admin: String,
         ca_dir: String,
         upstream_ca: String,
@@ -99,6 +99,55 @@ raw_struct!(
         rules: Vec<S<RawRule>>,
     }
 );
+
+/// One `listen` entry: a bare `IP:PORT`, or a listener object.
+#[derive(Debug)]
+pub(super) enum RawListen {
+    Addr(String),
+    Object(Box<RawListener>),
+}
+
+raw_struct!(
+    /// `{ addr, tls, proxy_protocol, trusted }`.
+    RawListener {
+        addr: String,
+        tls: RawListenerTls,
+        proxy_protocol: String,
+        trusted: Vec<S<String>>,
+    }
+);
+
+raw_struct!(RawListenerTls {
+    cert: String,
+    key: String
+});
+
+impl<'de> Deserialize<'de> for RawListen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawListen;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("IP:PORT, or a mapping with keys addr, tls, proxy_protocol, trusted")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawListen, E> {
+                Ok(RawListen::Addr(v.to_owned()))
+            }
+            // A bare number is text like any leaf: it fails as an address, with its line.
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawListen, E> {
+                Ok(RawListen::Addr(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawListen, E> {
+                Ok(RawListen::Addr(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawListen, A::Error> {
+                let d = serde::de::value::MapAccessDeserializer::new(map);
+                RawListener::deserialize(d).map(|l| RawListen::Object(Box::new(l)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 raw_struct!(RawUser {
     name: String,

@@ -26,7 +26,7 @@ fn one(text: &str) -> (u32, u32, String, String) {
 #[test]
 fn empty_file_takes_every_default() {
     let c = ok("");
-    assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(addrs(&c), vec!["127.0.0.1:8080".parse().unwrap()]);
     assert_eq!(c.admin, None);
     assert_eq!(c.ca_dir, Path::new("/etc/ward/certs"));
     assert_eq!(c.upstream_ca, None);
@@ -75,7 +75,7 @@ rules:
   - { name: r, action: deny, hosts: [a.test], ports: [443, "8000-8999"], clients: ["10.0.0.0/8"], users: [alice], dst: ["192.168.0.0/16"] }
 "#);
     assert_eq!(c.listen.len(), 2);
-    assert_eq!(c.listen[1], "[::1]:8081".parse().unwrap());
+    assert_eq!(c.listen[1].addr, "[::1]:8081".parse().unwrap());
     assert_eq!(c.admin, Some("127.0.0.1:9090".parse().unwrap()));
     assert_eq!(c.ca_dir, Path::new("/etc/ward/ca"));
     assert_eq!(
@@ -196,7 +196,7 @@ rules:                       # first match wins; every listed field must match
 #[test]
 fn repo_policy_is_valid() {
     let c = Config::embedded().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(addrs(&c), vec!["127.0.0.1:8080".parse().unwrap()]);
     assert_eq!(c.policy.default_action(), Action::Allow);
     assert_eq!(c.ca_dir, Path::new("certs"));
     assert_eq!(
@@ -480,4 +480,9 @@ fn custom_dns_servers_are_refused_not_ignored() {
     assert_eq!(err.errors.len(), 1, "{err}");
     assert_eq!(err.errors[0].key, "dns.servers");
     assert_eq!((err.errors[0].line, err.errors[0].column), (1, 18));
+}
+
+/// The listeners' addresses.
+fn addrs(c: &Config) -> Vec<SocketAddr> {
+    c.listen.iter().map(|l| l.addr).collect()
 }

@@ -21,7 +21,6 @@ use crate::policy::{Action, Checks, HostPattern, Policy, PortRange, RuleInfo, To
 use crate::request::Credentials;
 use crate::tls::Ja4;
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_CA_DIR: &str = "certs";
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -30,6 +29,8 @@ const DEFAULT_DNS_PORT: u16 = 53;
 const MAX_CREDENTIAL_LEN: usize = 255;
 /// Far above any real policy; keeps rule indices comfortably inside `u32`.
 const MAX_RULES: usize = 1_000_000;
+
+mod listen;
 
 /// Collects issues while validating one file.
 pub(super) struct Checker<'a> {
@@ -148,7 +149,7 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
     };
     let config = Config {
         source: source.to_path_buf(),
-        listen: listen.iter().map(|(_, a)| *a).collect(),
+        listen: listen.into_iter().map(|(_, l)| l).collect(),
         admin: c.parsed(raw.admin.as_ref(), "admin", parse_socket_addr),
         ca_dir: ca_dir.unwrap_or_else(|| c.base.join(DEFAULT_CA_DIR)),
         upstream_ca: c.path(raw.upstream_ca.as_ref(), "upstream_ca"),
@@ -196,39 +197,6 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
 }
 
 impl Checker<'_> {
-    /// Listen addresses with their places (for the open-proxy check); the default if absent.
-    fn listen(&mut self, field: Option<&S<Vec<S<String>>>>) -> Vec<(Location, SocketAddr)> {
-        let Some(field) = field else {
-            let default = DEFAULT_LISTEN
-                .parse()
-                .expect("DEFAULT_LISTEN is an address");
-            return vec![(Location::UNKNOWN, default)];
-        };
-        if field.value.is_empty() {
-            self.issue(field.referenced, "listen", "no address to listen on");
-        }
-        let mut out = Vec::new();
-        for item in &field.value {
-            if let Some(addr) = self.parsed(Some(item), "listen", parse_socket_addr) {
-                out.push((item.referenced, addr));
-            }
-        }
-        out
-    }
-
-    fn refuse_open_proxy(&mut self, listen: &[(Location, SocketAddr)]) {
-        for (at, addr) in listen
-            .iter()
-            .filter(|(_, a)| !a.ip().to_canonical().is_loopback())
-        {
-            let msg = format!(
-                "listening on {addr}, which is not loopback, without `users` would make an open \
-                 proxy; add `users` or set `open_proxy: true`"
-            );
-            self.issue(*at, "listen", msg);
-        }
-    }
-
     fn users(&mut self, list: S<Vec<S<RawUser>>>) -> Vec<Credentials> {
         let mut seen: HashMap<String, u64> = HashMap::new();
         let mut out = Vec::new();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::Versions;
 use crate::policy::Action;
 use crate::policy::Toggle;
 
@@ -28,6 +29,15 @@ pub(super) fn parse_grace(s: &str) -> Result<Duration, String> {
 pub(super) fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("{s:?} is not IP:PORT (like 127.0.0.1:8080 or [::1]:8080)"))
+}
+
+pub(super) fn parse_proxy_versions(s: &str) -> Result<Versions, String> {
+    match s {
+        "v1" => Ok(Versions::V1),
+        "v2" => Ok(Versions::V2),
+        "any" => Ok(Versions::Any),
+        _ => Err(format!("{s:?} is not v1, v2 or any")),
+    }
 }
 
 pub(super) fn parse_ip(s: &str) -> Result<IpAddr, String> {

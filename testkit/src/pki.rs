@@ -87,6 +87,7 @@ impl Ca {
         Leaf {
             chain: vec![cert.der().clone(), self.der()],
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            pem: (cert.pem() + &self.pem(), key.serialize_pem()),
         }
     }
 }
@@ -96,9 +97,19 @@ pub struct Leaf {
     /// The leaf, then the CA that signed it (if any).
     pub chain: Vec<CertificateDer<'static>>,
     key: PrivatePkcs8KeyDer<'static>,
+    /// The chain and the key as PEM, for servers configured by file.
+    pem: (String, String),
 }
 
 impl Leaf {
+    /// Writes the chain (leaf first) and the key as PEM files: what a server configured by
+    /// file (ward's HTTPS listener, HAProxy) reads.
+    pub fn write_pem(&self, chain: &Path, key: &Path) {
+        for (path, text) in [(chain, &self.pem.0), (key, &self.pem.1)] {
+            std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
+    }
+
     /// A self-signed leaf for `names`: what an origin with a certificate no one trusts sends.
     pub fn self_signed(names: &[&str]) -> Leaf {
         let (params, key) = leaf_params(names);
@@ -106,6 +117,7 @@ impl Leaf {
         Leaf {
             chain: vec![cert.der().clone()],
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            pem: (cert.pem(), key.serialize_pem()),
         }
     }
 

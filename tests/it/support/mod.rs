@@ -3,6 +3,7 @@
 //! here only.
 
 pub mod chromium;
+pub mod haproxy;
 pub mod net;
 pub mod origin;
 pub mod policy;
