@@ -2,6 +2,7 @@
 //! that turn text into typed values and compiled rules (`validate`), collecting every issue
 //! with its file:line:column. Pure apart from reading the file in [`load`]; no sockets.
 
+mod pac;
 mod raw;
 mod upstream;
 mod validate;
@@ -19,6 +20,7 @@ pub use crate::policy::Toggle;
 use crate::request::Credentials;
 use crate::target::{Host, Target};
 
+pub use pac::{DEFAULT_SETUP_HOST, MAX_PAC_BYPASS, Pac, PacBypass};
 pub use upstream::parse_upstream;
 
 /// The policy `ward run` uses when there is no ./policy.yaml.
@@ -61,6 +63,11 @@ pub struct Config {
     pub pinning_passthrough: Option<PinningPassthrough>,
     /// The rules and checks, judged by [`Policy`].
     pub policy: Policy,
+    /// What `/proxy.pac` advertises and bypasses (`pac`).
+    pub pac: Pac,
+    /// The reserved name ward answers its onboarding page on (`setup_host`, default
+    /// `ward.setup`): never resolved, never dialled.
+    pub setup_host: Host,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
