@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HOST, HeaderValue, PROXY_AUTHORIZATION};
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -19,11 +19,14 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+use crate::config::Config;
 use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError};
 use crate::front::{authenticate, http as codec};
 use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
+use crate::mitm::ca::CERT_FILE;
+use crate::onboarding::{self, CaCert, Site};
 use crate::reply;
 use crate::request::{self, Via};
 use crate::route;
@@ -43,6 +46,8 @@ pub async fn serve(
     user: Option<String>,
     ctx: Context,
 ) {
+    // The address this client reached ward at: what the setup page tells it to use.
+    let local = stream.local_addr().ok();
     let io = TokioIo::new(PrefixedStream::new(buffered.freeze(), stream));
     let reuse: Reusable = Arc::default();
     let (draining, force_close, idle) = (
@@ -54,7 +59,8 @@ pub async fn serve(
     let service = hyper::service::service_fn(move |req| {
         let (ctx, reuse, user) = (ctx.clone(), reuse.clone(), user.clone());
         async move {
-            Ok::<_, std::convert::Infallible>(forward_one(req, client, user, &ctx, &reuse).await)
+            let ends = (client, local);
+            Ok::<_, std::convert::Infallible>(forward_one(req, ends, user, &ctx, &reuse).await)
         }
     });
     // hyper's head timeout also bounds the wait for the next request of a kept-alive
@@ -81,9 +87,12 @@ pub async fn serve(
     }
 }
 
+/// The client's address and, when known, the local address it reached.
+type Ends = (SocketAddr, Option<SocketAddr>);
+
 async fn forward_one(
     req: Request<Incoming>,
-    client: SocketAddr,
+    (client, local): Ends,
     first_user: Option<String>,
     ctx: &Context,
     reuse: &Reusable,
@@ -93,7 +102,7 @@ async fn forward_one(
     rec.method = Some(req.method().to_string());
     rec.user = first_user;
     rec.stage = Stage::Forward;
-    let result = forward_inner(req, client, ctx, reuse, &mut rec).await;
+    let result = forward_inner(req, (client, local), ctx, reuse, &mut rec).await;
     let response = match result {
         Ok(resp) => resp,
         Err(err) => {
@@ -107,7 +116,7 @@ async fn forward_one(
 
 async fn forward_inner(
     mut req: Request<Incoming>,
-    client: SocketAddr,
+    (client, local): Ends,
     ctx: &Context,
     reuse: &Reusable,
     rec: &mut AccessRecord,
@@ -134,6 +143,10 @@ async fn forward_inner(
         ));
     }
     let target = absolute_target(req.uri())?;
+    if target.host == cfg.setup_host {
+        rec.target = Some(target);
+        return Ok(setup_page(&req, cfg, local).await);
+    }
     let proxied = request::Request {
         client,
         user: rec.user.clone(),
@@ -230,6 +243,42 @@ fn prepare_request(req: &mut Request<Incoming>, target: &Target) -> Result<(), P
         }
     }
     Ok(())
+}
+
+/// `setup_host` (default `ward.setup`): ward's own onboarding page, answered here, on any port
+/// and whatever the rules say; never resolved, never dialled.
+async fn setup_page(
+    req: &Request<Incoming>,
+    cfg: &Config,
+    local: Option<SocketAddr>,
+) -> Response<Body> {
+    let proxy = match (&cfg.pac.proxy, local) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(a)) => a.to_string(),
+        (None, None) => cfg
+            .listen
+            .first()
+            .map_or_else(String::new, SocketAddr::to_string),
+    };
+    let proxy_host = proxy.rsplit_once(':').map_or(proxy.as_str(), |(h, _)| h);
+    let pem = tokio::fs::read_to_string(cfg.ca_dir.join(CERT_FILE)).await;
+    let site = Site {
+        ca: pem.ok().and_then(|p| CaCert::from_pem(&p).ok()),
+        pac_url: onboarding::admin_pac_url(cfg.admin, proxy_host),
+        setup_url: Site::setup_url(&cfg.setup_host),
+        proxy,
+    };
+    let served = match *req.method() {
+        Method::GET | Method::HEAD => onboarding::respond(req.uri().path(), &site),
+        _ => Some(onboarding::refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET only\n",
+        )),
+    };
+    let served = served.unwrap_or_else(onboarding::not_found);
+    served
+        .into_response()
+        .map(|b| Full::new(b).map_err(|never| match never {}).boxed())
 }
 
 /// The one reply ward gives for `err` (see [`reply`]), as this connection's body type.

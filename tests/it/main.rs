@@ -17,5 +17,6 @@ mod inspect;
 mod inspect_clients;
 mod inspect_policy;
 mod lifecycle;
+mod onboarding;
 mod socks;
 mod tls_policy;
