@@ -52,7 +52,6 @@ pub fn pac_js(proxy: &str, pac: &Pac, setup_host: &Host) -> String {
          if (host.charAt(host.length - 1) == \".\") host = host.substring(0, host.length - 1);\n  \
          // ward's onboarding page: answered by ward itself, so never bypassed.\n  \
          if (host == {setup}) return ward;\n  \
-         if (isPlainHostName(host) || host == \"localhost\" || dnsDomainIs(host, \".localhost\")) return \"DIRECT\";\n  \
          if (/^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$/.test(host)) {{\n    \
          if (isInNet(host, \"127.0.0.0\", \"255.0.0.0\")) return \"DIRECT\";\n\
          {v4}  \
@@ -62,8 +61,12 @@ pub fn pac_js(proxy: &str, pac: &Pac, setup_host: &Host) -> String {
          // isInNetEx is the IPv6-aware test (Chromium, Internet Explorer, pacparser); a browser\n    \
          // without it sends IPv6 hosts through ward.\n    \
          if (typeof isInNetEx != \"function\") return ward;\n\
-         {v6}  \
-         }}\n\
+         {v6}    \
+         return ward;\n  \
+         }}\n  \
+         // After the IP literals: an IPv6 address has no dot, and old isPlainHostName\n  \
+         // implementations (pacparser's) call it a plain name.\n  \
+         if (isPlainHostName(host) || host == \"localhost\" || dnsDomainIs(host, \".localhost\")) return \"DIRECT\";\n\
          {names}  \
          return ward;\n\
          }}\n"

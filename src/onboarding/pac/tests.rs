@@ -95,3 +95,17 @@ fn no_test_resolves_a_name() {
         "{js}"
     );
 }
+
+#[test]
+fn ip_literals_are_judged_before_plain_names() {
+    // `2001:db8::1` has no dot: pacparser's isPlainHostName calls it plain, and it went DIRECT.
+    let js = pac_js("w:1", &Pac::default(), &setup());
+    let v6 = js.find("host.indexOf(\":\")").expect("v6 block");
+    let plain = js.find("isPlainHostName(host)").expect("plain test");
+    assert!(v6 < plain, "{js}");
+    let block = &js[v6..plain];
+    assert!(
+        block.contains("return ward;\n  }"),
+        "the IPv6 block decides: {block}"
+    );
+}
