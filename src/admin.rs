@@ -1,6 +1,7 @@
-//! The admin endpoint (`admin:` in policy.yaml): `/healthz`, `/metrics` (Prometheus text),
-//! `/proxy.pac` (a PAC file pointing browsers at the first listener) and `/ca.pem` (the
-//! interception CA, for clients to trust). Read-only: nothing here changes the proxy.
+//! The admin endpoint (`admin:` in policy.yaml): `/` (the onboarding page: proxy address, PAC
+//! URL, CA fingerprint and per-platform trust steps), the CA downloads `/ca.pem`, `/ca.crt`,
+//! `/ca.cer`, `/ca.mobileconfig`, `/proxy.pac` (from `pac:`), `/healthz` and `/metrics`
+//! (Prometheus text). Read-only: nothing here changes the proxy; it never shows a secret.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,16 +14,33 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Pac;
 use crate::metrics::Metrics;
+use crate::onboarding::{self, CaCert, Site};
+use crate::target::{Host, Target};
 
 /// What the admin pages read: fixed at start (a reload does not move the admin endpoint).
 pub struct AdminState {
     /// The counters `/metrics` renders.
     pub metrics: Arc<Metrics>,
-    /// The address browsers should use, as the PAC file names it.
+    /// The first listener as bound: what the PAC file names unless `pac.proxy` does.
     pub proxy_addr: SocketAddr,
     /// The CA certificate `/ca.pem` serves (read on each request: it may be made after start).
     pub ca_pem: std::path::PathBuf,
+    /// `pac:`: the advertised address, the bypass list, SOCKS5 or not.
+    pub pac: Pac,
+    /// The reserved onboarding name (`setup_host`), which the PAC always sends to ward.
+    pub setup_host: Host,
+}
+
+impl AdminState {
+    /// `host:port` devices should use: `pac.proxy`, else the first listener.
+    fn advertised(&self) -> String {
+        match &self.pac.proxy {
+            Some(t) => t.to_string(),
+            None => self.proxy_addr.to_string(),
+        }
+    }
 }
 
 /// Serves the admin endpoints on `listener` until `stop` fires.
@@ -35,11 +53,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
                 Err(_) => continue,
             },
         };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&req, &state).await) }
+                async move { Ok::<_, std::convert::Infallible>(route(&req, &state, local).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -48,7 +69,11 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
     }
 }
 
-async fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
+async fn route(
+    req: &Request<Incoming>,
+    state: &AdminState,
+    local: SocketAddr,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -65,33 +90,45 @@ async fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Byt
         ),
         "/proxy.pac" => text(
             StatusCode::OK,
-            "application/x-ns-proxy-autoconfig",
-            pac(state.proxy_addr),
+            onboarding::pac::CONTENT_TYPE,
+            onboarding::pac::pac_js(&state.advertised(), &state.pac, &state.setup_host),
         ),
-        "/ca.pem" => match tokio::fs::read_to_string(&state.ca_pem).await {
-            Ok(pem) => text(StatusCode::OK, "application/x-pem-file", pem),
-            Err(_) => text(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "no CA yet: run `ward ca init`\n".into(),
-            ),
-        },
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "/healthz /metrics /proxy.pac /ca.pem\n".into(),
-        ),
+        path => {
+            let site = Site {
+                ca: read_ca(&state.ca_pem).await,
+                proxy: state.advertised(),
+                pac_url: Some(format!("http://{}/proxy.pac", reached_as(req, local))),
+                setup_url: Site::setup_url(&state.setup_host),
+            };
+            match onboarding::respond(path, &site) {
+                Some(served) => served.into_response().map(Full::new),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    format!(
+                        "{} /proxy.pac /healthz /metrics\n",
+                        onboarding::PATHS.join(" ")
+                    ),
+                ),
+            }
+        }
     }
 }
 
-/// Loopback and plain host names stay direct; everything else goes through ward, over HTTP
-/// first and SOCKS5 as the fallback.
-fn pac(addr: SocketAddr) -> String {
-    format!(
-        "function FindProxyForURL(url, host) {{\n  \
-         if (isPlainHostName(host) || host === \"localhost\" || shExpMatch(host, \"127.*\")) return \"DIRECT\";\n  \
-         return \"PROXY {addr}; SOCKS5 {addr}\";\n}}\n"
-    )
+/// The CA `path` holds, if any: absent means interception is off.
+async fn read_ca(path: &std::path::Path) -> Option<CaCert> {
+    let pem = tokio::fs::read_to_string(path).await.ok()?;
+    CaCert::from_pem(&pem).ok()
+}
+
+/// The admin's address as the browser wrote it (its `Host`), so the PAC URL on the page is one
+/// that device can reach; the socket's address when the header is missing or not an authority.
+fn reached_as(req: &Request<Incoming>, local: SocketAddr) -> String {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| Target::parse_authority(h).ok())
+        .map_or_else(|| local.to_string(), |t| t.to_string())
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
@@ -109,9 +146,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pac_names_the_proxy() {
-        let p = pac("127.0.0.1:8080".parse().unwrap());
-        assert!(p.contains("PROXY 127.0.0.1:8080; SOCKS5 127.0.0.1:8080"));
-        assert!(p.starts_with("function FindProxyForURL"));
+    fn the_pac_names_pac_proxy_over_the_listener() {
+        let mut state = AdminState {
+            metrics: Arc::default(),
+            proxy_addr: "127.0.0.1:8080".parse().unwrap(),
+            ca_pem: "ca.pem".into(),
+            pac: Pac::default(),
+            setup_host: Host::Name("ward.setup".into()),
+        };
+        assert_eq!(state.advertised(), "127.0.0.1:8080");
+        state.pac.proxy = Some(Target::parse_authority("ward.lan:3128").unwrap());
+        assert_eq!(state.advertised(), "ward.lan:3128");
     }
 }

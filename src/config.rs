@@ -4,6 +4,7 @@
 //! rule lists it names (`hosts_file`, `dst_file`, `clients_file`) in `validate`; no sockets.
 
 mod lists;
+mod pac;
 mod raw;
 mod upstream;
 mod validate;
@@ -24,6 +25,7 @@ pub use crate::policy::Toggle;
 use crate::request::Credentials;
 use crate::target::{Host, Target};
 
+pub use pac::{DEFAULT_SETUP_HOST, MAX_PAC_BYPASS, Pac, PacBypass};
 pub use upstream::{DEFAULT_UPSTREAM, RESERVED_UPSTREAM_NAMES, Upstreams, parse_upstream};
 
 /// The policy `ward run` uses when there is no ./policy.yaml.
@@ -70,6 +72,11 @@ pub struct Config {
     pub policy: Policy,
     /// The rule list files the rules read, in rule order: watched with the policy file.
     pub lists: Vec<ListFile>,
+    /// What `/proxy.pac` advertises and bypasses (`pac`).
+    pub pac: Pac,
+    /// The reserved name ward answers its onboarding page on (`setup_host`, default
+    /// `ward.setup`): never resolved, never dialled.
+    pub setup_host: Host,
 }
 
 /// One rule list file (`hosts_file`, `dst_file`, `clients_file`) and what it gave.

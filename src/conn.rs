@@ -30,6 +30,7 @@ use crate::{forward, tunnel};
 /// they name is the one every later step, record and metric sees.
 pub async fn handle(stream: TcpStream, peer: SocketAddr, entry: Arc<Entry>, ctx: Context) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let deadline = tokio::time::Instant::now() + ctx.config.timeouts.handshake;
     let (stream, client) = match entry.open(stream, peer, deadline).await {
         Ok(opened) => opened,
@@ -53,7 +54,8 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, entry: Arc<Entry>, ctx:
             // Plain HTTP: one record per forwarded request, written by the forwarder.
             rec.discard();
             // Boxed for the same reason as the interception: tunnels need not carry its size.
-            Box::pin(forward::serve(stream, buffered, client, user, ctx)).await;
+            let ends = (client, local);
+            Box::pin(forward::serve(stream, buffered, ends, user, ctx)).await;
         }
     }
 }

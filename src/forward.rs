@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HOST, HeaderValue, PROXY_AUTHORIZATION, UPGRADE};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -21,11 +21,14 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_util::task::TaskTracker;
 
+use crate::config::Config;
 use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError};
 use crate::front::{authenticate, http as codec};
 use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
+use crate::mitm::ca::CERT_FILE;
+use crate::onboarding::{self, CaCert, Site};
 use crate::reply;
 use crate::request::{self, Via};
 use crate::route;
@@ -40,10 +43,11 @@ type Body = BoxBody<Bytes, hyper::Error>;
 type Reusable = Arc<Mutex<Option<(Target, SendRequest<Incoming>)>>>;
 
 /// Serves plain-HTTP proxy requests on `stream` until the client closes or idles out.
+/// `local` is the address the client reached ward at: what the setup page tells it to use.
 pub async fn serve<S>(
     stream: S,
     buffered: BytesMut,
-    client: SocketAddr,
+    (client, local): Ends,
     user: Option<String>,
     ctx: Context,
 ) where
@@ -62,7 +66,8 @@ pub async fn serve<S>(
     let service = hyper::service::service_fn(move |req| {
         let (ctx, reuse, user, tasks) = (ctx.clone(), reuse.clone(), user.clone(), tasks.clone());
         async move {
-            let resp = forward_one(req, client, user, &ctx, &reuse, &tasks).await;
+            let ends = (client, local);
+            let resp = forward_one(req, ends, user, &ctx, &reuse, &tasks).await;
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
@@ -95,9 +100,12 @@ pub async fn serve<S>(
     upgrades.wait().await;
 }
 
+/// The client's address and, when known, the local address it reached.
+type Ends = (SocketAddr, Option<SocketAddr>);
+
 async fn forward_one(
     req: Request<Incoming>,
-    client: SocketAddr,
+    (client, local): Ends,
     first_user: Option<String>,
     ctx: &Context,
     reuse: &Reusable,
@@ -108,7 +116,7 @@ async fn forward_one(
     rec.method = Some(req.method().to_string());
     rec.user = first_user;
     rec.stage = Stage::Forward;
-    let result = forward_inner(req, client, ctx, reuse, &mut rec).await;
+    let result = forward_inner(req, (client, local), ctx, reuse, &mut rec).await;
     let (response, switch) = match result {
         Ok(answer) => answer,
         Err(err) => {
@@ -126,7 +134,7 @@ async fn forward_one(
 
 async fn forward_inner(
     mut req: Request<Incoming>,
-    client: SocketAddr,
+    (client, local): Ends,
     ctx: &Context,
     reuse: &Reusable,
     rec: &mut AccessRecord,
@@ -153,6 +161,10 @@ async fn forward_inner(
         ));
     }
     let target = absolute_target(req.uri())?;
+    if target.host == cfg.setup_host {
+        rec.target = Some(target);
+        return Ok((setup_page(&req, cfg, local).await, None));
+    }
     let proxied = request::Request {
         client,
         user: rec.user.clone(),
@@ -270,6 +282,42 @@ fn prepare_request(req: &mut Request<Incoming>, target: &Target) -> Result<(), P
         }
     }
     Ok(())
+}
+
+/// `setup_host` (default `ward.setup`): ward's own onboarding page, answered here, on any port
+/// and whatever the rules say; never resolved, never dialled.
+async fn setup_page(
+    req: &Request<Incoming>,
+    cfg: &Config,
+    local: Option<SocketAddr>,
+) -> Response<Body> {
+    let proxy = match (&cfg.pac.proxy, local) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(a)) => a.to_string(),
+        (None, None) => cfg
+            .listen
+            .first()
+            .map_or_else(String::new, |l| l.addr.to_string()),
+    };
+    let proxy_host = proxy.rsplit_once(':').map_or(proxy.as_str(), |(h, _)| h);
+    let pem = tokio::fs::read_to_string(cfg.ca_dir.join(CERT_FILE)).await;
+    let site = Site {
+        ca: pem.ok().and_then(|p| CaCert::from_pem(&p).ok()),
+        pac_url: onboarding::admin_pac_url(cfg.admin, proxy_host),
+        setup_url: Site::setup_url(&cfg.setup_host),
+        proxy,
+    };
+    let served = match *req.method() {
+        Method::GET | Method::HEAD => onboarding::respond(req.uri().path(), &site),
+        _ => Some(onboarding::refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET only\n",
+        )),
+    };
+    let served = served.unwrap_or_else(onboarding::not_found);
+    served
+        .into_response()
+        .map(|b| Full::new(b).map_err(|never| match never {}).boxed())
 }
 
 /// The one reply ward gives for `err` (see [`reply`]), as this connection's body type.

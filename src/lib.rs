@@ -12,7 +12,8 @@
 //! `conn` sequences the steps; it makes no decision of its own. Tiers import downward only:
 //! - pure (no tokio, no sockets): `error`, `outcome`, `target`, `request`, `config`,
 //!   `policy` (rules, index, forbidden ranges, and the one judge), `tls`, the codecs in
-//!   `front::http` and `front::socks5`, `mitm::certs`, `log`;
+//!   `front::http` and `front::socks5`, `mitm::certs`, `log`, `onboarding` (the setup page,
+//!   the PAC file);
 //! - primitives: `io` (the read-until loop, the prefixed stream), `dial`, `chain` (upstream
 //!   proxies), `tunnel` (the one relay), `mitm::ca`;
 //! - stages: `front`, `route`, `hello`, `forward`, `mitm`, sharing a `context::Context`;
@@ -37,6 +38,7 @@ pub mod io;
 pub mod log;
 pub mod metrics;
 pub mod mitm;
+pub mod onboarding;
 pub mod outcome;
 #[cfg(test)]
 mod parse_test_util;

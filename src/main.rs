@@ -214,17 +214,18 @@ fn flows_har(config: Option<&Path>, input: Option<PathBuf>) -> anyhow::Result<Ex
 
 fn ca_command(config: &Config, action: CaAction) -> anyhow::Result<ExitCode> {
     let dir = &config.ca_dir;
+    let setup_url = ward::onboarding::Site::setup_url(&config.setup_host);
     match action {
         CaAction::Init { force } => {
             let ca = Ca::init(dir, force)
                 .with_context(|| format!("create the CA in {}", dir.display()))?;
-            print!("{}", ca.show_text(dir));
+            print!("{}", ca.show_text(dir, &setup_url));
         }
         CaAction::Show => {
             let ca = Ca::load(dir).with_context(|| {
                 format!("load the CA from {} (run `ward ca init`)", dir.display())
             })?;
-            print!("{}", ca.show_text(dir));
+            print!("{}", ca.show_text(dir, &setup_url));
         }
         CaAction::Export { der } => {
             use std::io::Write;

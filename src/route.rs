@@ -54,6 +54,15 @@ pub async fn route(
     cfg: &Config,
     rec: &mut AccessRecord,
 ) -> Result<Routed, ProxyError> {
+    if req.target.host == cfg.setup_host {
+        // The onboarding page is ward itself, over plain HTTP: a tunnel to it could only fail
+        // later with a DNS error, or, inspected, with the very certificate error it is for.
+        let name = &cfg.setup_host;
+        return Err(ProxyError::local(
+            ErrorKind::PolicyDenied,
+            format!("{name} is ward's own setup page, never tunnelled: open http://{name}/"),
+        ));
+    }
     let policy = &cfg.policy;
     let facts = facts(req);
     rec.stage = Stage::Policy;

@@ -125,6 +125,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             metrics: state.metrics.clone(),
             proxy_addr: first_listen,
             ca_pem: cfg.ca_dir.join("ca.pem"),
+            pac: cfg.pac.clone(),
+            setup_host: cfg.setup_host.clone(),
         };
         tokio::spawn(admin::serve(l, Arc::new(admin), stop_accepting.clone()));
     }

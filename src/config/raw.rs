@@ -95,6 +95,8 @@ raw_struct!(
         open_proxy: String,
         flows: String,
         pinning_passthrough: RawPinning,
+        pac: RawPac,
+        setup_host: String,
         default: String,
         rules: Vec<S<RawRule>>,
     }
@@ -168,6 +170,12 @@ raw_struct!(RawPinning {
     failures: String,
     window: String,
     ttl: String,
+});
+
+raw_struct!(RawPac {
+    proxy: String,
+    bypass: Vec<S<String>>,
+    socks: String,
 });
 
 raw_struct!(

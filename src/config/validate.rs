@@ -8,13 +8,18 @@ use std::time::Duration;
 
 use serde_saphyr::Location;
 
-use super::raw::{Entries, Names, RawConfig, RawDns, RawPinning, RawRule, RawTimeouts, RawUser, S};
+use super::pac::{
+    DEFAULT_SETUP_HOST, MAX_PAC_BYPASS, Pac, parse_bypass, parse_pac_proxy, parse_setup_host,
+};
+use super::raw::{
+    Entries, Names, RawConfig, RawDns, RawPac, RawPinning, RawRule, RawTimeouts, RawUser, S,
+};
 use super::values::{
     parse_action, parse_bool, parse_duration, parse_grace, parse_ip, parse_net, parse_positive,
     parse_socket_addr, parse_toggle,
 };
 use super::{
-    Config, ConfigError, ConfigIssue, DEFAULT_UPSTREAM, HostsOverrides, ListFile,
+    Config, ConfigError, ConfigIssue, DEFAULT_UPSTREAM, HostsOverrides, ListFile, Listener,
     PinningPassthrough, RESERVED_UPSTREAM_NAMES, Timeouts, Upstreams, parse_upstream,
 };
 use crate::policy::{Action, Checks, HostPattern, Policy, PortRange, RuleInfo, Toggle, Way};
@@ -147,10 +152,16 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
             .parsed(raw.sni_mismatch.as_ref(), "sni_mismatch", parse_toggle)
             .unwrap_or(Toggle::Allow),
     };
+    let admin = c.parsed(raw.admin.as_ref(), "admin", parse_socket_addr);
+    let pac = raw.pac.map(|p| c.pac(p.value)).unwrap_or_default();
+    if admin.is_some() && pac.proxy.is_none() {
+        c.refuse_wildcard_pac(&listen);
+    }
+    let setup_host = c.parsed(raw.setup_host.as_ref(), "setup_host", parse_setup_host);
     let config = Config {
         source: source.to_path_buf(),
         listen: listen.into_iter().map(|(_, l)| l).collect(),
-        admin: c.parsed(raw.admin.as_ref(), "admin", parse_socket_addr),
+        admin,
         ca_dir: ca_dir.unwrap_or_else(|| c.base.join(DEFAULT_CA_DIR)),
         upstream_ca: c.path(raw.upstream_ca.as_ref(), "upstream_ca"),
         upstreams: upstreams.clone(),
@@ -180,6 +191,10 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
         },
         lists: std::mem::take(&mut c.lists),
         users,
+        pac,
+        setup_host: setup_host.unwrap_or_else(|| {
+            parse_setup_host(DEFAULT_SETUP_HOST).expect("the default setup host is a name")
+        }),
     };
     if c.issues.is_empty() {
         return Ok(config);
@@ -509,5 +524,42 @@ impl Checker<'_> {
         };
         self.rule_lists(r, prefix, &mut rule);
         Some(rule)
+    }
+}
+
+/// `pac:` and the PAC's advertised address.
+impl Checker<'_> {
+    fn pac(&mut self, raw: RawPac) -> Pac {
+        self.unknown("pac", &raw.unknown, RawPac::KEYS);
+        let d = Pac::default();
+        if let Some(list) = raw.bypass.as_ref()
+            && list.value.len() > MAX_PAC_BYPASS
+        {
+            let msg = format!("more than {MAX_PAC_BYPASS} entries");
+            self.issue(list.referenced, "pac.bypass", msg);
+            return d;
+        }
+        Pac {
+            proxy: self.parsed(raw.proxy.as_ref(), "pac.proxy", parse_pac_proxy),
+            bypass: self.list(raw.bypass.as_ref(), "pac.bypass", parse_bypass),
+            socks: self
+                .parsed(raw.socks.as_ref(), "pac.socks", parse_bool)
+                .unwrap_or(d.socks),
+        }
+    }
+
+    /// The PAC advertises the first listener unless `pac.proxy` says otherwise, and a
+    /// wildcard bind address (0.0.0.0, ::) is no address a browser can connect to.
+    fn refuse_wildcard_pac(&mut self, listen: &[(Location, Listener)]) {
+        let first = listen.first().map(|(at, l)| (at, l.addr));
+        if let Some((at, addr)) = first.filter(|(_, a)| a.ip().is_unspecified()) {
+            let msg = format!(
+                "{addr} is a wildcard bind address, and the admin's /proxy.pac would advertise \
+                 it to browsers; set `pac.proxy` to the address devices use (like \
+                 ward.example:{})",
+                addr.port()
+            );
+            self.issue(*at, "listen", msg);
+        }
     }
 }

@@ -14,7 +14,6 @@ use rcgen::{
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use sha2::{Digest, Sha256};
 
 use super::error::MitmError;
 use super::issuing::{BACKDATE, MAX_CN_LEN, random_serial, truncate};
@@ -145,32 +144,25 @@ impl Ca {
 
     /// `AA:BB:...`, the form browsers and `openssl x509 -fingerprint -sha256` show.
     pub fn fingerprint_sha256(&self) -> String {
-        let digest = Sha256::digest(self.cert_der.as_ref());
-        let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
-        hex.join(":")
+        crate::onboarding::fingerprint_sha256(self.cert_der.as_ref())
     }
 
-    /// What `ward ca show` prints: where the CA is, which one it is, and how to trust it.
-    pub fn show_text(&self, dir: &Path) -> String {
+    /// What `ward ca show` prints: where the CA is, which one it is, and how to trust it on
+    /// each platform (the onboarding page's steps, as text).
+    pub fn show_text(&self, dir: &Path, setup_url: &str) -> String {
         let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let pem = dir.join(CERT_FILE);
-        let p = pem.display();
         let until = humantime::format_rfc3339_seconds(self.not_after);
         format!(
             "certificate  {p}\n\
              subject      {subject}\n\
              valid until  {until}\n\
              SHA-256      {fp}\n\
-             \n\
-             Trust it (inspected sites fail with unknown-CA errors until you do):\n\
-             \n  curl:\n    curl --cacert {p} -x http://PROXY_HOST:PORT https://example.com/\n\
-             \n  Debian/Ubuntu system store:\n    sudo cp {p} /usr/local/share/ca-certificates/ward-ca.crt && sudo update-ca-certificates\n\
-             \n  Chromium (NSS, per user):\n    certutil -d sql:$HOME/.pki/nssdb -A -t \"C,,\" -n \"{SUBJECT_PREFIX}\" -i {p}\n\
-             \n  Firefox (NSS, per profile):\n    certutil -d sql:PROFILE_DIR -A -t \"C,,\" -n \"{SUBJECT_PREFIX}\" -i {p}\n    \
-             (or Settings > Privacy & Security > Certificates > Import)\n\
-             \n  Python (requests; SSL_CERT_FILE for the ssl module and httpx):\n    export REQUESTS_CA_BUNDLE={p}\n",
+             \n{steps}",
+            p = pem.display(),
             subject = self.subject,
             fp = self.fingerprint_sha256(),
+            steps = crate::onboarding::steps_text(&pem.display().to_string(), setup_url),
         )
     }
 }

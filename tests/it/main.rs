@@ -21,5 +21,6 @@ mod ja4;
 mod lifecycle;
 mod listeners;
 mod lists;
+mod onboarding;
 mod socks;
 mod tls_policy;

@@ -76,7 +76,7 @@ fn half_present_or_mismatched_ca_is_refused() {
 fn show_text_names_path_fingerprint_and_trust_steps() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::init(dir.path(), false).unwrap();
-    let text = ca.show_text(dir.path());
+    let text = ca.show_text(dir.path(), "http://ward.setup/");
     for needle in [
         CERT_FILE,
         ca.fingerprint_sha256().as_str(),
@@ -84,6 +84,8 @@ fn show_text_names_path_fingerprint_and_trust_steps() {
         "update-ca-certificates",
         "certutil",
         "REQUESTS_CA_BUNDLE",
+        "certutil -addstore -f Root",
+        "http://ward.setup/ca.mobileconfig",
     ] {
         assert!(text.contains(needle), "missing {needle}");
     }
