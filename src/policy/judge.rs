@@ -203,8 +203,15 @@ impl Policy {
             .host
             .zip(f.sni)
             .is_some_and(|(asked, sni)| names_differ(asked, sni));
+        // The hello may pick another rule than the address stage did: an internal address
+        // must still be named by the `dst` of the rule that lets it through now.
+        let prohibited = f
+            .dst
+            .filter(|ip| is_forbidden_dst(*ip) && !self.permits_dst(&decision, *ip));
         let refusal = if decision.action == Action::Deny {
             Some(Refusal::Rule)
+        } else if let Some(ip) = prohibited {
+            Some(Refusal::ProhibitedDst(ip))
         } else if mismatch && self.checks.sni_mismatch == Toggle::Deny {
             Some(Refusal::SniMismatch)
         } else {

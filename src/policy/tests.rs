@@ -395,3 +395,34 @@ fn a_deep_name_hitting_more_lists_than_fit_inline() {
         assert_eq!(c.policy.decide(&f), linear_decide(&c.policy, &f));
     }
 }
+
+/// The address stage let 10.0.0.5 through by `inner`'s dst; an SNI that picks a rule without
+/// that dst must not carry the connection to the internal address on its own say-so.
+#[test]
+fn a_hello_picking_another_rule_is_held_to_the_prohibited_ranges() {
+    use crate::error::ErrorKind;
+    let c = config(
+        "rules:\n\
+         \x20 - { name: by-sni, action: allow, hosts: [\"public.test\"] }\n\
+         \x20 - { name: inner, action: allow, dst: [\"10.0.0.0/8\"] }\n",
+    );
+    let asked = host("intranet.test");
+    let sni = host("public.test");
+    let ip = "10.0.0.5".parse().unwrap();
+    let at_address = c.policy.judge_address(&facts(&asked), ip);
+    assert_eq!(
+        (at_address.refusal, at_address.decision.rule),
+        (None, Some(1))
+    );
+    let f = Facts {
+        dst: Some(ip),
+        sni: Some(&sni),
+        ja4: HelloJa4::Absent,
+        ..facts(&asked)
+    };
+    let j = c.policy.judge_hello(&f).unwrap();
+    assert_eq!(j.decision.rule, Some(0));
+    assert_eq!(j.refusal, Some(Refusal::ProhibitedDst(ip)));
+    let err = c.policy.refusal_error(&j, &f).expect("refused");
+    assert_eq!(err.kind, ErrorKind::DestinationProhibited);
+}
