@@ -226,8 +226,8 @@ fn a_replica_stopped_with_sigterm_finishes_its_tunnels_while_haproxy_uses_the_ot
     }
     let shared = tempfile::tempdir().expect("shared CA dir");
     let (mut a, b, lb) = pair(&shared.path().join("ca"));
-    // Round robin: one open tunnel on each replica.
-    let mut held = [open_tunnel(lb.addr), open_tunnel(lb.addr)];
+    // Round robin spreads them; the test reads from the records where each one went.
+    let mut held: Vec<_> = (0..4).map(|_| open_tunnel(lb.addr)).collect();
     a.signal("TERM");
     {
         let what = format_args!("replica a to start draining; log:\n{}", a.log());
@@ -235,7 +235,7 @@ fn a_replica_stopped_with_sigterm_finishes_its_tunnels_while_haproxy_uses_the_ot
             logged(&a, "shutting down: draining open connections") == 1
         });
     }
-    assert!(a.alive(), "a waits for its open tunnel");
+    assert!(a.alive(), "a waits for its open tunnels");
     for i in 0..4 {
         assert!(
             fetch_ok(lb.addr),
@@ -250,11 +250,15 @@ fn a_replica_stopped_with_sigterm_finishes_its_tunnels_while_haproxy_uses_the_ot
         .wait_exit(Duration::from_secs(10))
         .expect("a exits once drained");
     assert!(status.success(), "{status:?}");
-    let served = records(&a, |v| field(v, "sni").as_deref() == Some("origin.test"));
-    assert_eq!(served.len(), 1, "a finished its one tunnel:\n{}", a.log());
+    let served = records(&a, |v| field(v, "sni").as_deref() == Some("origin.test")).len();
+    assert!(
+        (1..=4).contains(&served),
+        "a finished the tunnels it held ({served}):\n{}",
+        a.log()
+    );
     assert!(b.alive());
-    // Its held tunnel and every new client.
-    counts(&[&b], 5, "on b", |v| {
+    // Its held tunnels and every new client.
+    counts(&[&b], 4 - served + 4, "on b", |v| {
         field(v, "sni").as_deref() == Some("origin.test")
     });
 }

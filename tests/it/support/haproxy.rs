@@ -53,10 +53,11 @@ impl Haproxy {
 
 /// TCP mode (HAProxy sees bytes, not HTTP: CONNECT, TLS and SOCKS5 pass untouched), round
 /// robin, no health checks (their LOCAL headers would only add log noise to the tests). A
-/// connect that fails (a replica that stopped accepting) is retried on another replica.
+/// connect that fails (a replica that stopped accepting) is retried on another replica. One
+/// thread, so that round robin alternates strictly (threads would each keep their own turn).
 fn config(frontend: SocketAddr, servers: &[SocketAddr]) -> String {
     let mut out = format!(
-        "global\n    maxconn 256\n\
+        "global\n    maxconn 256\n    nbthread 1\n\
          defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    retries 3\n    option redispatch\n\
          frontend proxies\n    bind {frontend}\n    default_backend wards\n\
          backend wards\n    balance roundrobin\n"
