@@ -8,23 +8,17 @@ use std::time::Duration;
 
 use serde_saphyr::Location;
 
-use super::pac::{
-    DEFAULT_SETUP_HOST, MAX_PAC_BYPASS, Pac, parse_bypass, parse_pac_proxy, parse_setup_host,
-};
-use super::raw::{
-    Entries, Names, RawConfig, RawDns, RawPac, RawPinning, RawRule, RawTimeouts, RawUser, S,
-};
+use super::pac::{DEFAULT_SETUP_HOST, parse_setup_host};
+use super::raw::{Entries, RawConfig, RawDns, RawPinning, RawTimeouts, RawUser, S};
 use super::values::{
-    parse_action, parse_bool, parse_duration, parse_grace, parse_ip, parse_net, parse_positive,
+    parse_action, parse_bool, parse_duration, parse_grace, parse_ip, parse_positive,
     parse_socket_addr, parse_toggle,
 };
 use super::{
-    Config, ConfigError, ConfigIssue, DEFAULT_UPSTREAM, HostsOverrides, ListFile, Listener,
-    PinningPassthrough, RESERVED_UPSTREAM_NAMES, Timeouts, Upstreams, parse_upstream,
+    Config, ConfigError, ConfigIssue, HostsOverrides, ListFile, PinningPassthrough, Timeouts,
 };
-use crate::policy::{Action, Checks, HostPattern, Policy, PortRange, RuleInfo, Toggle, Way};
+use crate::policy::{Action, Checks, HostPattern, Policy, Toggle};
 use crate::request::Credentials;
-use crate::tls::Ja4;
 
 const DEFAULT_CA_DIR: &str = "certs";
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -36,6 +30,9 @@ const MAX_CREDENTIAL_LEN: usize = 255;
 const MAX_RULES: usize = 1_000_000;
 
 mod listen;
+mod pac;
+mod rules;
+mod upstreams;
 
 /// Collects issues while validating one file.
 pub(super) struct Checker<'a> {
@@ -291,108 +288,6 @@ impl Checker<'_> {
         out
     }
 
-    /// `upstreams:` (name → URL) and the top-level `upstream:` (a URL, or names from
-    /// `upstreams` tried in order).
-    fn upstreams(&mut self, named: Option<S<Entries>>, top: Option<&S<Names>>) -> Upstreams {
-        let mut out = Upstreams::default();
-        for (name, url) in named.map(|n| n.value.0).unwrap_or_default() {
-            let key = join("upstreams", &name.value);
-            let Some(up) = self.parsed(Some(&url), &key, parse_upstream) else {
-                continue;
-            };
-            let checked = self.parsed(Some(&name), "upstreams", |n| {
-                if RESERVED_UPSTREAM_NAMES.contains(&n) {
-                    return Err(format!("{n:?} is reserved; choose another name"));
-                }
-                if n.is_empty()
-                    || !n
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                {
-                    return Err(format!(
-                        "{n:?}: a name is letters, digits, '-', '_' and '.'"
-                    ));
-                }
-                Ok(n.to_owned())
-            });
-            if let Some(n) = checked
-                && out.named.insert(n, up).is_some()
-            {
-                self.issue(name.referenced, "upstreams", "named twice");
-            }
-        }
-        let Some(top) = top else {
-            return out;
-        };
-        match &top.value {
-            Names::One(url) if url.contains("://") => {
-                let field = S::new(url.clone(), top.referenced, top.defined);
-                if let Some(up) = self.parsed(Some(&field), "upstream", parse_upstream) {
-                    out.named.insert(DEFAULT_UPSTREAM.to_owned(), up);
-                    out.default = vec![DEFAULT_UPSTREAM.to_owned()];
-                }
-            }
-            names => {
-                let way = self.names_way(names, top, "upstream", &out);
-                match way {
-                    Way::Via(names) => out.default = names,
-                    Way::Direct | Way::Default => {}
-                }
-            }
-        }
-        out
-    }
-
-    /// A rule's `upstream:`: `direct`, a name from `upstreams`, or a list of them.
-    fn rule_way(&mut self, field: Option<&S<Names>>, key: &str, upstreams: &Upstreams) -> Way {
-        match field {
-            None => Way::Default,
-            Some(field) => self.names_way(&field.value, field, key, upstreams),
-        }
-    }
-
-    fn names_way(
-        &mut self,
-        names: &Names,
-        field: &S<Names>,
-        key: &str,
-        upstreams: &Upstreams,
-    ) -> Way {
-        let items: Vec<S<String>> = match names {
-            Names::One(n) if n == "direct" => return Way::Direct,
-            Names::One(n) => vec![S::new(n.clone(), field.referenced, field.defined)],
-            Names::Many(list) => list.clone(),
-        };
-        if items.is_empty() {
-            self.issue(field.referenced, key, "empty list; omit the key instead");
-        }
-        let known = |n: &str| -> Result<String, String> {
-            match (n, upstreams.named.contains_key(n)) {
-                (_, true) => Ok(n.to_owned()),
-                ("direct", false) => Err("`direct` stands alone, not in a list".to_owned()),
-                (n, false) if n.contains("://") => Err(format!(
-                    "{n:?}: a rule names an upstream; put its URL in `upstreams`"
-                )),
-                (n, false) => {
-                    let names: Vec<&str> = upstreams.named.keys().map(String::as_str).collect();
-                    Err(format!(
-                        "{n:?} is not one of the `upstreams` ({})",
-                        if names.is_empty() {
-                            "none defined".to_owned()
-                        } else {
-                            names.join(", ")
-                        }
-                    ))
-                }
-            }
-        };
-        let names: Vec<String> = items
-            .iter()
-            .filter_map(|i| self.parsed(Some(i), key, known))
-            .collect();
-        Way::Via(names)
-    }
-
     /// `dns:` is checked, not kept: custom resolvers are refused until they exist.
     fn dns(&mut self, raw: RawDns) {
         self.unknown("dns", &raw.unknown, RawDns::KEYS);
@@ -448,118 +343,6 @@ impl Checker<'_> {
                 .unwrap_or(d.failures),
             window: self.duration(raw.window.as_ref(), &join(KEY, "window"), d.window),
             ttl: self.duration(raw.ttl.as_ref(), &join(KEY, "ttl"), d.ttl),
-        }
-    }
-
-    fn rules(
-        &mut self,
-        list: S<Vec<S<RawRule>>>,
-        users: &[Credentials],
-        upstreams: &Upstreams,
-    ) -> Vec<RuleInfo> {
-        if list.value.len() > MAX_RULES {
-            self.issue(
-                list.referenced,
-                "rules",
-                format!("more than {MAX_RULES} rules"),
-            );
-            return Vec::new();
-        }
-        let mut names: HashMap<String, u64> = HashMap::new();
-        let mut out = Vec::with_capacity(list.value.len());
-        for (i, raw) in list.value.iter().enumerate() {
-            let prefix = format!("rules[{i}]");
-            if let Some(mut rule) = self.rule(raw, &prefix, users, &mut names) {
-                let key = join(&prefix, "upstream");
-                rule.upstream = self.rule_way(raw.value.upstream.as_ref(), &key, upstreams);
-                out.push(rule);
-            }
-        }
-        out
-    }
-
-    /// One rule; `names` holds the names seen so far, with their lines.
-    fn rule(
-        &mut self,
-        raw: &S<RawRule>,
-        prefix: &str,
-        users: &[Credentials],
-        names: &mut HashMap<String, u64>,
-    ) -> Option<RuleInfo> {
-        let r = &raw.value;
-        self.unknown(prefix, &r.unknown, RawRule::KEYS);
-        let name_key = join(prefix, "name");
-        let name = self.parsed(r.name.as_ref(), &name_key, |s| match s {
-            "" => Err("empty rule name".to_owned()),
-            s => match names.insert(s.to_owned(), raw.referenced.line()) {
-                Some(line) => Err(format!("rule name {s:?} is already used on line {line}")),
-                None => Ok(s.to_owned()),
-            },
-        });
-        if r.name.is_none() {
-            self.issue(
-                raw.referenced,
-                &name_key,
-                "missing: every rule needs a name",
-            );
-        }
-        let action = self.parsed(r.action.as_ref(), &join(prefix, "action"), parse_action);
-        if r.action.is_none() {
-            let msg = "missing: allow, deny or inspect";
-            self.issue(raw.referenced, &join(prefix, "action"), msg);
-        }
-        let user_known = |s: &str| match users.iter().any(|u| u.user == s) {
-            true => Ok(s.to_owned()),
-            false => Err(format!("{s:?} is not one of the configured `users`")),
-        };
-        let mut rule = RuleInfo {
-            line: u32::try_from(raw.referenced.line()).unwrap_or(u32::MAX),
-            hosts: self.list(r.hosts.as_ref(), &join(prefix, "hosts"), HostPattern::parse),
-            ports: self.list(r.ports.as_ref(), &join(prefix, "ports"), PortRange::parse),
-            clients: self.list(r.clients.as_ref(), &join(prefix, "clients"), parse_net),
-            users: self.list(r.users.as_ref(), &join(prefix, "users"), user_known),
-            dst: self.list(r.dst.as_ref(), &join(prefix, "dst"), parse_net),
-            ja4: self.list(r.ja4.as_ref(), &join(prefix, "ja4"), Ja4::parse),
-            ..RuleInfo::new(name?, action?)
-        };
-        self.rule_lists(r, prefix, &mut rule);
-        Some(rule)
-    }
-}
-
-/// `pac:` and the PAC's advertised address.
-impl Checker<'_> {
-    fn pac(&mut self, raw: RawPac) -> Pac {
-        self.unknown("pac", &raw.unknown, RawPac::KEYS);
-        let d = Pac::default();
-        if let Some(list) = raw.bypass.as_ref()
-            && list.value.len() > MAX_PAC_BYPASS
-        {
-            let msg = format!("more than {MAX_PAC_BYPASS} entries");
-            self.issue(list.referenced, "pac.bypass", msg);
-            return d;
-        }
-        Pac {
-            proxy: self.parsed(raw.proxy.as_ref(), "pac.proxy", parse_pac_proxy),
-            bypass: self.list(raw.bypass.as_ref(), "pac.bypass", parse_bypass),
-            socks: self
-                .parsed(raw.socks.as_ref(), "pac.socks", parse_bool)
-                .unwrap_or(d.socks),
-        }
-    }
-
-    /// The PAC advertises the first listener unless `pac.proxy` says otherwise, and a
-    /// wildcard bind address (0.0.0.0, ::) is no address a browser can connect to.
-    fn refuse_wildcard_pac(&mut self, listen: &[(Location, Listener)]) {
-        let first = listen.first().map(|(at, l)| (at, l.addr));
-        if let Some((at, addr)) = first.filter(|(_, a)| a.ip().is_unspecified()) {
-            let msg = format!(
-                "{addr} is a wildcard bind address, and the admin's /proxy.pac would advertise \
-                 it to browsers; set `pac.proxy` to the address devices use (like \
-                 ward.example:{})",
-                addr.port()
-            );
-            self.issue(*at, "listen", msg);
         }
     }
 }
