@@ -62,6 +62,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Open client connections at most (`max_connections`); more get 503.
     pub max_connections: usize,
+    /// Open connections one client address may hold (`max_connections_per_client`); more get
+    /// 503 while other clients are still served.
+    pub max_connections_per_client: usize,
     /// Whether a non-loopback listener without `users` is allowed (`open_proxy`).
     pub open_proxy: bool,
     /// JSON-lines log of inspected requests.

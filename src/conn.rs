@@ -36,6 +36,10 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, entry: Arc<Entry>, ctx:
         Ok(opened) => opened,
         Err(err) => return entry_refused(&err, peer, &entry, &ctx),
     };
+    let limit = ctx.config.max_connections_per_client;
+    let Some(_share) = ctx.shares.take(client.ip(), limit) else {
+        return over_share(stream, client, peer, &ctx).await;
+    };
     let mut rec = AccessRecord::new(client, ctx.metrics.clone());
     match front::accept(stream, client, &ctx.config, deadline).await {
         Err(err) => rec.set_error(&err),
@@ -58,6 +62,25 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, entry: Arc<Entry>, ctx:
             Box::pin(forward::serve(stream, buffered, ends, user, ctx)).await;
         }
     }
+}
+
+/// A client already holding its `max_connections_per_client`: answered 503 (SOCKS5 0x01) at
+/// once, while other clients are still served. The log names the peer too: behind a load
+/// balancer that is the balancer, and the client came from its PROXY header.
+async fn over_share(stream: ClientStream, client: SocketAddr, peer: SocketAddr, ctx: &Context) {
+    let limit = ctx.config.max_connections_per_client;
+    ctx.metrics
+        .over_client_limit
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(%client, %peer, limit, "per-client connection limit reached");
+    let err = ProxyError::local(
+        ErrorKind::ConnectionLimit,
+        format!(
+            "client {} has {limit} connections open (max_connections_per_client)",
+            client.ip()
+        ),
+    );
+    front::refuse::refuse(stream, &err).await;
 }
 
 /// A connection closed before its front-end handshake: counted, and logged with the reason.

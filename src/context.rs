@@ -1,5 +1,8 @@
 //! What every connection task shares: a snapshot of the configuration taken at accept (a
-//! reload affects only new connections) and the process-wide services. Data only.
+//! reload affects only new connections) and the process-wide services: counters, tokens and
+//! the per-client shares ([`shares`]).
+
+pub mod shares;
 
 use std::sync::Arc;
 
@@ -8,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::mitm::Interceptor;
+
+use self::shares::ClientShares;
 
 /// The per-connection context handed from the server to the pipeline and its stages.
 #[derive(Clone)]
@@ -23,4 +28,6 @@ pub struct Context {
     pub force_close: CancellationToken,
     /// Process-wide counters.
     pub metrics: Arc<Metrics>,
+    /// Open connections per client address, for `max_connections_per_client`.
+    pub shares: Arc<ClientShares>,
 }

@@ -6,6 +6,7 @@
 pub mod entry;
 pub mod http;
 pub mod proxy_protocol;
+pub mod refuse;
 pub mod socks5;
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub open: AtomicU64,
     /// Connections refused because `max_connections` were open.
     pub over_limit: AtomicU64,
+    /// Connections refused because their client held `max_connections_per_client`.
+    pub over_client_limit: AtomicU64,
     /// Decisions `allow`.
     pub allowed: AtomicU64,
     /// Decisions `deny`.
@@ -93,6 +95,11 @@ impl Metrics {
             "ward_over_limit_total",
             "Connections refused at max_connections.",
             &self.over_limit,
+        );
+        counter(
+            "ward_over_client_limit_total",
+            "Connections refused at max_connections_per_client.",
+            &self.over_client_limit,
         );
         counter(
             "ward_bytes_up_total",

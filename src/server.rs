@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -20,13 +19,13 @@ use crate::admin::{self, AdminState};
 use crate::config::{self, Config};
 use crate::conn;
 use crate::context::Context;
-use crate::error::{ErrorKind, ProxyError, socks5_reply};
+use crate::context::shares::ClientShares;
+use crate::error::{ErrorKind, ProxyError};
 use crate::front::entry::Entry;
-use crate::front::socks5;
+use crate::front::refuse;
 use crate::metrics::Metrics;
 use crate::mitm::pinning::PinningSettings;
 use crate::mitm::{InterceptSettings, Interceptor};
-use crate::reply;
 
 mod cert_watch;
 
@@ -34,8 +33,6 @@ mod cert_watch;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Editors save in bursts (write, rename, chmod): one reload per burst.
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
-/// Over the limit, a client gets this long to say which protocol it speaks before we close.
-const OVER_LIMIT_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 /// Why the server could not start.
@@ -69,6 +66,7 @@ struct State {
     open: AtomicUsize,
     force_close: CancellationToken,
     metrics: Arc<Metrics>,
+    shares: Arc<ClientShares>,
 }
 
 /// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
@@ -112,6 +110,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         open: AtomicUsize::new(0),
         force_close: CancellationToken::new(),
         metrics: Arc::default(),
+        shares: Arc::default(),
     });
     let stop_accepting = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -209,6 +208,7 @@ async fn accept_loop(
             draining: stop.clone(),
             force_close: state.force_close.clone(),
             metrics: state.metrics.clone(),
+            shares: state.shares.clone(),
         };
         let entry = entry.clone();
         tracker.spawn(async move {
@@ -228,35 +228,13 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Answers a connection over the limit in its own protocol, promptly, instead of leaving it in
-/// the backlog: 503 for HTTP, reply 0x01 for SOCKS5.
-async fn refuse_over_limit(mut stream: TcpStream, limit: usize) {
+/// A connection over the limit, answered at once in its own protocol.
+async fn refuse_over_limit(stream: TcpStream, limit: usize) {
     let err = ProxyError::local(
         ErrorKind::ConnectionLimit,
         format!("{limit} connections open (max_connections)"),
     );
-    let mut first = [0u8; 1];
-    let answer = async {
-        stream.peek(&mut first).await?;
-        if first[0] == 0x05 {
-            // Greeting, "no auth", then the request: the reply needs the request's framing.
-            let mut buf = [0u8; 512];
-            let _ = stream.read(&mut buf).await?;
-            stream
-                .write_all(&socks5::encode_method_choice(socks5::method::NO_AUTH))
-                .await?;
-            let _ = stream.read(&mut buf).await?;
-            stream
-                .write_all(&socks5::encode_reply(socks5_reply::GENERAL_FAILURE, None))
-                .await?;
-        } else {
-            stream
-                .write_all(&reply::encode_error_response(&err, true))
-                .await?;
-        }
-        stream.shutdown().await
-    };
-    let _ = tokio::time::timeout(OVER_LIMIT_GRACE, answer).await;
+    refuse::refuse(stream, &err).await;
 }
 
 /// Builds the interceptor when the policy inspects anything (creating the CA on first need);

@@ -90,6 +90,7 @@ raw_struct!(
         timeouts: RawTimeouts,
         shutdown_grace: String,
         max_connections: String,
+        max_connections_per_client: String,
         non_tls: String,
         sni_mismatch: String,
         open_proxy: String,

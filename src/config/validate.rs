@@ -23,6 +23,9 @@ use crate::request::Credentials;
 const DEFAULT_CA_DIR: &str = "certs";
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// A tenth of the default total: one address cannot starve the rest, while a NAT gateway for a
+/// few dozen browsers (6 connections per host, a few hundred in all) still fits.
+const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1_000;
 const DEFAULT_DNS_PORT: u16 = 53;
 /// RFC 1929 carries user names and passwords in one length byte each.
 const MAX_CREDENTIAL_LEN: usize = 255;
@@ -177,6 +180,13 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
                 parse_positive,
             )
             .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        max_connections_per_client: c
+            .parsed(
+                raw.max_connections_per_client.as_ref(),
+                "max_connections_per_client",
+                parse_positive,
+            )
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
         open_proxy,
         flows: c.path(raw.flows.as_ref(), "flows"),
         pinning_passthrough: raw.pinning_passthrough.map(|p| c.pinning(p.value)),
