@@ -128,7 +128,14 @@ impl Served {
 }
 
 /// The paths [`respond`] answers.
-pub const PATHS: &[&str] = &["/", "/ca.pem", "/ca.crt", "/ca.cer", "/ca.mobileconfig"];
+pub const PATHS: &[&str] = &[
+    "/",
+    "/ca.pem",
+    "/ca.crt",
+    "/ca.cer",
+    "/ca.der",
+    "/ca.mobileconfig",
+];
 
 /// The page or a download for `path`; `None` for a path that is not the onboarding site's.
 pub fn respond(path: &str, site: &Site) -> Option<Served> {
@@ -151,6 +158,7 @@ pub fn respond(path: &str, site: &Site) -> Option<Served> {
         "/ca.pem" => ok(PEM_TYPE, Some("ward-ca.pem"), ca.pem.clone().into_bytes()),
         "/ca.crt" => ok(DER_TYPE, Some("ward-ca.crt"), ca.der.clone()),
         "/ca.cer" => ok(DER_TYPE, Some("ward-ca.cer"), ca.der.clone()),
+        "/ca.der" => ok(DER_TYPE, Some("ward-ca.der"), ca.der.clone()),
         _ => ok(
             profile::CONTENT_TYPE,
             Some("ward.mobileconfig"),

@@ -33,7 +33,7 @@ fn downloads_are_the_pem_its_der_and_a_profile() {
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .expect("base64");
-    for path in ["/ca.crt", "/ca.cer"] {
+    for path in ["/ca.crt", "/ca.cer", "/ca.der"] {
         let r = respond(path, &s).expect("der");
         assert_eq!(
             (r.status, r.content_type),

@@ -121,7 +121,7 @@ fn downloads_have_their_content_types_and_the_cas_bytes() {
         let got = fetch(&args, &format!("{base}/ca.pem"), &file("ca.pem"));
         assert_eq!(got, (200, "application/x-pem-file".into()), "{base}");
         assert_eq!(std::fs::read_to_string(file("ca.pem")).unwrap(), pem);
-        for name in ["ca.crt", "ca.cer"] {
+        for name in ["ca.crt", "ca.cer", "ca.der"] {
             let got = fetch(&args, &format!("{base}/{name}"), &file(name));
             assert_eq!(
                 got,
