@@ -3,9 +3,10 @@
 //! disagree; it only formats. Never resolves names: the address is given with `--dst`.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use crate::config::{Config, Toggle};
-use crate::policy::{Facts, HelloJa4, Judgement, NeedsDst, Refusal, is_forbidden_dst};
+use crate::policy::{Action, Facts, HelloJa4, Judgement, NeedsDst, Refusal, is_forbidden_dst};
 use crate::target::Host;
 
 /// Where the judging stopped.
@@ -23,20 +24,13 @@ enum Reached {
 pub fn explain(config: &Config, f: &Facts) -> String {
     let policy = &config.policy;
     let file = config.source.display();
-    // A target given as an IP literal is its own address, as when the proxy dials it.
-    let dst = f.dst.or(match f.host {
-        Some(Host::Ip(ip)) => Some(*ip),
-        _ => None,
-    });
     // As in the proxy, the fingerprint is not known before the ClientHello.
     let before_hello = Facts {
         ja4: HelloJa4::Pending,
         ..*f
     };
-    let target = match dst {
-        Some(ip) => Ok(policy.judge_address(&before_hello, ip)),
-        None => policy.judge_target(&before_hello),
-    };
+    let (target, dst) = judge_target(config, &before_hello);
+    let f = &Facts { dst, ..*f };
     let has_hello = f.sni.is_some() || matches!(f.ja4, HelloJa4::Seen(_));
     let reached = match target {
         Err(needs) => Reached::Undecided(needs),
@@ -59,24 +53,107 @@ pub fn explain(config: &Config, f: &Facts) -> String {
             None
         }
         Reached::Target(j) | Reached::Hello(j) => {
-            let action = j.decision.action;
-            match j.decision.rule.map(|i| policy.rule(i)) {
-                Some(rule) => {
-                    let _ = writeln!(out, "{action} rule {:?} ({file}:{})", rule.name, rule.line);
-                }
-                None => {
-                    let _ = writeln!(out, "{action} default");
-                }
-            }
+            let _ = writeln!(out, "{}", headline(config, j, f, dst, &reached));
             Some(j)
         }
     };
     write_facts(&mut out, f, matches!(reached, Reached::Hello(_)));
     if let Some(j) = judgement {
+        write_upstream(&mut out, config, j);
         write_notes(&mut out, config, j, dst, &reached, f);
     }
     out.truncate(out.trim_end().len());
     out
+}
+
+/// The target stage as the proxy walks it, and the address it judged (if any). An IP literal
+/// is its own address. A name decided before DNS and sent to an upstream proxy is judged
+/// without one (the upstream resolves it); otherwise a name in `hosts` is judged with its
+/// override, as the proxy dials it. Other names are never resolved here: `--dst` gives one.
+fn judge_target(config: &Config, f: &Facts) -> (Result<Judgement, NeedsDst>, Option<IpAddr>) {
+    let policy = &config.policy;
+    let given = f.dst.or(match f.host {
+        Some(Host::Ip(ip)) => Some(*ip),
+        _ => None,
+    });
+    if let Some(ip) = given {
+        return (Ok(policy.judge_address(f, ip)), Some(ip));
+    }
+    let early = policy.judge_target(f);
+    if let Ok(j) = &early
+        && !config.upstreams.chain(policy, &j.decision).is_empty()
+    {
+        return (early, None);
+    }
+    match f
+        .host
+        .and_then(Host::name)
+        .and_then(|n| config.hosts.lookup(n))
+    {
+        Some(ip) => (Ok(policy.judge_address(f, ip)), Some(ip)),
+        None => (early, None),
+    }
+}
+
+/// `ACTION rule "NAME" (FILE:LINE)` or `ACTION default`, as the access record's `action` and
+/// `rule` say; a connection refused after its rule allowed it (an internal address, an SNI
+/// that names another site) reads `deny REASON: DETAILS (rule "NAME" (FILE:LINE) says ACTION)`
+/// with REASON the record's `error`.
+fn headline(
+    config: &Config,
+    j: &Judgement,
+    f: &Facts,
+    dst: Option<IpAddr>,
+    reached: &Reached,
+) -> String {
+    let policy = &config.policy;
+    let file = config.source.display();
+    let (by, says) = match j.decision.rule.map(|i| policy.rule(i)) {
+        Some(rule) => {
+            let by = format!("rule {:?} ({file}:{})", rule.name, rule.line);
+            (by.clone(), by)
+        }
+        None => ("default".to_owned(), "the default".to_owned()),
+    };
+    let action = j.decision.action;
+    if matches!(j.refusal, None | Some(Refusal::Rule)) {
+        return format!("{action} {by}");
+    }
+    // Judged as the proxy judges: the target with its address, the hello with the SNI.
+    let facts = match reached {
+        Reached::Target(_) => Facts {
+            sni: None,
+            dst,
+            ..*f
+        },
+        _ => Facts { dst, ..*f },
+    };
+    match policy.refusal_error(j, &facts) {
+        Some(err) => format!(
+            "deny {}: {} ({says} says {action})",
+            err.kind.log_name(),
+            err.detail
+        ),
+        None => format!("{action} {by}"),
+    }
+}
+
+/// Where a connection that is let through is dialled: the upstream proxies in the order they
+/// are tried (by name and address, never their credentials), or direct.
+fn write_upstream(out: &mut String, config: &Config, j: &Judgement) {
+    if j.action() == Action::Deny {
+        return;
+    }
+    let chain = config.upstreams.chain(&config.policy, &j.decision);
+    if chain.is_empty() {
+        let _ = writeln!(out, "upstream: direct");
+        return;
+    }
+    let names: Vec<String> = chain
+        .iter()
+        .map(|(name, up)| format!("{name} ({})", up.target))
+        .collect();
+    let _ = writeln!(out, "upstream: {}", names.join(", then "));
 }
 
 fn write_facts(out: &mut String, f: &Facts, by_sni: bool) {
@@ -105,7 +182,7 @@ fn write_notes(
     out: &mut String,
     config: &Config,
     j: &Judgement,
-    dst: Option<std::net::IpAddr>,
+    dst: Option<IpAddr>,
     reached: &Reached,
     f: &Facts,
 ) {
@@ -185,7 +262,13 @@ mod tests {
         f.sni = None;
         f.dst = Some("127.0.0.1".parse().unwrap());
         let out = explain(&c, &f);
-        assert!(out.starts_with("allow default\n"), "{out}");
+        assert!(
+            out.starts_with(
+                "deny destination_prohibited: other.test:443 resolves to 127.0.0.1, a prohibited \
+                 address (allow it with a rule's dst) (the default says allow)\n"
+            ),
+            "{out}"
+        );
         assert!(
             out.contains("dst 127.0.0.1 is internal: refused (destination_ip_prohibited)"),
             "{out}"
@@ -240,5 +323,71 @@ mod tests {
             out.starts_with("deny rule \"rest\" (policy.yaml:3)"),
             "{out}"
         );
+    }
+
+    /// `explain origin.test --sni other.test` used to judge other.test as the host and print
+    /// `allow` while the proxy refused the connection with `sni_mismatch`.
+    #[test]
+    fn explain_keeps_the_host_and_shows_the_mismatch_refusal() {
+        let c = config(
+            "sni_mismatch: deny\nrules:\n  - { name: lan, action: allow, dst: [\"10.0.0.0/8\"] }\n",
+        );
+        let (asked, named) = (host("origin.test"), host("other.test"));
+        let mut f = facts(&asked);
+        f.sni = Some(&named);
+        f.dst = Some("10.1.1.1".parse().unwrap());
+        let out = explain(&c, &f);
+        assert!(
+            out.starts_with(
+                "deny sni_mismatch: CONNECT origin.test:443 but SNI other.test; sni_mismatch: deny \
+                 (rule \"lan\" (policy.yaml:3) says allow)\nhost: origin.test\nsni: other.test\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            !out.contains("upstream:"),
+            "a refusal is dialled nowhere: {out}"
+        );
+    }
+
+    #[test]
+    fn explain_names_the_upstreams_in_order_without_credentials() {
+        let c = config(
+            "upstreams: { corp: \"http://u:secret@10.0.0.1:3128\", backup: \"socks5h://10.0.0.2:1080\" }\n\
+             upstream: backup\n\
+             rules:\n  - { name: corp, action: allow, hosts: [\".corp.test\"], upstream: [corp, backup] }\n\
+             \x20 - { name: near, action: allow, hosts: [\"near.test\"], upstream: direct }\n",
+        );
+        let (corp, near, other) = (host("x.corp.test"), host("near.test"), host("other.test"));
+        let out = explain(&c, &facts(&corp));
+        assert!(
+            out.contains("\nupstream: corp (10.0.0.1:3128), then backup (10.0.0.2:1080)"),
+            "{out}"
+        );
+        assert!(!out.contains("secret"), "{out}");
+        assert!(explain(&c, &facts(&near)).contains("\nupstream: direct"));
+        let out = explain(&c, &facts(&other));
+        assert!(out.starts_with("allow default\n"), "{out}");
+        assert!(out.contains("\nupstream: backup (10.0.0.2:1080)"), "{out}");
+    }
+
+    /// The proxy dials a name in `hosts` at its override: explain judges that address, unless
+    /// the name goes to an upstream proxy, which resolves it.
+    #[test]
+    fn explain_judges_a_hosts_override_as_the_proxy_dials_it() {
+        let rules = "rules:\n  - { name: lan, action: allow, dst: [\"10.0.0.0/8\"] }\n";
+        let c = config(&format!("hosts: {{ \"app.test\": 10.1.1.1 }}\n{rules}"));
+        let app = host("app.test");
+        let out = explain(&c, &facts(&app));
+        assert!(out.starts_with("allow rule \"lan\""), "{out}");
+        assert!(out.contains("\ndst: 10.1.1.1\n"), "{out}");
+        let c = config(&format!(
+            "hosts: {{ \"app.test\": 127.0.0.1 }}\nupstream: \"http://10.0.0.9:3128\"\n\
+             rules:\n  - {{ name: app, action: allow, hosts: [app.test] }}\n"
+        ));
+        let out = explain(&c, &facts(&app));
+        assert!(out.starts_with("allow rule \"app\""), "{out}");
+        assert!(out.contains("\ndst: -\n"), "the upstream resolves: {out}");
+        assert!(out.contains("\nupstream: default (10.0.0.9:3128)"), "{out}");
     }
 }

@@ -165,7 +165,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .transpose()
                 .context("--ja4")?;
             let facts = Facts {
-                host: Some(sni.as_ref().unwrap_or(&target.host)),
+                // The name asked for stays the host, as in the proxy: an SNI naming another
+                // site is a mismatch, not a new target.
+                host: Some(&target.host),
                 port: target.port,
                 client,
                 user: user.as_deref(),

@@ -116,6 +116,45 @@ fn explain_names_the_deciding_rule() {
     assert!(got.eq_ignore_ascii_case("deny default"), "{got:?}");
 }
 
+/// `explain HOST --sni OTHER` under `sni_mismatch: deny` says what the running proxy does
+/// with that connection (it used to judge OTHER as the host and print `allow`), and where an
+/// allowed connection is dialled.
+#[test]
+fn explain_tells_the_mismatch_and_the_upstream_as_the_proxy_acts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = Policy::new()
+        .set("sni_mismatch", "deny")
+        .set("upstreams", r#"{corp: "http://u:hidden@127.0.0.1:9"}"#)
+        .rule(r#"{name: via-corp, action: allow, hosts: [".corp.test"], upstream: corp}"#)
+        .render();
+    let path = write(dir.path(), &yaml);
+    let explain = |args: &[&str]| {
+        let mut all = vec!["explain", "-c", &path];
+        all.extend_from_slice(args);
+        let out = ward_cli(&all, dir.path());
+        assert_eq!(out.code, Some(0), "{out:#?}");
+        out.stdout
+    };
+    let out = explain(&["origin.test:443", "--sni", "other.lab.test"]);
+    let lab = line_of(&yaml, "name: lab");
+    assert!(
+        out.starts_with(&format!(
+            "deny sni_mismatch: CONNECT origin.test:443 but SNI other.lab.test; sni_mismatch: deny \
+             (rule \"lab\" ({path}:{lab}) says allow)\nhost: origin.test\nsni: other.lab.test\n"
+        )),
+        "{out}"
+    );
+    let out = explain(&["origin.test:443"]);
+    assert!(
+        out.contains("\ndst: 127.0.0.1\n"),
+        "the hosts override: {out}"
+    );
+    assert!(out.contains("\nupstream: direct"), "{out}");
+    let out = explain(&["x.corp.test:443"]);
+    assert!(out.contains("\nupstream: corp (127.0.0.1:9)"), "{out}");
+    assert!(!out.contains("hidden"), "{out}");
+}
+
 /// `ACTION rule "NAME" (…policy.yaml:LINE)`, the action compared case-insensitively.
 fn assert_rule_line(got: &str, action: &str, rule: &str, line: usize) {
     let (act, rest) = got.split_once(' ').unwrap_or((got, ""));

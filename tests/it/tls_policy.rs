@@ -74,9 +74,12 @@ fn sni_mismatch_deny_and_allow() {
         got,
         Err(rustls::Error::AlertReceived(AlertDescription::AccessDenied))
     );
-    ward.expect_access("for the mismatch", |v| {
+    let rec = ward.expect_access("for the mismatch", |v| {
         field(v, "error").as_deref() == Some("sni_mismatch")
     });
+    // The record says what happened to the connection, and which rule had let it through.
+    assert_eq!(field(&rec, "action").as_deref(), Some("deny"), "{rec}");
+    assert_eq!(field(&rec, "rule").as_deref(), Some("lab"), "{rec}");
     assert_eq!(
         handshake_via_connect(&ward, "origin.test"),
         Ok(()),
