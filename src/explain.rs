@@ -381,10 +381,10 @@ mod tests {
         let out = explain(&c, &facts(&app));
         assert!(out.starts_with("allow rule \"lan\""), "{out}");
         assert!(out.contains("\ndst: 10.1.1.1\n"), "{out}");
-        let c = config(&format!(
-            "hosts: {{ \"app.test\": 127.0.0.1 }}\nupstream: \"http://10.0.0.9:3128\"\n\
-             rules:\n  - {{ name: app, action: allow, hosts: [app.test] }}\n"
-        ));
+        let c = config(
+            "hosts: { \"app.test\": 127.0.0.1 }\nupstream: \"http://10.0.0.9:3128\"\n\
+             rules:\n  - { name: app, action: allow, hosts: [app.test] }\n",
+        );
         let out = explain(&c, &facts(&app));
         assert!(out.starts_with("allow rule \"app\""), "{out}");
         assert!(out.contains("\ndst: -\n"), "the upstream resolves: {out}");
