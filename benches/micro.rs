@@ -17,7 +17,7 @@ use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, measurement::W
 use ward::Parsed;
 use ward::config;
 use ward::mitm::{Ca, LeafCache};
-use ward::policy::{Action, Facts, HelloJa4, Policy, Verdict};
+use ward::policy::{Action, Facts, HelloJa4, Policy, RequestFact, Verdict};
 use ward::target::Host;
 use ward::tls::{Ja4, MAX_HELLO_RECORDS, Transport, parse_client_hello};
 
@@ -321,6 +321,7 @@ impl Case {
             dst: None,
             sni: None,
             ja4: HelloJa4::Pending,
+            request: RequestFact::Pending,
         }
     }
 
@@ -494,6 +495,7 @@ fn bench_big_cidr_lists(c: &mut Criterion) {
         dst: None,
         sni: None,
         ja4: HelloJa4::Pending,
+        request: RequestFact::Pending,
     };
     let dst = big_cidr_policy("dst");
     assert_eq!(dst.judge_address(&facts, last).decision.rule, Some(0));
@@ -646,6 +648,7 @@ fn bench_list_files(c: &mut Criterion) {
             dst: None,
             sni: None,
             ja4: HelloJa4::Pending,
+            request: RequestFact::Pending,
         };
         policy.judge_address(&f, *dst).decision.rule
     };

@@ -17,9 +17,9 @@ use crate::front::{self, Accepted, ClientStream, TunnelRequest};
 use crate::hello::{self, First};
 use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
-use crate::mitm::{FlowContext, Interceptor};
+use crate::mitm::{FlowContext, Interceptor, RequestJudge};
 use crate::outcome::Outcome;
-use crate::policy::{Action, Facts, HelloJa4, Toggle};
+use crate::policy::{Action, Facts, HelloJa4, RequestFact, Toggle};
 use crate::route::{self, Routed};
 use crate::target::Host;
 use crate::tls::{self, AlertDescription, ClientHelloFacts};
@@ -189,6 +189,11 @@ async fn judge_hello(
         }),
         sni,
         ja4: hello.map_or(HelloJa4::Absent, |h| HelloJa4::Seen(&h.ja4)),
+        // Bytes that are not TLS are never inspected, so never read as requests.
+        request: match hello {
+            Some(_) => RequestFact::Pending,
+            None => RequestFact::Absent,
+        },
         ..route::facts(&t.request)
     };
     let (judgement, facts) = match policy.judge_hello(&facts) {
@@ -251,6 +256,16 @@ async fn intercept(
         connect_target: t.request.target.clone(),
         rule: rec.rule.clone(),
         deny_host_mismatch: ctx.config.policy.checks().sni_mismatch == Toggle::Deny,
+        judge: RequestJudge::new(
+            &ctx.config,
+            &t.request,
+            routed.dst.or(match t.request.target.host {
+                Host::Ip(ip) => Some(ip),
+                Host::Name(_) => None,
+            }),
+            hello.sni.clone(),
+            Some(hello.ja4),
+        ),
     };
     let client = PrefixedStream::new(buf.freeze(), t.stream);
     let cancel = ctx.force_close.clone();

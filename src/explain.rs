@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::config::{Config, Toggle};
-use crate::policy::{Action, Facts, HelloJa4, Judgement, NeedsDst, Refusal, is_forbidden_dst};
+use crate::policy::{
+    Action, Facts, HelloJa4, Judgement, NeedsDst, Refusal, RequestFact, is_forbidden_dst,
+};
 use crate::target::Host;
 
 /// Where the judging stopped.
@@ -15,6 +17,8 @@ enum Reached {
     Target(Judgement),
     /// The target passed; the ClientHello (SNI, JA4) decided.
     Hello(Judgement),
+    /// The connection is inspected; the request inside (method, path) decided.
+    Request(Judgement),
     /// A rule needs the address and none was given.
     Undecided(NeedsDst),
 }
@@ -24,21 +28,41 @@ enum Reached {
 pub fn explain(config: &Config, f: &Facts) -> String {
     let policy = &config.policy;
     let file = config.source.display();
-    // As in the proxy, the fingerprint is not known before the ClientHello.
-    let before_hello = Facts {
-        ja4: HelloJa4::Pending,
-        ..*f
+    // A plain-HTTP request (no ClientHello to come) is judged whole at the target; a tunnel's
+    // fingerprint and requests are not known before the ClientHello and interception.
+    let plain = f.ja4 == HelloJa4::Absent;
+    let before_hello = match plain {
+        true => *f,
+        false => Facts {
+            ja4: HelloJa4::Pending,
+            request: RequestFact::Pending,
+            ..*f
+        },
     };
     let (target, dst) = judge_target(config, &before_hello);
     let f = &Facts { dst, ..*f };
-    let has_hello = f.sni.is_some() || matches!(f.ja4, HelloJa4::Seen(_));
+    let has_hello = !plain && (f.sni.is_some() || matches!(f.ja4, HelloJa4::Seen(_)));
+    let in_tunnel = Facts {
+        request: RequestFact::Pending,
+        ..*f
+    };
     let reached = match target {
         Err(needs) => Reached::Undecided(needs),
-        Ok(j) if has_hello && j.refusal.is_none() => match policy.judge_hello(f) {
+        Ok(j) if has_hello && j.refusal.is_none() => match policy.judge_hello(&in_tunnel) {
             Ok(j) => Reached::Hello(j),
             Err(needs) => Reached::Undecided(needs),
         },
         Ok(j) => Reached::Target(j),
+    };
+    // Inside interception each request is judged again, with its method and path.
+    let inspected =
+        matches!(&reached, Reached::Target(j) | Reached::Hello(j) if j.action() == Action::Inspect);
+    let reached = match reached {
+        _ if !inspected || plain || !matches!(f.request, RequestFact::Seen { .. }) => reached,
+        _ => match policy.judge_hello(f) {
+            Ok(j) => Reached::Request(j),
+            Err(needs) => Reached::Undecided(needs),
+        },
     };
     let mut out = String::new();
     let judgement = match &reached {
@@ -52,7 +76,7 @@ pub fn explain(config: &Config, f: &Facts) -> String {
             );
             None
         }
-        Reached::Target(j) | Reached::Hello(j) => {
+        Reached::Target(j) | Reached::Hello(j) | Reached::Request(j) => {
             let _ = writeln!(out, "{}", headline(config, j, f, dst, &reached));
             Some(j)
         }
@@ -120,10 +144,20 @@ fn headline(
         return format!("{action} {by}");
     }
     // Judged as the proxy judges: the target with its address, the hello with the SNI.
+    let unread = match f.ja4 {
+        HelloJa4::Absent => f.request,
+        _ => RequestFact::Pending,
+    };
     let facts = match reached {
         Reached::Target(_) => Facts {
             sni: None,
             dst,
+            request: unread,
+            ..*f
+        },
+        Reached::Hello(_) => Facts {
+            dst,
+            request: unread,
             ..*f
         },
         _ => Facts { dst, ..*f },
@@ -170,6 +204,13 @@ fn write_facts(out: &mut String, f: &Facts, by_sni: bool) {
     );
     if let HelloJa4::Seen(ja4) = f.ja4 {
         let _ = writeln!(out, "ja4: {ja4}");
+    }
+    if let RequestFact::Seen { method, path } = f.request {
+        let how = match f.ja4 {
+            HelloJa4::Absent => "plain HTTP",
+            _ => "inside interception",
+        };
+        let _ = writeln!(out, "request: {method} {path} ({how})");
     }
     if by_sni && f.sni.is_some() {
         let _ = writeln!(out, "rules matched hosts against the sni");
@@ -219,10 +260,25 @@ fn write_notes(
             "refused before the ClientHello is read: the {what} never judged"
         );
     }
-    if matches!(reached, Reached::Target(_)) && config.policy.provisional(j) {
+    let tunnelled = matches!(reached, Reached::Target(_) | Reached::Hello(_));
+    if tunnelled && f.ja4 != HelloJa4::Absent && matches!(f.request, RequestFact::Seen { .. }) {
+        let _ = writeln!(
+            out,
+            "the request is never read: only plain HTTP (--http) and inspected requests are"
+        );
+    }
+    let rule = j.decision.rule.map(|i| config.policy.rule(i));
+    if matches!(reached, Reached::Target(_)) && rule.is_some_and(|r| !r.ja4.is_empty()) {
         let _ = writeln!(
             out,
             "the rule names JA4 fingerprints: the ClientHello is judged again (give it with --ja4)"
+        );
+    }
+    if !matches!(reached, Reached::Request(_)) && rule.is_some_and(|r| r.names_requests()) {
+        let _ = writeln!(
+            out,
+            "the rule names methods or paths: each request inside interception is judged again \
+             (give --method and --path)"
         );
     }
 }

@@ -18,7 +18,6 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::Mutex;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
@@ -29,18 +28,18 @@ use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
 use crate::mitm::ca::CERT_FILE;
 use crate::onboarding::{self, CaCert, Site};
+use crate::policy::normalize_path;
 use crate::reply;
 use crate::request::{self, Via};
 use crate::route;
 use crate::target::Target;
 
+mod reuse;
 mod upgrade;
 
-type Body = BoxBody<Bytes, hyper::Error>;
+use reuse::{Kept, Reusable};
 
-/// The upstream connection of the previous request, reused when the next one goes to the same
-/// destination (browsers send many requests to one host over one proxy connection).
-type Reusable = Arc<Mutex<Option<(Target, SendRequest<Incoming>)>>>;
+type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Serves plain-HTTP proxy requests on `stream` until the client closes or idles out.
 /// `local` is the address the client reached ward at: what the setup page tells it to use.
@@ -170,19 +169,20 @@ async fn forward_inner(
         user: rec.user.clone(),
         target: target.clone(),
         via: Via::HttpForward,
+        http: Some(request::HttpLine {
+            method: req.method().to_string(),
+            path: normalize_path(req.uri().path()),
+        }),
     };
     rec.target = Some(target.clone());
 
-    let mut sender = take_reusable(reuse, &target).await;
-    if sender.is_none() {
-        let routed = route::route(&proxied, cfg, rec).await?;
-        sender = Some(handshake(routed.stream, &target).await?);
-    }
-    let Some(mut sender) = sender else {
-        return Err(ProxyError::local(
-            ErrorKind::Internal,
-            "no upstream connection",
-        ));
+    let (mut sender, judgement, dst) = match reuse::take(reuse, &proxied, cfg, rec).await? {
+        Some(kept) => (kept.sender, kept.judgement, kept.dst),
+        None => {
+            let routed = route::route(&proxied, cfg, rec).await?;
+            let (judgement, dst) = (routed.judgement, routed.dst);
+            (handshake(routed.stream, &target).await?, judgement, dst)
+        }
     };
 
     rec.stage = Stage::Forward;
@@ -205,7 +205,12 @@ async fn forward_inner(
             Some(upgrade::Switch { client, origin })
         }
         _ => {
-            *reuse.lock().await = Some((target, sender));
+            *reuse.lock().await = Some(Kept {
+                target,
+                judgement,
+                dst,
+                sender,
+            });
             codec::strip_hop_by_hop(resp.headers_mut());
             None
         }
@@ -213,14 +218,6 @@ async fn forward_inner(
     let version = resp.version();
     codec::append_via(resp.headers_mut(), version);
     Ok((resp.map(|b| b.boxed()), switch))
-}
-
-async fn take_reusable(reuse: &Reusable, target: &Target) -> Option<SendRequest<Incoming>> {
-    let mut slot = reuse.lock().await;
-    match slot.take() {
-        Some((t, sender)) if &t == target && sender.is_ready() => Some(sender),
-        _ => None,
-    }
 }
 
 async fn handshake(

@@ -180,6 +180,7 @@ async fn accept_http(
                 user,
                 target: target.clone(),
                 via: Via::HttpConnect,
+                http: None,
             };
             Ok(Accepted::Tunnel(TunnelRequest {
                 stream,
@@ -260,6 +261,7 @@ async fn accept_socks5(
         user,
         target,
         via: Via::Socks5,
+        http: None,
     };
     Ok(Accepted::Tunnel(TunnelRequest {
         stream,

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use ward::config::{self, Config};
 use ward::mitm::ca::Ca;
-use ward::policy::{Facts, HelloJa4};
+use ward::policy::{Facts, HelloJa4, RequestFact};
 use ward::target::{Host, Target};
 use ward::tls::Ja4;
 
@@ -63,6 +63,16 @@ enum Command {
         /// The ClientHello's JA4 fingerprint (as the access log's `ja4` shows it).
         #[arg(long)]
         ja4: Option<String>,
+        /// A request's method, judged inside interception (or as plain HTTP with --http).
+        #[arg(long)]
+        method: Option<String>,
+        /// A request's path (the query is ignored), as --method.
+        #[arg(long)]
+        path: Option<String>,
+        /// The request is plain HTTP, forwarded (`GET http://…`): no ClientHello, every
+        /// request judged at the target.
+        #[arg(long, conflicts_with_all = ["sni", "ja4"])]
+        http: bool,
     },
     /// The interception CA.
     Ca {
@@ -153,9 +163,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             user,
             dst,
             ja4,
+            method,
+            path,
+            http,
         } => {
             let (config, _) = load_config(cli.config.as_deref())?;
-            let target = Target::parse_with_default_port(&target, 443)
+            let default_port = if http { 80 } else { 443 };
+            let target = Target::parse_with_default_port(&target, default_port)
                 .with_context(|| format!("target {target:?}"))?;
             let sni = sni
                 .map(|s| Host::parse(&s).with_context(|| format!("--sni {s:?}")))
@@ -164,6 +178,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|s| Ja4::parse(&s).map_err(anyhow::Error::msg))
                 .transpose()
                 .context("--ja4")?;
+            let line = explain_request(method, path, http)?;
             let facts = Facts {
                 // The name asked for stays the host, as in the proxy: an SNI naming another
                 // site is a mismatch, not a new target.
@@ -177,7 +192,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Host::Name(_) => None,
                 }),
                 sni: sni.as_ref(),
-                ja4: ja4.as_ref().map_or(HelloJa4::Pending, HelloJa4::Seen),
+                ja4: match (&ja4, http) {
+                    (_, true) => HelloJa4::Absent,
+                    (Some(fp), false) => HelloJa4::Seen(fp),
+                    (None, false) => HelloJa4::Pending,
+                },
+                request: match &line {
+                    Some((method, path)) => RequestFact::Seen { method, path },
+                    None => RequestFact::Pending,
+                },
             };
             let text = ward::explain::explain(&config, &facts);
             println!("{}", text.trim_end());
@@ -191,6 +214,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             action: FlowsAction::Har { input },
         } => flows_har(cli.config.as_deref(), input),
     }
+}
+
+/// `--method`/`--path` as the proxy sees a request: a path alone is a GET, a method alone
+/// asks for `/`; the path is normalised like every request path. `--http` without either is
+/// `GET /`.
+fn explain_request(
+    method: Option<String>,
+    path: Option<String>,
+    http: bool,
+) -> anyhow::Result<Option<(String, String)>> {
+    if method.is_none() && path.is_none() && !http {
+        return Ok(None);
+    }
+    let method = ward::policy::parse_method(method.as_deref().unwrap_or("GET"))
+        .map_err(anyhow::Error::msg)
+        .context("--method")?;
+    let path = path.unwrap_or_else(|| "/".to_owned());
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    if !path.starts_with('/') {
+        anyhow::bail!("--path {path:?}: a path starts with \"/\"");
+    }
+    Ok(Some((method, ward::policy::normalize_path(path))))
 }
 
 fn flows_har(config: Option<&Path>, input: Option<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -22,6 +22,7 @@ mod issuing;
 mod parked;
 pub mod pinning;
 mod relay;
+mod requests;
 mod upstream;
 
 pub use ca::Ca;
@@ -31,6 +32,7 @@ pub use flows::{FlowRecord, FlowSink};
 pub use intercept::Intercepted;
 pub use interceptor::{FlowContext, InterceptSettings, Interceptor};
 pub use pinning::{PinningSettings, PinningTracker};
+pub use requests::RequestJudge;
 
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,9 @@ mod ipset;
 mod ja4_tests;
 mod judge;
 pub mod lists;
+mod paths;
+#[cfg(test)]
+mod request_tests;
 mod rules;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -18,6 +21,7 @@ pub use forbidden::is_forbidden_dst;
 pub use ipset::IpSet;
 pub use judge::{Checks, Decision, Judgement, NeedsDst, Policy, Refusal, Verdict, names_differ};
 pub use lists::NameList;
+pub use paths::{PathPattern, normalize_path, parse_method};
 pub use rules::{
-    Action, Facts, HelloJa4, HostPattern, PortRange, RuleInfo, RuleMatch, Toggle, Way,
+    Action, Facts, HelloJa4, HostPattern, PortRange, RequestFact, RuleInfo, RuleMatch, Toggle, Way,
 };

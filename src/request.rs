@@ -65,6 +65,17 @@ pub struct Request {
     pub target: Target,
     /// The front-end it asked through.
     pub via: Via,
+    /// The HTTP request line, for a request ward forwards (plain HTTP); `None` for a tunnel.
+    pub http: Option<HttpLine>,
+}
+
+/// What `methods` and `paths` rules judge of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLine {
+    /// The method, as sent.
+    pub method: String,
+    /// The path without the query, normalised (`policy::normalize_path`).
+    pub path: String,
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use crate::config::{Config, Upstream};
 use crate::error::{ErrorKind, ProxyError};
 use crate::log::{AccessRecord, Stage};
-use crate::policy::{Facts, HelloJa4, Judgement, NeedsDst, Policy};
+use crate::policy::{Facts, HelloJa4, Judgement, NeedsDst, Policy, RequestFact};
 use crate::request::{Request, Via};
 use crate::target::Host;
 use crate::{chain, dial};
@@ -43,6 +43,13 @@ pub fn facts(req: &Request) -> Facts<'_> {
         ja4: match req.via {
             Via::HttpForward => HelloJa4::Absent,
             _ => HelloJa4::Pending,
+        },
+        request: match &req.http {
+            Some(line) => RequestFact::Seen {
+                method: &line.method,
+                path: &line.path,
+            },
+            None => RequestFact::Pending,
         },
     }
 }

@@ -194,6 +194,8 @@ raw_struct!(
         dst_file: String,
         clients_file: String,
         ja4: Vec<S<String>>,
+        methods: Vec<S<String>>,
+        paths: Vec<S<String>>,
     }
 );
 

@@ -381,6 +381,22 @@ fn other_values_are_checked() {
         ("timeouts: { connect: 0s }\n", "timeouts.connect"),
         ("max_connections: 0\n", "max_connections"),
         ("max_connections: -1\n", "max_connections"),
+        (
+            "max_connections_per_client: 0\n",
+            "max_connections_per_client",
+        ),
+        (
+            "rules: [{ name: m, action: deny, methods: [get] }]\n",
+            "rules[0].methods",
+        ),
+        (
+            "rules: [{ name: p, action: deny, paths: [\"api/*\"] }]\n",
+            "rules[0].paths",
+        ),
+        (
+            "rules: [{ name: p, action: deny, paths: [\"/a*b\"] }]\n",
+            "rules[0].paths",
+        ),
         ("non_tls: maybe\n", "non_tls"),
         ("open_proxy: yes\n", "open_proxy"),
         (

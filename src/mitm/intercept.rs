@@ -162,6 +162,7 @@ impl Interceptor {
                 deny_host_mismatch: ctx.deny_host_mismatch,
             },
             sink: self.flows.clone(),
+            judge: ctx.judge,
             requests: AtomicU64::new(0),
             upgrades: TaskTracker::new(),
             idle: self.idle,

@@ -15,6 +15,7 @@ use super::certs::{self, LeafCache};
 use super::error::MitmError;
 use super::flows::FlowSink;
 use super::pinning::{PinningSettings, PinningTracker};
+use super::requests::RequestJudge;
 use super::upstream;
 use crate::target::{Host, Target};
 
@@ -51,6 +52,8 @@ pub struct FlowContext {
     /// `sni_mismatch: deny`: a request whose Host / `:authority` names another site than the
     /// TLS server name is answered 421 Misdirected Request instead of being relayed.
     pub deny_host_mismatch: bool,
+    /// Judges each request, when the policy has rules on requests (`methods`, `paths`).
+    pub judge: Option<RequestJudge>,
 }
 
 /// Built once at start (and on reload) and shared by `Arc`.

@@ -25,6 +25,7 @@ use super::activity::Activity;
 use super::body::{ClientBody, Counting, FlowDone, RelayBody};
 use super::flows::{FlowRecord, FlowSink};
 use super::parked::ParkedHttp1;
+use super::requests::RequestJudge;
 use super::upstream::Origin;
 use crate::error::{ErrorKind, ProxyError};
 use crate::outcome::Outcome;
@@ -217,6 +218,8 @@ pub(crate) struct Relay {
     pub upstream: UpstreamSender,
     pub meta: FlowMeta,
     pub sink: Arc<FlowSink>,
+    /// Judges each request, when the policy has rules on requests.
+    pub judge: Option<RequestJudge>,
     pub requests: AtomicU64,
     /// Spliced upgrades, awaited before the connection counts as finished.
     pub upgrades: TaskTracker,
@@ -232,9 +235,15 @@ impl Relay {
         mut req: Request<Incoming>,
     ) -> Result<Response<RelayBody>, Infallible> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let (done, misdirected) = self.start_flow(&req);
+        let (mut done, misdirected) = self.start_flow(&req);
         if misdirected && self.meta.deny_host_mismatch {
             return Ok(self.misdirected(done));
+        }
+        if let Some(judge) = &self.judge {
+            match judge.judge(req.method().as_str(), req.uri().path()) {
+                Ok(rule) => done.record.rule = rule,
+                Err(err) => return Ok(refused(&err, done)),
+            }
         }
         let client_upgrade = req
             .headers()
@@ -260,7 +269,6 @@ impl Relay {
                 self.shutdown.clone(),
             ));
         }
-        let mut done = done;
         done.record.status = Some(resp.status().as_u16());
         let bytes = done.response_bytes.clone();
         Ok(resp.map(|b| Either::Left(Counting::new(b, bytes, Some(done)))))
@@ -359,6 +367,13 @@ fn authority_differs(authority: &str, tls_name: &Host) -> bool {
         Ok(target) => names_differ(&target.host, tls_name),
         Err(_) => true,
     }
+}
+
+/// A request the policy refuses (`methods`, `paths`): 403 with the rule in Proxy-Status; the
+/// connection goes on.
+fn refused(err: &ProxyError, done: Box<FlowDone>) -> Response<RelayBody> {
+    let status = StatusCode::from_u16(err.kind.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+    error_response(err.kind, status, &err.detail, done)
 }
 
 /// ward's own answer inside the forged connection: the one reply (see [`reply`]) with the

@@ -80,6 +80,7 @@ fn flow_context() -> FlowContext {
         connect_target: Target::parse_authority("origin.test:443").unwrap(),
         rule: Some("inspect-lab".into()),
         deny_host_mismatch: false,
+        judge: None,
     }
 }
 

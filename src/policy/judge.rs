@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use super::forbidden::is_forbidden_dst;
 use super::index::HostIndex;
-use super::rules::{Action, Facts, RuleInfo, RuleMatch, RuleNets, Toggle};
+use super::rules::{Action, Facts, RequestFact, RuleInfo, RuleMatch, RuleNets, Toggle};
 use crate::error::{ErrorKind, ProxyError};
 use crate::target::{Host, Target};
 
@@ -270,6 +270,15 @@ impl Policy {
             port: f.port,
         };
         let err = match (j.refusal?, f.sni) {
+            (Refusal::Rule, _) if let RequestFact::Seen { method, path } = f.request => {
+                ProxyError::local(
+                    ErrorKind::PolicyDenied,
+                    format!(
+                        "{method} {path} on {target} denied by {}",
+                        self.by(&j.decision)
+                    ),
+                )
+            }
             (Refusal::Rule, Some(sni)) => ProxyError::local(
                 ErrorKind::SniDenied,
                 format!("SNI {sni} denied by {}", self.by(&j.decision)),

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 
 use super::ipset::IpSet;
 use super::lists::NameList;
+use super::paths::PathPattern;
 
 use crate::target::{Host, normalize_name};
 use crate::tls::Ja4;
@@ -68,6 +69,26 @@ pub struct Facts<'a> {
     pub sni: Option<&'a Host>,
     /// The ClientHello's JA4, as far as the connection has come.
     pub ja4: HelloJa4<'a>,
+    /// The HTTP request, as far as the connection has come.
+    pub request: RequestFact<'a>,
+}
+
+/// What a connection's HTTP request is at the stage it is judged: `methods` and `paths` rules
+/// judge requests ward reads (plain HTTP, and each request inside interception).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFact<'a> {
+    /// A tunnel before interception: its requests are still to come, and only interception
+    /// would show them.
+    Pending,
+    /// A tunnel that carries no TLS: its bytes are never read as requests.
+    Absent,
+    /// A request ward reads: its method and its path in [`super::normalize_path`] form.
+    Seen {
+        /// The request method, as sent.
+        method: &'a str,
+        /// The request path, normalised, without the query.
+        path: &'a str,
+    },
 }
 
 /// What a connection's ClientHello fingerprint is at the stage it is judged.
@@ -224,6 +245,10 @@ pub struct RuleInfo {
     pub upstream: Way,
     /// The ClientHello's JA4 is one of these.
     pub ja4: Vec<Ja4>,
+    /// The request method is one of these.
+    pub methods: Vec<String>,
+    /// The request path matches one of these.
+    pub paths: Vec<PathPattern>,
 }
 
 /// Where a rule sends what it lets through: the names are those of policy.yaml's `upstreams`.
@@ -264,6 +289,8 @@ impl RuleInfo {
             dst: Vec::new(),
             upstream: Way::Default,
             ja4: Vec::new(),
+            methods: Vec::new(),
+            paths: Vec::new(),
         }
     }
 
@@ -289,7 +316,7 @@ impl RuleInfo {
         let fits = (self.ports.is_empty() || self.ports.iter().any(|r| r.contains(f.port)))
             && (self.clients.is_empty() || client_in)
             && (self.users.is_empty() || f.user.is_some_and(|u| self.users.iter().any(|x| x == u)));
-        if !fits || !self.may_match_ja4(f.ja4) {
+        if !fits || !self.may_match_ja4(f.ja4) || !self.may_match_request(f.request) {
             return RuleMatch::No;
         }
         let dst_in = |ip: IpAddr| match nets {
@@ -328,10 +355,33 @@ impl RuleInfo {
         }
     }
 
-    /// Whether the rule names fingerprints: a judgement it made before the ClientHello was
-    /// provisional, and a connection without one must be judged again.
+    /// Whether the rule's `methods` and `paths` (if any) match. Before interception only an
+    /// inspect rule can: interception judges each request again, while a tunnel's requests
+    /// are never seen, so an allow or deny rule on them would decide on facts nobody checks.
+    fn may_match_request(&self, req: RequestFact) -> bool {
+        if !self.names_requests() {
+            return true;
+        }
+        match req {
+            RequestFact::Pending => self.action == Action::Inspect,
+            RequestFact::Absent => false,
+            RequestFact::Seen { method, path } => {
+                (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+                    && (self.paths.is_empty() || self.paths.iter().any(|p| p.matches(path)))
+            }
+        }
+    }
+
+    /// Whether the rule judges requests (`methods`, `paths`).
+    pub fn names_requests(&self) -> bool {
+        !self.methods.is_empty() || !self.paths.is_empty()
+    }
+
+    /// Whether a judgement this rule made before the ClientHello was provisional: it names
+    /// fingerprints, or requests that only interception would show, so a tunnel that turns
+    /// out to carry no TLS must be judged again.
     pub fn needs_hello(&self) -> bool {
-        !self.ja4.is_empty()
+        !self.ja4.is_empty() || self.names_requests()
     }
 
     pub(super) fn dst_contains(&self, ip: IpAddr) -> bool {

@@ -24,6 +24,7 @@ pub(crate) fn facts(h: &Host) -> Facts<'_> {
         dst: None,
         sni: None,
         ja4: HelloJa4::Pending,
+        request: RequestFact::Pending,
     }
 }
 
@@ -343,6 +344,7 @@ proptest! {
             dst: dst.map(|d| d.parse().unwrap()),
             sni: sni.as_ref().filter(|_| use_sni),
             ja4: HelloJa4::Pending,
+            request: RequestFact::Pending,
         };
         prop_assert_eq!(policy.decide(&f), linear_decide(policy, &f));
     }
@@ -418,6 +420,7 @@ fn a_hello_picking_another_rule_is_held_to_the_prohibited_ranges() {
         dst: Some(ip),
         sni: Some(&sni),
         ja4: HelloJa4::Absent,
+        request: RequestFact::Pending,
         ..facts(&asked)
     };
     let j = c.policy.judge_hello(&f).unwrap();

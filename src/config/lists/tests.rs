@@ -31,6 +31,7 @@ fn rule_for(c: &Config, host: &str, client: &str, dst: Option<&str>) -> Option<S
         dst: dst.map(|d| d.parse().unwrap()),
         sni: None,
         ja4: crate::policy::HelloJa4::Absent,
+        request: crate::policy::RequestFact::Pending,
     };
     match c.policy.decide(&f) {
         Verdict::Decided(Decision { rule, .. }) => rule.map(|i| c.policy.rule(i).name.clone()),

@@ -1,0 +1,78 @@
+//! Each request inside an interception, judged: the connection's facts (client, user, host,
+//! SNI, JA4, address) with the request's method and path, by the one judge, so a `methods` or
+//! `paths` rule refuses one request (403, the rule in Proxy-Status) and relays the next. A
+//! policy that names no request is not asked again: the connection's rule stands.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::policy::{Facts, HelloJa4, RequestFact, normalize_path};
+use crate::request::Request;
+use crate::target::Host;
+use crate::tls::Ja4;
+
+/// The facts an intercepted connection gives every request on it.
+#[derive(Debug, Clone)]
+pub struct RequestJudge {
+    config: Arc<Config>,
+    host: Host,
+    port: u16,
+    client: IpAddr,
+    user: Option<String>,
+    dst: Option<IpAddr>,
+    sni: Option<Host>,
+    ja4: Option<Ja4>,
+}
+
+impl RequestJudge {
+    /// The judge for the requests of `req`'s connection; `None` when no rule of the policy
+    /// judges requests, so nothing would change per request.
+    pub fn new(
+        config: &Arc<Config>,
+        req: &Request,
+        dst: Option<IpAddr>,
+        sni: Option<Host>,
+        ja4: Option<Ja4>,
+    ) -> Option<RequestJudge> {
+        let judges = config.policy.rules().iter().any(|r| r.names_requests());
+        judges.then(|| RequestJudge {
+            config: config.clone(),
+            host: req.target.host.clone(),
+            port: req.target.port,
+            client: req.client.ip(),
+            user: req.user.clone(),
+            dst,
+            sni,
+            ja4,
+        })
+    }
+
+    /// The rule that lets the request `method path` through (`None`: the default), or the
+    /// refusal it is answered with.
+    pub fn judge(&self, method: &str, path: &str) -> Result<Option<String>, ProxyError> {
+        let policy = &self.config.policy;
+        let path = normalize_path(path);
+        let facts = Facts {
+            host: Some(&self.host),
+            port: self.port,
+            client: self.client,
+            user: self.user.as_deref(),
+            dst: self.dst,
+            sni: self.sni.as_ref(),
+            ja4: self.ja4.as_ref().map_or(HelloJa4::Absent, HelloJa4::Seen),
+            request: RequestFact::Seen {
+                method,
+                path: &path,
+            },
+        };
+        let judgement = policy
+            .judge_hello(&facts)
+            .map_err(|needs| policy.needs_dst_error(needs, &format!("{method} {path}")))?;
+        match policy.refusal_error(&judgement, &facts) {
+            Some(err) => Err(err),
+            None => Ok(policy.rule_name(&judgement.decision).map(str::to_owned)),
+        }
+    }
+}
