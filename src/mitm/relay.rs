@@ -240,9 +240,10 @@ impl Relay {
             return Ok(self.misdirected(done));
         }
         if let Some(judge) = &self.judge {
-            match judge.judge(req.method().as_str(), req.uri().path()) {
-                Ok(rule) => done.record.rule = rule,
-                Err(err) => return Ok(refused(&err, done)),
+            let (rule, refusal) = judge.judge(req.method().as_str(), req.uri().path());
+            done.record.rule = rule;
+            if let Some(err) = refusal {
+                return Ok(refused(&err, done));
             }
         }
         let client_upgrade = req

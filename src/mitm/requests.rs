@@ -49,9 +49,9 @@ impl RequestJudge {
         })
     }
 
-    /// The rule that lets the request `method path` through (`None`: the default), or the
-    /// refusal it is answered with.
-    pub fn judge(&self, method: &str, path: &str) -> Result<Option<String>, ProxyError> {
+    /// The rule that decides the request `method path` (`None`: the default), with the
+    /// refusal it is answered with when it is refused.
+    pub fn judge(&self, method: &str, path: &str) -> (Option<String>, Option<ProxyError>) {
         let policy = &self.config.policy;
         let path = normalize_path(path);
         let facts = Facts {
@@ -67,12 +67,14 @@ impl RequestJudge {
                 path: &path,
             },
         };
-        let judgement = policy
-            .judge_hello(&facts)
-            .map_err(|needs| policy.needs_dst_error(needs, &format!("{method} {path}")))?;
-        match policy.refusal_error(&judgement, &facts) {
-            Some(err) => Err(err),
-            None => Ok(policy.rule_name(&judgement.decision).map(str::to_owned)),
-        }
+        let judgement = match policy.judge_hello(&facts) {
+            Ok(j) => j,
+            Err(needs) => {
+                let err = policy.needs_dst_error(needs, &format!("{method} {path}"));
+                return (Some(policy.rule(needs.rule).name.clone()), Some(err));
+            }
+        };
+        let rule = policy.rule_name(&judgement.decision).map(str::to_owned);
+        (rule, policy.refusal_error(&judgement, &facts))
     }
 }

@@ -22,6 +22,7 @@ mod lifecycle;
 mod listeners;
 mod lists;
 mod onboarding;
+mod requests;
 mod shares;
 mod socks;
 mod tls_policy;
