@@ -22,5 +22,6 @@ mod lifecycle;
 mod listeners;
 mod lists;
 mod onboarding;
+mod ops;
 mod socks;
 mod tls_policy;
