@@ -1,7 +1,7 @@
 //! The admin endpoint (`admin:` in policy.yaml): `/` (the onboarding page: proxy address, PAC
 //! URL, CA fingerprint and per-platform trust steps), the CA downloads `/ca.pem`, `/ca.crt`,
-//! `/ca.cer`, `/ca.mobileconfig`, `/proxy.pac` (from `pac:`), `/healthz` and `/metrics`
-//! (Prometheus text). Read-only: nothing here changes the proxy; it never shows a secret.
+//! `/ca.cer`, `/ca.mobileconfig`, `/proxy.pac` (from `pac:`), `/healthz`, `/readyz` and
+//! `/metrics` (Prometheus text). Read-only: nothing here changes the proxy; it never shows a secret.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +19,8 @@ use crate::metrics::Metrics;
 use crate::onboarding::{self, CaCert, Site};
 use crate::target::{Host, Target};
 
+mod ready;
+
 /// What the admin pages read: fixed at start (a reload does not move the admin endpoint).
 pub struct AdminState {
     /// The counters `/metrics` renders.
@@ -31,6 +33,8 @@ pub struct AdminState {
     pub pac: Pac,
     /// The reserved onboarding name (`setup_host`), which the PAC always sends to ward.
     pub setup_host: Host,
+    /// Cancelled when the listeners stop accepting: `/readyz` turns 503.
+    pub draining: CancellationToken,
 }
 
 impl AdminState {
@@ -43,7 +47,8 @@ impl AdminState {
     }
 }
 
-/// Serves the admin endpoints on `listener` until `stop` fires.
+/// Serves the admin endpoints on `listener` until `stop` fires (after the drain, so `/readyz`
+/// can say "draining" meanwhile).
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
@@ -83,6 +88,10 @@ async fn route(
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            let (status, body) = ready::readyz(&state.draining);
+            text(status, "text/plain", body.into())
+        }
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -106,7 +115,7 @@ async fn route(
                     StatusCode::NOT_FOUND,
                     "text/plain",
                     format!(
-                        "{} /proxy.pac /healthz /metrics\n",
+                        "{} /proxy.pac /healthz /readyz /metrics\n",
                         onboarding::PATHS.join(" ")
                     ),
                 ),
@@ -153,6 +162,7 @@ mod tests {
             ca_pem: "ca.pem".into(),
             pac: Pac::default(),
             setup_host: Host::Name("ward.setup".into()),
+            draining: CancellationToken::new(),
         };
         assert_eq!(state.advertised(), "127.0.0.1:8080");
         state.pac.proxy = Some(Target::parse_authority("ward.lan:3128").unwrap());

@@ -113,6 +113,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         shares: Arc::default(),
     });
     let stop_accepting = CancellationToken::new();
+    // The admin outlives the accept loops: `/readyz` answers 503 while the drain runs.
+    let stop_admin = CancellationToken::new();
     let tracker = TaskTracker::new();
     if let Some(addr) = admin_addr {
         let l = TcpListener::bind(addr)
@@ -126,8 +128,9 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             ca_pem: cfg.ca_dir.join("ca.pem"),
             pac: cfg.pac.clone(),
             setup_host: cfg.setup_host.clone(),
+            draining: stop_accepting.clone(),
         };
-        tokio::spawn(admin::serve(l, Arc::new(admin), stop_accepting.clone()));
+        tokio::spawn(admin::serve(l, Arc::new(admin), stop_admin.clone()));
     }
     for (l, entry) in listeners {
         tokio::spawn(accept_loop(
@@ -155,6 +158,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         state.force_close.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     }
+    stop_admin.cancel();
     tracing::info!("stopped");
     Ok(())
 }

@@ -22,6 +22,7 @@ mod lifecycle;
 mod listeners;
 mod lists;
 mod onboarding;
+mod ops;
 mod requests;
 mod shares;
 mod socks;
