@@ -323,9 +323,11 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
             return false;
         }
     }
-    state.metrics.reloads.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(why, summary = %new.summary(), "policy reloaded");
+    let summary = new.summary();
     state.config.store(Arc::new(new));
+    // Counted and logged once in force: whoever waits for the record sees the new rules.
+    state.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(why, summary = %summary, "policy reloaded");
     true
 }
 

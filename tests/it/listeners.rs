@@ -14,7 +14,7 @@ use testkit::{Ca, Leaf};
 use crate::clients::{have_python_deps, python_client_trusting};
 use crate::support::net::{self, SocksAddr};
 use crate::support::origin::{INDEX_BODY, PAGE_MARKER};
-use crate::support::ward::{field, message, ward_cli};
+use crate::support::ward::{EVENT_WAIT, field, message, ward_cli};
 use crate::support::{Policy, Ward, chromium, curl, have, origins};
 
 /// An HTTPS listener's files: a CA of its own, a leaf for 127.0.0.1 signed by it, and a bundle
@@ -218,7 +218,7 @@ fn the_listener_certificate_reloads_when_its_files_change() {
 
     let next_ca = Ca::new("the next listener CA");
     pki.write_leaf(&next_ca.issue(&["127.0.0.1"]));
-    ward.wait_log(Duration::from_secs(5), |v| {
+    ward.wait_log(EVENT_WAIT, |v| {
         message(v) == Some("listener certificate reloaded")
     })
     .unwrap_or_else(|| panic!("no reload:\n{}", ward.log()));
@@ -234,7 +234,7 @@ fn the_listener_certificate_reloads_when_its_files_change() {
         rcgen::KeyPair::generate().unwrap().serialize_pem(),
     )
     .unwrap();
-    let failed = ward.wait_log(Duration::from_secs(5), |v| {
+    let failed = ward.wait_log(EVENT_WAIT, |v| {
         message(v) == Some("listener certificate reload failed: keeping the previous one")
     });
     let failed = failed.unwrap_or_else(|| panic!("no failed reload:\n{}", ward.log()));

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::net::http_connect;
-use crate::support::ward::{message, ward_cli};
+use crate::support::ward::{EVENT_WAIT, message, ward_cli};
 use crate::support::{Policy, Ward, curl, origins, wait_until};
 
-/// A change of a file applies "within a second"; allow scheduling slack.
-const RELOAD_WITHIN: Duration = Duration::from_millis(3000);
+/// Generous: each wait below follows the reload's own record, and ends when the rules apply.
+const RELOAD_WITHIN: Duration = EVENT_WAIT;
 
 /// A folder of list files, outside ward's own folder, named by absolute path in the policy.
 struct Lists(tempfile::TempDir);
@@ -144,7 +144,9 @@ fn list_edit_reloads_with_a_tunnel_open_and_a_bad_line_keeps_the_old_list() {
     tunnel.write_all(b"1").expect("write");
     tunnel.read_exact(&mut b).expect("echo");
 
+    let before = ward.reload_count();
     lists.write("block.txt", "origin.test\n");
+    ward.wait_reloaded(before);
     let what = format_args!(
         "CONNECT {target} to turn 403 after the list edit; log:\n{}",
         ward.log()
@@ -160,7 +162,7 @@ fn list_edit_reloads_with_a_tunnel_open_and_a_bad_line_keeps_the_old_list() {
     assert_eq!(&b, b"2");
 
     lists.write("block.txt", "origin.test\nnot a name\n");
-    ward.wait_log(Duration::from_secs(5), |v| {
+    ward.wait_log(EVENT_WAIT, |v| {
         message(v).is_some_and(|m| m.contains("reload failed"))
     })
     .unwrap_or_else(|| panic!("no reload failure; log:\n{}", ward.stderr_text()));
@@ -175,7 +177,9 @@ fn list_edit_reloads_with_a_tunnel_open_and_a_bad_line_keeps_the_old_list() {
         out.stderr
     );
 
+    let before = ward.reload_count();
     lists.write("block.txt", "# cleared\n");
+    ward.wait_reloaded(before);
     let what = format_args!("CONNECT {target} to turn 200 again; log:\n{}", ward.log());
     wait_until(RELOAD_WITHIN, what, || {
         connect_status(&ward, &target) == 200
@@ -201,7 +205,9 @@ fn relative_list_files_live_beside_the_policy() {
     std::fs::create_dir_all(ward.dir().join("lists")).expect("mkdir");
     std::fs::write(ward.dir().join("lists/block.txt"), "||origin.test^\n").expect("write list");
     let policy = Policy::new().rule("{name: relative, action: deny, hosts_file: lists/block.txt}");
+    let before = ward.reload_count();
     ward.write_policy(&policy.render());
+    ward.wait_reloaded(before);
     let what = format_args!("CONNECT {target} to turn 403; log:\n{}", ward.log());
     wait_until(RELOAD_WITHIN, what, || {
         connect_status(&ward, &target) == 403

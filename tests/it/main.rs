@@ -13,6 +13,7 @@ mod deploy;
 mod errors;
 mod harness;
 mod hostile;
+mod hostile_wire;
 mod http_proxy;
 mod inspect;
 mod inspect_clients;

@@ -87,6 +87,8 @@ pub fn parse_reply(buf: &[u8]) -> Result<Parsed<Reply>, Socks5Error> {
         // the connection is over anyway.
         let atyp = need!(r.peek());
         if rep != 0 && ![atyp::IPV4, atyp::DOMAIN, atyp::IPV6].contains(&atyp) {
+            // The byte looked at is taken: `consumed` must cover every byte the answer read.
+            need!(r.u8());
             let bound = Target::new(Host::Ip(Ipv4Addr::UNSPECIFIED.into()), 0);
             return Ok(Some(Reply { rep, bound }));
         }

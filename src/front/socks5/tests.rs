@@ -222,8 +222,15 @@ fn replies() {
     );
     assert_eq!(reply_name(reply.rep), "connection refused");
     // A failing server that sends no real address still yields its REP.
-    let short = done(parse_reply(&[5, 4, 0, 0]).unwrap()).0;
+    let (short, took) = done(parse_reply(&[5, 4, 0, 0]).unwrap());
     assert_eq!(short.rep, 0x04);
+    // Found by fuzz/socks5: the ATYP byte it read is part of what it took, so the bytes it
+    // took parse alone (it said 3, and those 3 were Incomplete).
+    assert_eq!(took, 4);
+    assert_eq!(
+        done(parse_reply(&[5, 4, 0, 0]).unwrap()),
+        done(parse_reply(&[5, 4, 0, 0, 9]).unwrap())
+    );
     assert!(parse_reply(&[5, 0, 0, 0]).is_err());
     let bound = b"\x05\x00\x00\x03\x06proxy1\x04\x38";
     let reply = assert_prefixes(bound, NEXT, parse_reply);

@@ -15,6 +15,9 @@ use super::policy::Policy;
 
 /// How long ward may take to start listening (a cold start on a busy 2-core machine).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a test waits for an event ward announces (a reload, a failed reload): generous,
+/// because a busy machine may delay it by seconds, and the wait ends as soon as it happens.
+pub const EVENT_WAIT: Duration = Duration::from_secs(20);
 /// After SIGTERM on drop, how long before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -165,6 +168,29 @@ impl Ward {
     }
 
     /// Waits up to `timeout` for a record matching `pred` (already logged or to come).
+    /// How many "policy reloaded" records ward has written so far: take it before a change.
+    pub fn reload_count(&self) -> usize {
+        self.records().iter().filter(|v| is_reload(v)).count()
+    }
+
+    /// Waits for the reload after the `before`-th (see [`Ward::reload_count`]) and says how
+    /// long it took; panics with the log after [`EVENT_WAIT`].
+    pub fn wait_reloaded(&self, before: usize) -> Duration {
+        let start = Instant::now();
+        let seen = std::cell::Cell::new(0);
+        self.wait_log(EVENT_WAIT, |v| {
+            seen.set(seen.get() + usize::from(is_reload(v)));
+            seen.get() > before
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no reload within {EVENT_WAIT:?}; log:\n{}",
+                self.stderr_text()
+            )
+        });
+        start.elapsed()
+    }
+
     pub fn wait_log(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.logs.lines.lock().expect("log lock");
@@ -262,4 +288,8 @@ pub fn ward_cli(args: &[&str], cwd: &Path) -> super::tools::Output {
     let mut cmd = Command::new(ward_bin());
     cmd.args(args).current_dir(cwd);
     super::tools::run(cmd, Duration::from_secs(20))
+}
+
+fn is_reload(v: &Value) -> bool {
+    message(v) == Some("policy reloaded")
 }
