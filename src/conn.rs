@@ -216,7 +216,12 @@ async fn intercept(
         .sni
         .clone()
         .unwrap_or_else(|| t.request.target.host.clone());
-    if interceptor.pinned_passthrough(&host, tokio::time::Instant::now()) {
+    if interceptor
+        .pinned_passthrough(&host, std::time::SystemTime::now())
+        .is_some()
+    {
+        // Counted as a tunnel, not an inspection; the rule that said inspect stays named.
+        rec.action = Some(crate::policy::Action::Allow);
         rec.outcome = Some(Outcome::PinnedPassthrough);
         return relay(t.stream, routed, buf, ctx, rec).await;
     }

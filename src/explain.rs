@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, Toggle};
-use crate::policy::{Facts, HelloJa4, Judgement, NeedsDst, Refusal, is_forbidden_dst};
+use crate::mitm::pinning::Pinned;
+use crate::policy::{Action, Facts, HelloJa4, Judgement, NeedsDst, Refusal, is_forbidden_dst};
 use crate::target::Host;
 
 /// Where the judging stopped.
@@ -21,6 +22,12 @@ enum Reached {
 /// First line `ACTION rule "NAME" (FILE:LINE)` or `ACTION default` (or which rule needs a
 /// `--dst`), then one fact per line, then what refuses or permits the connection after its rule.
 pub fn explain(config: &Config, f: &Facts) -> String {
+    explain_with_pinning(config, f, None)
+}
+
+/// [`explain`], knowing that the host is in pinning passthrough (from the state file beside
+/// the CA): an `inspect` then reads `tunnel (pinning passthrough until T, after N clients)`.
+pub fn explain_with_pinning(config: &Config, f: &Facts, pinned: Option<Pinned>) -> String {
     let policy = &config.policy;
     let file = config.source.display();
     // A target given as an IP literal is its own address, as when the proxy dials it.
@@ -59,7 +66,14 @@ pub fn explain(config: &Config, f: &Facts) -> String {
             None
         }
         Reached::Target(j) | Reached::Hello(j) => {
-            let action = j.decision.action;
+            let action = match pinned.filter(|_| config.pinning_passthrough.is_some()) {
+                Some(p) if j.decision.action == Action::Inspect && j.refusal.is_none() => format!(
+                    "tunnel (pinning passthrough until {}, after {} clients)",
+                    humantime::format_rfc3339_seconds(p.until),
+                    p.clients
+                ),
+                _ => j.decision.action.to_string(),
+            };
             match j.decision.rule.map(|i| policy.rule(i)) {
                 Some(rule) => {
                     let _ = writeln!(out, "{action} rule {:?} ({file}:{})", rule.name, rule.line);
@@ -211,6 +225,24 @@ mod tests {
         let out = explain(&c, &f);
         assert!(out.contains("refused (destination_ip_prohibited)"), "{out}");
         assert!(out.contains("the sni is never judged"), "{out}");
+    }
+
+    #[test]
+    fn explain_shows_a_pinning_passthrough_instead_of_inspect() {
+        let c = config(
+            "pinning_passthrough: {}\nrules:\n  - { name: look, action: inspect, hosts: [\"*.test\"] }\n",
+        );
+        let h = host("app.test");
+        let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_000);
+        let p = Pinned { until, clients: 3 };
+        let out = explain_with_pinning(&c, &facts(&h), Some(p));
+        assert!(
+            out.starts_with(
+                "tunnel (pinning passthrough until 2026-11-30T00:53:20Z, after 3 clients) rule \"look\""
+            ),
+            "{out}"
+        );
+        assert!(explain(&c, &facts(&h)).starts_with("inspect rule \"look\""));
     }
 
     #[test]

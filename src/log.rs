@@ -182,7 +182,7 @@ impl AccessRecord {
             alpn = %opt(self.alpn.clone()),
             ech = self.ech,
             ja4 = %opt(self.ja4.map(|j| j.to_string())),
-            action = %self.action.map_or("-", Action::as_str),
+            action = %action_name(self.action, outcome),
             rule = %opt(self.rule.clone()),
             upstream = %opt(self.upstream.map(|a| a.to_string())),
             upstream_name = %opt(self.upstream_name.clone()),
@@ -204,6 +204,15 @@ impl Drop for AccessRecord {
     /// A connection task that is cancelled or panics still leaves its record.
     fn drop(&mut self) {
         self.emit();
+    }
+}
+
+/// The record's `action`: a host in pinning passthrough was tunnelled although its rule said
+/// inspect, and the record says so (`action=tunnel outcome=pinned_passthrough`).
+fn action_name(action: Option<Action>, outcome: Outcome) -> &'static str {
+    match (action, outcome) {
+        (Some(_), Outcome::PinnedPassthrough) => "tunnel",
+        (a, _) => a.map_or("-", Action::as_str),
     }
 }
 

@@ -177,7 +177,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 sni: sni.as_ref(),
                 ja4: ja4.as_ref().map_or(HelloJa4::Pending, HelloJa4::Seen),
             };
-            let text = ward::explain::explain(&config, &facts);
+            let pinned = {
+                use ward::mitm::pinning::store;
+                let asked = facts.sni.unwrap_or(&target.host);
+                let state = config.ca_dir.join(store::FILE_NAME);
+                store::load(&state, std::time::SystemTime::now())
+                    .into_iter()
+                    .find_map(|(h, p)| (&h == asked).then_some(p))
+            };
+            let text = ward::explain::explain_with_pinning(&config, &facts, pinned);
             println!("{}", text.trim_end());
             Ok(ExitCode::SUCCESS)
         }

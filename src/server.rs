@@ -24,7 +24,7 @@ use crate::error::{ErrorKind, ProxyError, socks5_reply};
 use crate::front::entry::Entry;
 use crate::front::socks5;
 use crate::metrics::Metrics;
-use crate::mitm::pinning::PinningSettings;
+use crate::mitm::pinning::{self, PinningSettings, PinningTracker};
 use crate::mitm::{InterceptSettings, Interceptor};
 use crate::reply;
 
@@ -69,6 +69,8 @@ struct State {
     open: AtomicUsize,
     force_close: CancellationToken,
     metrics: Arc<Metrics>,
+    /// Pinning passthrough state: made once, shared by every interceptor a reload builds.
+    pinning: Arc<PinningTracker>,
 }
 
 /// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
@@ -82,7 +84,11 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     let watch = path
         .as_deref()
         .and_then(|p| Watch::start(p, &config, reload_tx.clone()));
-    let interceptor = build_interceptor(&config, None)?;
+    let pinning = Arc::new(PinningTracker::with_store(
+        config.ca_dir.join(pinning::store::FILE_NAME),
+        std::time::SystemTime::now(),
+    ));
+    let interceptor = build_interceptor(&config, None, &pinning)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
     for listener in &config.listen {
@@ -112,6 +118,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         open: AtomicUsize::new(0),
         force_close: CancellationToken::new(),
         metrics: Arc::default(),
+        pinning,
     });
     let stop_accepting = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -127,6 +134,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             ca_pem: cfg.ca_dir.join("ca.pem"),
             pac: cfg.pac.clone(),
             setup_host: cfg.setup_host.clone(),
+            pinning: state.pinning.clone(),
         };
         tokio::spawn(admin::serve(l, Arc::new(admin), stop_accepting.clone()));
     }
@@ -264,6 +272,7 @@ async fn refuse_over_limit(mut stream: TcpStream, limit: usize) {
 fn build_interceptor(
     cfg: &Config,
     current: Option<&Arc<Interceptor>>,
+    pinning: &Arc<PinningTracker>,
 ) -> Result<Option<Arc<Interceptor>>, ServerError> {
     if !cfg.policy.inspects_anything() {
         return Ok(None);
@@ -285,8 +294,8 @@ fn build_interceptor(
     {
         return Ok(Some(cur.clone()));
     }
-    let interceptor =
-        Interceptor::new(&settings).map_err(|e| ServerError::Intercept(e.to_string()))?;
+    let interceptor = Interceptor::new(&settings, pinning.clone())
+        .map_err(|e| ServerError::Intercept(e.to_string()))?;
     Ok(Some(Arc::new(interceptor)))
 }
 
@@ -334,7 +343,7 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
         tracing::warn!("listen addresses changed: restart ward to apply them");
     }
     let current = state.interceptor.load();
-    match build_interceptor(&new, current.as_ref().as_ref()) {
+    match build_interceptor(&new, current.as_ref().as_ref(), &state.pinning) {
         Ok(i) => state.interceptor.store(Arc::new(i)),
         Err(e) => {
             tracing::error!(error = %e, "policy reload failed: keeping the previous rules");

@@ -3,7 +3,7 @@
 //! that trusts ward's CA.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -66,7 +66,7 @@ fn ward(origin_ca_pem: &str, pinning: Option<PinningSettings>) -> Ward {
         pinning,
     };
     Ward {
-        interceptor: Arc::new(Interceptor::new(&settings).unwrap()),
+        interceptor: Arc::new(Interceptor::new(&settings, Arc::default()).unwrap()),
         dir,
     }
 }
@@ -421,10 +421,10 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
     let ward = ward(&origin.ca_pem, Some(pinning));
     let host = Host::parse(ORIGIN).unwrap();
     for round in 0..2 {
-        assert!(
-            !ward
-                .interceptor
-                .pinned_passthrough(&host, tokio::time::Instant::now())
+        assert_eq!(
+            ward.interceptor
+                .pinned_passthrough(&host, SystemTime::now()),
+            None
         );
         let (client, task) = ward.connect(origin.addr).await;
         // This client trusts nothing: it must refuse ward's leaf with unknown_ca.
@@ -437,10 +437,21 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
             other => panic!("round {round}: {other:?}"),
         }
     }
+    // Both rejections were alice's: one client does not switch a host off for everyone.
+    assert_eq!(
+        ward.interceptor
+            .pinned_passthrough(&host, SystemTime::now()),
+        None
+    );
+    let bob = crate::mitm::pinning::ClientId::User("bob".into());
     assert!(
         ward.interceptor
-            .pinned_passthrough(&host, tokio::time::Instant::now())
+            .record_client_rejection(&host, bob, SystemTime::now())
     );
+    let pinned = ward
+        .interceptor
+        .pinned_passthrough(&host, SystemTime::now());
+    assert_eq!(pinned.map(|p| p.clients), Some(2));
 }
 
 #[tokio::test]

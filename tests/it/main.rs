@@ -22,5 +22,6 @@ mod lifecycle;
 mod listeners;
 mod lists;
 mod onboarding;
+mod pinning;
 mod socks;
 mod tls_policy;
