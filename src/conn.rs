@@ -242,6 +242,7 @@ async fn intercept(
     rec.bytes_up = done.bytes_up;
     rec.bytes_down = done.bytes_down;
     rec.alpn = done.alpn;
+    rec.legs = done.legs;
     rec.outcome = Some(done.outcome);
     done.error.map_or(Ok(()), Err)
 }

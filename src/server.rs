@@ -288,6 +288,7 @@ fn build_interceptor(
             window: p.window,
             ttl: p.ttl,
         }),
+        require_pq: cfg.require_pq,
     };
     if let Some(cur) = current
         && cur.settings() == &settings

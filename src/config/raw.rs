@@ -95,6 +95,7 @@ raw_struct!(
         open_proxy: String,
         flows: String,
         pinning_passthrough: RawPinning,
+        upstream_tls: RawUpstreamTls,
         pac: RawPac,
         setup_host: String,
         default: String,
@@ -171,6 +172,8 @@ raw_struct!(RawPinning {
     window: String,
     ttl: String,
 });
+
+raw_struct!(RawUpstreamTls { require_pq: String });
 
 raw_struct!(RawPac {
     proxy: String,

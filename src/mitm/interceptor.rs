@@ -32,6 +32,8 @@ pub struct InterceptSettings {
     pub idle: Duration,
     /// `pinning_passthrough`, if enabled.
     pub pinning: Option<PinningSettings>,
+    /// `upstream_tls.require_pq`: an origin that does not agree a hybrid group is refused.
+    pub require_pq: bool,
 }
 
 /// What the pipeline knows about the connection being intercepted.
@@ -61,6 +63,7 @@ pub struct Interceptor {
     pub(super) pinning: Arc<PinningTracker>,
     pub(super) handshake_timeout: Duration,
     pub(super) idle: Duration,
+    pub(super) require_pq: bool,
     settings: InterceptSettings,
 }
 
@@ -86,6 +89,7 @@ impl Interceptor {
             pinning,
             handshake_timeout: s.handshake_timeout,
             idle: s.idle,
+            require_pq: s.require_pq,
             settings: s.clone(),
         })
     }

@@ -22,6 +22,8 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::outcome::Outcome;
 use crate::target::{Host, Target};
 
+mod legs;
+
 const ORIGIN: &str = "origin.test";
 const BIG: u64 = 64 * 1024 * 1024;
 /// Bounded test waits: nothing here should take long on loopback.
@@ -54,6 +56,10 @@ struct Ward {
 }
 
 fn ward(origin_ca_pem: &str, pinning: Option<PinningSettings>) -> Ward {
+    ward_with(origin_ca_pem, pinning, false)
+}
+
+fn ward_with(origin_ca_pem: &str, pinning: Option<PinningSettings>, require_pq: bool) -> Ward {
     let dir = tempfile::tempdir().unwrap();
     let upstream_ca = dir.path().join("origin-ca.pem");
     std::fs::write(&upstream_ca, origin_ca_pem).unwrap();
@@ -64,6 +70,7 @@ fn ward(origin_ca_pem: &str, pinning: Option<PinningSettings>) -> Ward {
         handshake_timeout: Duration::from_secs(10),
         idle: Duration::from_secs(30),
         pinning,
+        require_pq,
     };
     Ward {
         interceptor: Arc::new(Interceptor::new(&settings, Arc::default()).unwrap()),

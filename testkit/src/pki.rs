@@ -135,6 +135,33 @@ impl Leaf {
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         cfg
     }
+
+    /// As `server_config`, offering only the key-exchange `groups` (e.g. only
+    /// `X25519MLKEM768`, or only `X25519`): an origin that can or cannot do post-quantum.
+    pub fn server_config_groups(
+        &self,
+        alpn: &[&[u8]],
+        groups: &[rustls::NamedGroup],
+    ) -> ServerConfig {
+        let mut provider = (*provider()).clone();
+        provider.kx_groups.retain(|g| groups.contains(&g.name()));
+        assert_eq!(
+            provider.kx_groups.len(),
+            groups.len(),
+            "aws-lc-rs offers {groups:?}"
+        );
+        let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
+            .expect("server certificate");
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        cfg
+    }
 }
 
 fn leaf_params(names: &[&str]) -> (CertificateParams, KeyPair) {
