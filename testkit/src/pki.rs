@@ -123,17 +123,7 @@ impl Leaf {
 
     /// A rustls server presenting this leaf and offering `alpn`.
     pub fn server_config(&self, alpn: &[&[u8]]) -> ServerConfig {
-        let mut cfg = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                self.chain.clone(),
-                PrivateKeyDer::Pkcs8(self.key.clone_key()),
-            )
-            .expect("server certificate");
-        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        cfg
+        self.server_config_with(provider(), alpn)
     }
 
     /// As `server_config`, offering only the key-exchange `groups` (e.g. only
@@ -150,8 +140,16 @@ impl Leaf {
             groups.len(),
             "aws-lc-rs offers {groups:?}"
         );
-        let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&[&rustls::version::TLS13])
+        self.server_config_with(Arc::new(provider), alpn)
+    }
+
+    fn server_config_with(
+        &self,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        alpn: &[&[u8]],
+    ) -> ServerConfig {
+        let mut cfg = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
             .expect("protocol versions")
             .with_no_client_auth()
             .with_single_cert(

@@ -25,14 +25,7 @@ fn start(ca_dir: &std::path::Path) -> (Ward, SocketAddr) {
         .set("admin", "\"127.0.0.1:0\"")
         .set("ca_dir", &format!("\"{}\"", ca_dir.display()));
     let ward = Ward::start(&policy);
-    let admin = ward
-        .wait_log(Duration::from_secs(5), |v| {
-            message(v) == Some("admin listening")
-        })
-        .and_then(|v| field(&v, "addr"))
-        .expect("admin address")
-        .parse()
-        .expect("admin addr");
+    let admin = ward.admin_addr();
     (ward, admin)
 }
 

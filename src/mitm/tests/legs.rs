@@ -18,18 +18,25 @@ async fn origin_with(groups: &[NamedGroup]) -> TestOrigin {
     }
 }
 
+/// One GET through `ward` to `origin` by a client trusting ward's CA.
+async fn get_via(
+    ward: &Ward,
+    origin: &TestOrigin,
+) -> (
+    Response<Incoming>,
+    tokio::task::JoinHandle<Result<Intercepted, ProxyError>>,
+) {
+    let (client, task) = ward.connect(origin.addr).await;
+    let trust = Some(ward.interceptor.ca().cert_der());
+    let tls = client_tls(client, trust, &[b"http/1.1"]).await.unwrap();
+    (get(tls, "/").await, task)
+}
+
 async fn legs_through_ward(groups: &[NamedGroup]) -> (Intercepted, serde_json::Value) {
     let origin = origin_with(groups).await;
     let ward = ward(&origin.ca_pem, None);
-    let (client, task) = ward.connect(origin.addr).await;
-    let tls = client_tls(
-        client,
-        Some(ward.interceptor.ca().cert_der()),
-        &[b"http/1.1"],
-    )
-    .await
-    .unwrap();
-    assert_eq!(get(tls, "/").await.status(), 200);
+    let (resp, task) = get_via(&ward, &origin).await;
+    assert_eq!(resp.status(), 200);
     let done = finished(task).await;
     let flow = ward.wait_flows(1).await.remove(0);
     (done, flow)
@@ -64,15 +71,7 @@ async fn require_pq_refuses_a_classical_origin_with_a_502_that_says_why() {
     ] {
         let origin = origin_with(groups).await;
         let ward = ward_with(&origin.ca_pem, None, true);
-        let (client, task) = ward.connect(origin.addr).await;
-        let tls = client_tls(
-            client,
-            Some(ward.interceptor.ca().cert_der()),
-            &[b"http/1.1"],
-        )
-        .await
-        .unwrap();
-        let resp = get(tls, "/").await;
+        let (resp, task) = get_via(&ward, &origin).await;
         if hybrid {
             assert_eq!(resp.status(), 200);
             continue;
