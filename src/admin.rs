@@ -1,7 +1,8 @@
 //! The admin endpoint (`admin:` in policy.yaml): `/` (the onboarding page: proxy address, PAC
 //! URL, CA fingerprint and per-platform trust steps), the CA downloads `/ca.pem`, `/ca.crt`,
-//! `/ca.cer`, `/ca.mobileconfig`, `/proxy.pac` (from `pac:`), `/healthz`, `/readyz` and
-//! `/metrics` (Prometheus text). Read-only: nothing here changes the proxy; it never shows a secret.
+//! `/ca.cer`, `/ca.der`, `/ca.mobileconfig`, `/proxy.pac` (from `pac:`), `/healthz`, `/readyz`,
+//! `/metrics` (Prometheus text), `/pinning` (pinning passthrough: list, and the one change the
+//! admin can make, `DELETE /pinning/<host>`). It never shows a secret.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +15,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod pinning;
+
 use crate::config::Pac;
 use crate::metrics::Metrics;
+use crate::mitm::PinningTracker;
 use crate::onboarding::{self, CaCert, Site};
 use crate::target::{Host, Target};
 
@@ -35,6 +39,8 @@ pub struct AdminState {
     pub setup_host: Host,
     /// Cancelled when the listeners stop accepting: `/readyz` turns 503.
     pub draining: CancellationToken,
+    /// Pinning passthrough state, for `/pinning` and the `/metrics` gauge.
+    pub pinning: Arc<PinningTracker>,
 }
 
 impl AdminState {
@@ -51,7 +57,7 @@ impl AdminState {
 /// can say "draining" meanwhile).
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(ok) => ok,
@@ -65,7 +71,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&req, &state, local).await) }
+                async move { Ok::<_, std::convert::Infallible>(route(&req, &state, local, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -78,7 +84,11 @@ async fn route(
     req: &Request<Incoming>,
     state: &AdminState,
     local: SocketAddr,
+    peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
+    if req.uri().path().starts_with(pinning::PATH) {
+        return pinning::respond(req, &state.pinning, peer);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -95,7 +105,7 @@ async fn route(
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            state.metrics.render(),
+            state.metrics.render() + &pinning::gauge(&state.pinning),
         ),
         "/proxy.pac" => text(
             StatusCode::OK,
@@ -163,6 +173,7 @@ mod tests {
             pac: Pac::default(),
             setup_host: Host::Name("ward.setup".into()),
             draining: CancellationToken::new(),
+            pinning: Arc::default(),
         };
         assert_eq!(state.advertised(), "127.0.0.1:8080");
         state.pac.proxy = Some(Target::parse_authority("ward.lan:3128").unwrap());

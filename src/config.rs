@@ -71,6 +71,9 @@ pub struct Config {
     pub flows: Option<PathBuf>,
     /// Tunnel sites whose clients keep rejecting the forged certificate, when set.
     pub pinning_passthrough: Option<PinningPassthrough>,
+    /// `upstream_tls.require_pq`: refuse an inspected origin that cannot do a post-quantum
+    /// hybrid key exchange.
+    pub require_pq: bool,
     /// The rules and checks, judged by [`Policy`].
     pub policy: Policy,
     /// The rule list files the rules read, in rule order: watched with the policy file.

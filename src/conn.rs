@@ -244,7 +244,12 @@ async fn intercept(
         .sni
         .clone()
         .unwrap_or_else(|| t.request.target.host.clone());
-    if interceptor.pinned_passthrough(&host, tokio::time::Instant::now()) {
+    if interceptor
+        .pinned_passthrough(&host, std::time::SystemTime::now())
+        .is_some()
+    {
+        // Counted as a tunnel, not an inspection; the rule that said inspect stays named.
+        rec.action = Some(crate::policy::Action::Allow);
         rec.outcome = Some(Outcome::PinnedPassthrough);
         return relay(t.stream, routed, buf, ctx, rec).await;
     }
@@ -275,6 +280,7 @@ async fn intercept(
     rec.bytes_up = done.bytes_up;
     rec.bytes_down = done.bytes_down;
     rec.alpn = done.alpn;
+    rec.legs = done.legs;
     rec.outcome = Some(done.outcome);
     done.error.map_or(Ok(()), Err)
 }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::config::{Config, Toggle};
+use crate::mitm::pinning::Pinned;
 use crate::policy::{
     Action, Facts, HelloJa4, Judgement, NeedsDst, Refusal, RequestFact, is_forbidden_dst,
 };
@@ -26,6 +27,12 @@ enum Reached {
 /// First line `ACTION rule "NAME" (FILE:LINE)` or `ACTION default` (or which rule needs a
 /// `--dst`), then one fact per line, then what refuses or permits the connection after its rule.
 pub fn explain(config: &Config, f: &Facts) -> String {
+    explain_with_pinning(config, f, None)
+}
+
+/// [`explain`], knowing that the host is in pinning passthrough (from the state file beside
+/// the CA): an `inspect` then reads `tunnel (pinning passthrough until T, after N clients)`.
+pub fn explain_with_pinning(config: &Config, f: &Facts, pinned: Option<Pinned>) -> String {
     let policy = &config.policy;
     let file = config.source.display();
     // A plain-HTTP request (no ClientHello to come) is judged whole at the target; a tunnel's
@@ -77,7 +84,7 @@ pub fn explain(config: &Config, f: &Facts) -> String {
             None
         }
         Reached::Target(j) | Reached::Hello(j) | Reached::Request(j) => {
-            let _ = writeln!(out, "{}", headline(config, j, f, dst, &reached));
+            let _ = writeln!(out, "{}", headline(config, j, f, dst, &reached, pinned));
             Some(j)
         }
     };
@@ -129,6 +136,7 @@ fn headline(
     f: &Facts,
     dst: Option<IpAddr>,
     reached: &Reached,
+    pinned: Option<Pinned>,
 ) -> String {
     let policy = &config.policy;
     let file = config.source.display();
@@ -140,6 +148,14 @@ fn headline(
         None => ("default".to_owned(), "the default".to_owned()),
     };
     let action = j.decision.action;
+    if j.refusal.is_none()
+        && action == Action::Inspect
+        && let Some(p) = pinned.filter(|_| config.pinning_passthrough.is_some())
+    {
+        let until = humantime::format_rfc3339_seconds(p.until);
+        let clients = p.clients;
+        return format!("tunnel (pinning passthrough until {until}, after {clients} clients) {by}");
+    }
     if matches!(j.refusal, None | Some(Refusal::Rule)) {
         return format!("{action} {by}");
     }
@@ -350,6 +366,24 @@ mod tests {
         let out = explain(&c, &f);
         assert!(out.contains("refused (destination_ip_prohibited)"), "{out}");
         assert!(out.contains("the sni is never judged"), "{out}");
+    }
+
+    #[test]
+    fn explain_shows_a_pinning_passthrough_instead_of_inspect() {
+        let c = config(
+            "pinning_passthrough: {}\nrules:\n  - { name: look, action: inspect, hosts: [\"*.test\"] }\n",
+        );
+        let h = host("app.test");
+        let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_000);
+        let p = Pinned { until, clients: 3 };
+        let out = explain_with_pinning(&c, &facts(&h), Some(p));
+        assert!(
+            out.starts_with(
+                "tunnel (pinning passthrough until 2026-11-30T00:53:20Z, after 3 clients) rule \"look\""
+            ),
+            "{out}"
+        );
+        assert!(explain(&c, &facts(&h)).starts_with("inspect rule \"look\""));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::policy::{Action, Judgement, Policy};
 use crate::request::{Request, Via};
 use crate::target::{Host, Target};
 use crate::tls::Ja4;
+use crate::tls::TlsLeg;
 
 /// The stage a connection reached; an error record names the stage it died in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,8 @@ pub struct AccessRecord {
     pub stage: Stage,
     /// How it ended, when known: written by its log name ("client_closed", "idle_timeout", ...).
     pub outcome: Option<Outcome>,
+    /// What each TLS leg of an interception negotiated (`tls_client`, `kx_upstream`, …).
+    pub legs: crate::tls::Legs,
     /// The error that ended the connection, with its detail.
     pub error: Option<(ErrorKind, String)>,
     /// Plain HTTP forwarding: the request's method.
@@ -117,6 +120,7 @@ impl AccessRecord {
             bytes_down: 0,
             stage: Stage::Handshake,
             outcome: None,
+            legs: Default::default(),
             error: None,
             method: None,
             status: None,
@@ -182,7 +186,7 @@ impl AccessRecord {
             alpn = %opt(self.alpn.clone()),
             ech = self.ech,
             ja4 = %opt(self.ja4.map(|j| j.to_string())),
-            action = %self.action.map_or("-", Action::as_str),
+            action = %action_name(self.action, outcome),
             rule = %opt(self.rule.clone()),
             upstream = %opt(self.upstream.map(|a| a.to_string())),
             upstream_name = %opt(self.upstream_name.clone()),
@@ -195,6 +199,12 @@ impl AccessRecord {
             outcome = %outcome.log_name(),
             error = %error,
             detail = %detail,
+            tls_client = %leg(&self.legs.client, |l| &l.version),
+            cipher_client = %leg(&self.legs.client, |l| &l.cipher),
+            kx_client = %leg(&self.legs.client, |l| &l.kx),
+            tls_upstream = %leg(&self.legs.upstream, |l| &l.version),
+            cipher_upstream = %leg(&self.legs.upstream, |l| &l.cipher),
+            kx_upstream = %leg(&self.legs.upstream, |l| &l.kx),
             "access"
         );
     }
@@ -205,6 +215,20 @@ impl Drop for AccessRecord {
     fn drop(&mut self) {
         self.emit();
     }
+}
+
+/// The record's `action`: a host in pinning passthrough was tunnelled although its rule said
+/// inspect, and the record says so (`action=tunnel outcome=pinned_passthrough`).
+fn action_name(action: Option<Action>, outcome: Outcome) -> &'static str {
+    match (action, outcome) {
+        (Some(_), Outcome::PinnedPassthrough) => "tunnel",
+        (a, _) => a.map_or("-", Action::as_str),
+    }
+}
+
+/// One leg's field, `-` when the leg has no finished handshake (or is not ward's: a tunnel).
+fn leg<'a>(l: &'a Option<TlsLeg>, pick: impl Fn(&'a TlsLeg) -> &'a String) -> &'a str {
+    l.as_ref().map_or("-", |l| pick(l).as_str())
 }
 
 fn format_ms(ms: f64) -> String {

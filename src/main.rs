@@ -202,7 +202,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => RequestFact::Pending,
                 },
             };
-            let text = ward::explain::explain(&config, &facts);
+            let pinned = {
+                use ward::mitm::pinning::store;
+                let asked = facts.sni.unwrap_or(&target.host);
+                let state = config.ca_dir.join(store::FILE_NAME);
+                store::load(&state, std::time::SystemTime::now())
+                    .into_iter()
+                    .find_map(|(h, p)| (&h == asked).then_some(p))
+            };
+            let text = ward::explain::explain_with_pinning(&config, &facts, pinned);
             println!("{}", text.trim_end());
             Ok(ExitCode::SUCCESS)
         }

@@ -24,7 +24,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::front::entry::Entry;
 use crate::front::refuse;
 use crate::metrics::Metrics;
-use crate::mitm::pinning::PinningSettings;
+use crate::mitm::pinning::{self, PinningSettings, PinningTracker};
 use crate::mitm::{InterceptSettings, Interceptor};
 
 mod cert_watch;
@@ -67,6 +67,8 @@ struct State {
     force_close: CancellationToken,
     metrics: Arc<Metrics>,
     shares: Arc<ClientShares>,
+    /// Pinning passthrough state: made once, shared by every interceptor a reload builds.
+    pinning: Arc<PinningTracker>,
 }
 
 /// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
@@ -80,7 +82,11 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     let watch = path
         .as_deref()
         .and_then(|p| Watch::start(p, &config, reload_tx.clone()));
-    let interceptor = build_interceptor(&config, None)?;
+    let pinning = Arc::new(PinningTracker::with_store(
+        config.ca_dir.join(pinning::store::FILE_NAME),
+        std::time::SystemTime::now(),
+    ));
+    let interceptor = build_interceptor(&config, None, &pinning)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
     for listener in &config.listen {
@@ -111,6 +117,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         force_close: CancellationToken::new(),
         metrics: Arc::default(),
         shares: Arc::default(),
+        pinning,
     });
     let stop_accepting = CancellationToken::new();
     // The admin outlives the accept loops: `/readyz` answers 503 while the drain runs.
@@ -129,6 +136,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             pac: cfg.pac.clone(),
             setup_host: cfg.setup_host.clone(),
             draining: stop_accepting.clone(),
+            pinning: state.pinning.clone(),
         };
         tokio::spawn(admin::serve(l, Arc::new(admin), stop_admin.clone()));
     }
@@ -246,6 +254,7 @@ async fn refuse_over_limit(stream: TcpStream, limit: usize) {
 fn build_interceptor(
     cfg: &Config,
     current: Option<&Arc<Interceptor>>,
+    pinning: &Arc<PinningTracker>,
 ) -> Result<Option<Arc<Interceptor>>, ServerError> {
     if !cfg.policy.inspects_anything() {
         return Ok(None);
@@ -261,14 +270,15 @@ fn build_interceptor(
             window: p.window,
             ttl: p.ttl,
         }),
+        require_pq: cfg.require_pq,
     };
     if let Some(cur) = current
         && cur.settings() == &settings
     {
         return Ok(Some(cur.clone()));
     }
-    let interceptor =
-        Interceptor::new(&settings).map_err(|e| ServerError::Intercept(e.to_string()))?;
+    let interceptor = Interceptor::new(&settings, pinning.clone())
+        .map_err(|e| ServerError::Intercept(e.to_string()))?;
     Ok(Some(Arc::new(interceptor)))
 }
 
@@ -316,7 +326,7 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
         tracing::warn!("listen addresses changed: restart ward to apply them");
     }
     let current = state.interceptor.load();
-    match build_interceptor(&new, current.as_ref().as_ref()) {
+    match build_interceptor(&new, current.as_ref().as_ref(), &state.pinning) {
         Ok(i) => state.interceptor.store(Arc::new(i)),
         Err(e) => {
             tracing::error!(error = %e, "policy reload failed: keeping the previous rules");

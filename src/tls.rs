@@ -11,6 +11,7 @@ mod alert;
 mod body;
 mod facts;
 pub mod ja4;
+mod legs;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ use records::{HANDSHAKE_HEADER_LEN, join_hello_records};
 pub use alert::{AlertDescription, encode_alert};
 pub use facts::{ClientHelloFacts, HelloError, MAX_CLIENT_HELLO};
 pub use ja4::{Ja4, Ja4Input, Transport, ja4_r};
+pub use legs::{Legs, TlsLeg, is_pq_hybrid};
 pub use records::MAX_HELLO_RECORDS;
 
 /// Parses the first ClientHello in `buf`, which holds the client's first bytes. Returns

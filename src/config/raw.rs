@@ -96,6 +96,7 @@ raw_struct!(
         open_proxy: String,
         flows: String,
         pinning_passthrough: RawPinning,
+        upstream_tls: RawUpstreamTls,
         pac: RawPac,
         setup_host: String,
         default: String,
@@ -172,6 +173,8 @@ raw_struct!(RawPinning {
     window: String,
     ttl: String,
 });
+
+raw_struct!(RawUpstreamTls { require_pq: String });
 
 raw_struct!(RawPac {
     proxy: String,

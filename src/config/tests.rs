@@ -407,6 +407,11 @@ fn other_values_are_checked() {
             "pinning_passthrough: { ttl: forever }\n",
             "pinning_passthrough.ttl",
         ),
+        (
+            "upstream_tls: { require_pq: maybe }\n",
+            "upstream_tls.require_pq",
+        ),
+        ("upstream_tls: { pq: true }\n", "upstream_tls.pq"),
         ("default: block\n", "default"),
         ("users: [{ name: 'a:b', password: x }]\n", "users[0].name"),
         ("users: [{ name: a }]\n", "users[0].password"),
@@ -423,6 +428,8 @@ fn other_values_are_checked() {
         let (_, _, key, _) = one(text);
         assert_eq!(key, want, "{text}");
     }
+    assert!(ok("upstream_tls: { require_pq: true }\n").require_pq);
+    assert!(!ok("upstream_tls: {}\n").require_pq);
     assert!(
         ok("pinning_passthrough: {}\n")
             .pinning_passthrough

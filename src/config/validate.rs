@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_saphyr::Location;
 
 use super::pac::{DEFAULT_SETUP_HOST, parse_setup_host};
-use super::raw::{Entries, RawConfig, RawDns, RawPinning, RawTimeouts, RawUser, S};
+use super::raw::{Entries, RawConfig, RawDns, RawPinning, RawTimeouts, RawUpstreamTls, RawUser, S};
 use super::values::{
     parse_action, parse_bool, parse_duration, parse_grace, parse_ip, parse_positive,
     parse_socket_addr, parse_toggle,
@@ -190,6 +190,7 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
         open_proxy,
         flows: c.path(raw.flows.as_ref(), "flows"),
         pinning_passthrough: raw.pinning_passthrough.map(|p| c.pinning(p.value)),
+        require_pq: raw.upstream_tls.is_some_and(|u| c.upstream_tls(u.value)),
         policy: {
             let default = c.parsed(raw.default.as_ref(), "default", parse_action);
             let rules = raw.rules.map(|r| c.rules(r, &users, &upstreams));
@@ -337,6 +338,14 @@ impl Checker<'_> {
             handshake: self.duration(raw.handshake.as_ref(), "timeouts.handshake", d.handshake),
             dns: self.duration(raw.dns.as_ref(), "timeouts.dns", d.dns),
         }
+    }
+
+    fn upstream_tls(&mut self, raw: RawUpstreamTls) -> bool {
+        const KEY: &str = "upstream_tls";
+        self.unknown(KEY, &raw.unknown, RawUpstreamTls::KEYS);
+        let key = join(KEY, "require_pq");
+        self.parsed(raw.require_pq.as_ref(), &key, parse_bool)
+            .unwrap_or(false)
     }
 
     fn pinning(&mut self, raw: RawPinning) -> PinningPassthrough {

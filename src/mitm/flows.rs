@@ -67,6 +67,18 @@ pub struct FlowRecord {
     pub error: Option<&'static str>,
     /// The request headers, secrets redacted.
     pub request_headers: Vec<(String, String)>,
+    /// The client leg's TLS version, cipher suite and key-exchange group.
+    pub tls_client: Option<String>,
+    /// See `tls_client`.
+    pub cipher_client: Option<String>,
+    /// See `tls_client`.
+    pub kx_client: Option<String>,
+    /// The origin leg's TLS version, cipher suite and key-exchange group.
+    pub tls_upstream: Option<String>,
+    /// See `tls_upstream`.
+    pub cipher_upstream: Option<String>,
+    /// See `tls_upstream`.
+    pub kx_upstream: Option<String>,
 }
 
 impl FlowRecord {
@@ -97,7 +109,27 @@ impl FlowRecord {
             rule: None,
             error: None,
             request_headers: redacted_headers(req.headers()),
+            tls_client: None,
+            cipher_client: None,
+            kx_client: None,
+            tls_upstream: None,
+            cipher_upstream: None,
+            kx_upstream: None,
         }
+    }
+
+    /// Copies what each TLS leg negotiated into the record.
+    pub fn set_legs(&mut self, legs: &crate::tls::Legs) {
+        let split = |l: &Option<crate::tls::TlsLeg>| match l {
+            Some(l) => (
+                Some(l.version.clone()),
+                Some(l.cipher.clone()),
+                Some(l.kx.clone()),
+            ),
+            None => (None, None, None),
+        };
+        (self.tls_client, self.cipher_client, self.kx_client) = split(&legs.client);
+        (self.tls_upstream, self.cipher_upstream, self.kx_upstream) = split(&legs.upstream);
     }
 }
 
@@ -198,6 +230,12 @@ impl FlowSink {
             duration_ms = rec.duration_ms,
             rule = rec.rule.as_deref(),
             error = rec.error,
+            tls_client = rec.tls_client.as_deref(),
+            cipher_client = rec.cipher_client.as_deref(),
+            kx_client = rec.kx_client.as_deref(),
+            tls_upstream = rec.tls_upstream.as_deref(),
+            cipher_upstream = rec.cipher_upstream.as_deref(),
+            kx_upstream = rec.kx_upstream.as_deref(),
             "flow"
         );
         let Some(tx) = &self.file else { return };

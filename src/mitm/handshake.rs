@@ -11,13 +11,14 @@ use rustls::server::Acceptor;
 use rustls::sign::SingleCertAndKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+
 use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
 use super::activity::{Activity, Metered};
 use super::certs;
 use super::der;
 use super::interceptor::{FlowContext, Interceptor};
+use super::pinning::ClientId;
 use super::upstream::{self, Origin};
 use crate::error::{ErrorKind, ProxyError};
 use crate::target::{Host, normalize_name};
@@ -76,8 +77,9 @@ impl Interceptor {
             .or_else(|| ctx.sni.clone())
             .unwrap_or_else(|| ctx.connect_target.host.clone());
         let timeout = self.handshake_timeout;
-        let origin =
-            upstream::handshake(&self.client_base, upstream, &name, &offered, timeout).await;
+        let origin = upstream::handshake(&self.client_base, upstream, &name, &offered, timeout)
+            .await
+            .and_then(|tls| upstream::check_pq(tls, &name, self.require_pq));
         let alpn = match &origin {
             Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
             Err(_) => fallback_alpn(&offered),
@@ -142,7 +144,11 @@ impl Interceptor {
             Ok(Err(e)) => match rejection_alert(&e) {
                 Some(alert) => {
                     tracing::warn!(sni = %name, client = %ctx.client, alert, "client rejected the forged certificate (ward's CA not trusted, or the app pins)");
-                    self.pinning.record_client_rejection(name, Instant::now());
+                    self.record_client_rejection(
+                        name,
+                        ClientId::of(ctx.client, ctx.user.as_deref()),
+                        SystemTime::now(),
+                    );
                     Ok(Accepted::Rejected(alert))
                 }
                 None => Err(ProxyError::client(

@@ -20,6 +20,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::outcome::Outcome;
 use crate::policy::names_differ;
 use crate::target::Host;
+use crate::tls::{Legs, TlsLeg};
 
 /// What an interception did, for the access record.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct Intercepted {
     pub bytes_down: u64,
     /// The ALPN protocol negotiated with both sides.
     pub alpn: Option<String>,
+    /// What each TLS leg negotiated (version, cipher, key-exchange group).
+    pub legs: Legs,
     /// How it ended: `Closed`, `IdleTimeout`, `Shutdown`, or one of the two below with its
     /// error.
     pub outcome: Outcome,
@@ -49,6 +52,7 @@ struct Session<'a> {
     protocol: Protocol,
     name: &'a Host,
     shutdown: &'a CancellationToken,
+    legs: Legs,
 }
 
 impl Interceptor {
@@ -85,18 +89,27 @@ impl Interceptor {
                         "client rejected the forged certificate for {name} (alert {alert}): it does not trust ward's CA, or pins"
                     ),
                 );
-                return Ok(finish(&activity, 0, alpn, (outcome, Some(err))));
+                let legs = Legs {
+                    client: None,
+                    upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
+                };
+                return Ok(finish(&activity, 0, (alpn, legs), (outcome, Some(err))));
             }
         };
         let protocol = Protocol::from_alpn(alpn.as_deref());
+        let legs = Legs {
+            client: TlsLeg::of(tls.get_ref().1),
+            upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
+        };
         let session = Session {
             activity: &activity,
             protocol,
             name: &name,
             shutdown: &shutdown,
+            legs: legs.clone(),
         };
         let (requests, ended) = self.relay(session, tls, origin, ctx).await;
-        Ok(finish(&activity, requests, alpn, ended))
+        Ok(finish(&activity, requests, (alpn, legs), ended))
     }
 
     /// Relays the established pair: bytes for a non-HTTP protocol, else hyper on both sides;
@@ -116,6 +129,7 @@ impl Interceptor {
             protocol,
             name,
             shutdown,
+            legs,
         } = session;
         let idle = self.idle;
         let origin = match origin {
@@ -127,7 +141,7 @@ impl Interceptor {
             origin => origin,
         };
         let (sender, failure) = upstream_sender(origin, protocol, name, ctx.client).await;
-        let relay = Arc::new(self.http_relay(sender, name, ctx, shutdown));
+        let relay = Arc::new(self.http_relay(sender, name, ctx, shutdown, legs));
         let outcome =
             relay::serve_http(tls, protocol, relay.clone(), activity, idle, shutdown).await;
         if let UpstreamSender::Http1(parked) = &relay.upstream {
@@ -148,6 +162,7 @@ impl Interceptor {
         name: &Host,
         ctx: FlowContext,
         shutdown: &CancellationToken,
+        legs: Legs,
     ) -> Relay {
         Relay {
             upstream,
@@ -160,6 +175,7 @@ impl Interceptor {
                 connect_mismatch: names_differ(&ctx.connect_target.host, name),
                 tls_name: name.clone(),
                 deny_host_mismatch: ctx.deny_host_mismatch,
+                legs,
             },
             sink: self.flows.clone(),
             judge: ctx.judge,
@@ -203,13 +219,19 @@ fn failed(err: &ProxyError) -> UpstreamSender {
     }
 }
 
-fn finish(activity: &Activity, requests: u64, alpn: Option<Vec<u8>>, ended: Ended) -> Intercepted {
+fn finish(
+    activity: &Activity,
+    requests: u64,
+    (alpn, legs): (Option<Vec<u8>>, Legs),
+    ended: Ended,
+) -> Intercepted {
     let (outcome, error) = ended;
     Intercepted {
         requests,
         bytes_up: activity.read.load(Ordering::Relaxed),
         bytes_down: activity.written.load(Ordering::Relaxed),
         alpn: alpn.map(|a| String::from_utf8_lossy(&a).into_owned()),
+        legs,
         outcome,
         error,
     }

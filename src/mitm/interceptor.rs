@@ -4,17 +4,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls::ClientConfig;
 use rustls::server::ServerConfig;
-use tokio::time::Instant;
 
 use super::ca::Ca;
 use super::certs::{self, LeafCache};
 use super::error::MitmError;
 use super::flows::FlowSink;
-use super::pinning::{PinningSettings, PinningTracker};
+use super::pinning::{ClientId, Pinned, PinningSettings, PinningTracker};
 use super::requests::RequestJudge;
 use super::upstream;
 use crate::target::{Host, Target};
@@ -34,6 +33,8 @@ pub struct InterceptSettings {
     pub idle: Duration,
     /// `pinning_passthrough`, if enabled.
     pub pinning: Option<PinningSettings>,
+    /// `upstream_tls.require_pq`: an origin that does not agree a hybrid group is refused.
+    pub require_pq: bool,
 }
 
 /// What the pipeline knows about the connection being intercepted.
@@ -62,15 +63,17 @@ pub struct Interceptor {
     pub(super) client_base: Arc<ClientConfig>,
     pub(super) server_base: ServerConfig,
     pub(super) flows: Arc<FlowSink>,
-    pub(super) pinning: PinningTracker,
+    pub(super) pinning: Arc<PinningTracker>,
     pub(super) handshake_timeout: Duration,
     pub(super) idle: Duration,
+    pub(super) require_pq: bool,
     settings: InterceptSettings,
 }
 
 impl Interceptor {
     /// Loads (or creates) the CA and builds the TLS configurations both sides start from.
-    pub fn new(s: &InterceptSettings) -> Result<Self, MitmError> {
+    /// `pinning` outlives the interceptor: a reload builds a new one around the same tracker.
+    pub fn new(s: &InterceptSettings, pinning: Arc<PinningTracker>) -> Result<Self, MitmError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let ca = Arc::new(Ca::load_or_create(&s.ca_dir)?);
         let client_base = upstream::client_config(provider.clone(), s.upstream_ca.as_deref())?;
@@ -86,9 +89,10 @@ impl Interceptor {
             client_base: Arc::new(client_base),
             server_base,
             flows: Arc::new(FlowSink::open(s.flows.as_deref())?),
-            pinning: PinningTracker::new(s.pinning),
+            pinning,
             handshake_timeout: s.handshake_timeout,
             idle: s.idle,
+            require_pq: s.require_pq,
             settings: s.clone(),
         })
     }
@@ -109,14 +113,21 @@ impl Interceptor {
         &self.leaves
     }
 
-    /// Whether the pipeline should tunnel `host` instead of inspecting it (pinning_passthrough).
-    pub fn pinned_passthrough(&self, host: &Host, now: Instant) -> bool {
-        self.pinning.pinned_passthrough(host, now)
+    /// Whether (and until when) the pipeline should tunnel `host` instead of inspecting it
+    /// (pinning_passthrough).
+    pub fn pinned_passthrough(&self, host: &Host, now: SystemTime) -> Option<Pinned> {
+        self.settings.pinning?;
+        self.pinning.passthrough(host, now)
     }
 
-    /// Counts a client's refusal of the forged leaf for `host`; true when it switched the
-    /// host to passthrough.
-    pub fn record_client_rejection(&self, host: &Host, now: Instant) -> bool {
-        self.pinning.record_client_rejection(host, now)
+    /// Counts `client`'s refusal of the forged leaf for `host`; true when it switched the
+    /// host to passthrough. Nothing is counted when `pinning_passthrough` is off.
+    pub fn record_client_rejection(&self, host: &Host, client: ClientId, now: SystemTime) -> bool {
+        match &self.settings.pinning {
+            Some(settings) => self
+                .pinning
+                .record_client_rejection(settings, host, client, now),
+            None => false,
+        }
     }
 }

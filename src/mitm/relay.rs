@@ -212,6 +212,8 @@ pub(crate) struct FlowMeta {
     /// this connection must be for.
     pub tls_name: Host,
     pub deny_host_mismatch: bool,
+    /// What each TLS leg negotiated, copied into every record.
+    pub legs: crate::tls::Legs,
 }
 
 pub(crate) struct Relay {
@@ -284,6 +286,7 @@ impl Relay {
         record.sni.clone_from(&self.meta.sni);
         record.rule.clone_from(&self.meta.rule);
         record.connect = Some(self.meta.connect.clone());
+        record.set_legs(&self.meta.legs);
         if self.meta.connect_mismatch {
             record.mismatch.push("connect_sni");
         }

@@ -3,7 +3,7 @@
 //! that trusts ward's CA.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -21,6 +21,8 @@ use super::*;
 use crate::error::{ErrorKind, ProxyError};
 use crate::outcome::Outcome;
 use crate::target::{Host, Target};
+
+mod legs;
 
 const ORIGIN: &str = "origin.test";
 const BIG: u64 = 64 * 1024 * 1024;
@@ -54,6 +56,10 @@ struct Ward {
 }
 
 fn ward(origin_ca_pem: &str, pinning: Option<PinningSettings>) -> Ward {
+    ward_with(origin_ca_pem, pinning, false)
+}
+
+fn ward_with(origin_ca_pem: &str, pinning: Option<PinningSettings>, require_pq: bool) -> Ward {
     let dir = tempfile::tempdir().unwrap();
     let upstream_ca = dir.path().join("origin-ca.pem");
     std::fs::write(&upstream_ca, origin_ca_pem).unwrap();
@@ -64,9 +70,10 @@ fn ward(origin_ca_pem: &str, pinning: Option<PinningSettings>) -> Ward {
         handshake_timeout: Duration::from_secs(10),
         idle: Duration::from_secs(30),
         pinning,
+        require_pq,
     };
     Ward {
-        interceptor: Arc::new(Interceptor::new(&settings).unwrap()),
+        interceptor: Arc::new(Interceptor::new(&settings, Arc::default()).unwrap()),
         dir,
     }
 }
@@ -422,10 +429,10 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
     let ward = ward(&origin.ca_pem, Some(pinning));
     let host = Host::parse(ORIGIN).unwrap();
     for round in 0..2 {
-        assert!(
-            !ward
-                .interceptor
-                .pinned_passthrough(&host, tokio::time::Instant::now())
+        assert_eq!(
+            ward.interceptor
+                .pinned_passthrough(&host, SystemTime::now()),
+            None
         );
         let (client, task) = ward.connect(origin.addr).await;
         // This client trusts nothing: it must refuse ward's leaf with unknown_ca.
@@ -438,10 +445,21 @@ async fn client_rejecting_forged_certificate_is_reported_and_tracked() {
             other => panic!("round {round}: {other:?}"),
         }
     }
+    // Both rejections were alice's: one client does not switch a host off for everyone.
+    assert_eq!(
+        ward.interceptor
+            .pinned_passthrough(&host, SystemTime::now()),
+        None
+    );
+    let bob = crate::mitm::pinning::ClientId::User("bob".into());
     assert!(
         ward.interceptor
-            .pinned_passthrough(&host, tokio::time::Instant::now())
+            .record_client_rejection(&host, bob, SystemTime::now())
     );
+    let pinned = ward
+        .interceptor
+        .pinned_passthrough(&host, SystemTime::now());
+    assert_eq!(pinned.map(|p| p.clients), Some(2));
 }
 
 #[tokio::test]

@@ -105,6 +105,27 @@ pub(crate) async fn handshake(
     }
 }
 
+/// `upstream_tls.require_pq`: refuses an origin whose agreed key exchange is not a
+/// post-quantum hybrid (502, Proxy-Status `tls_protocol_error`, the group named).
+pub(crate) fn check_pq(tls: Origin, name: &Host, require_pq: bool) -> Result<Origin, ProxyError> {
+    let group = tls
+        .get_ref()
+        .1
+        .negotiated_key_exchange_group()
+        .map(|g| g.name());
+    if !require_pq || group.is_some_and(crate::tls::is_pq_hybrid) {
+        return Ok(tls);
+    }
+    let agreed = group.map_or_else(|| "no key-exchange group".to_owned(), |g| format!("{g:?}"));
+    Err(ProxyError::upstream(
+        ErrorKind::TlsHandshake,
+        format!(
+            "{name} agreed {agreed}, not a post-quantum hybrid group (X25519MLKEM768, \
+             secp256r1MLKEM768): upstream_tls.require_pq refuses it"
+        ),
+    ))
+}
+
 /// A rustls certificate error becomes `TlsCertificate` with the reason; anything else is a
 /// handshake failure.
 fn classify(name: &Host, err: &io::Error) -> ProxyError {

@@ -123,7 +123,32 @@ impl Leaf {
 
     /// A rustls server presenting this leaf and offering `alpn`.
     pub fn server_config(&self, alpn: &[&[u8]]) -> ServerConfig {
-        let mut cfg = ServerConfig::builder_with_provider(provider())
+        self.server_config_with(provider(), alpn)
+    }
+
+    /// As `server_config`, offering only the key-exchange `groups` (e.g. only
+    /// `X25519MLKEM768`, or only `X25519`): an origin that can or cannot do post-quantum.
+    pub fn server_config_groups(
+        &self,
+        alpn: &[&[u8]],
+        groups: &[rustls::NamedGroup],
+    ) -> ServerConfig {
+        let mut provider = (*provider()).clone();
+        provider.kx_groups.retain(|g| groups.contains(&g.name()));
+        assert_eq!(
+            provider.kx_groups.len(),
+            groups.len(),
+            "aws-lc-rs offers {groups:?}"
+        );
+        self.server_config_with(Arc::new(provider), alpn)
+    }
+
+    fn server_config_with(
+        &self,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        alpn: &[&[u8]],
+    ) -> ServerConfig {
+        let mut cfg = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
             .with_no_client_auth()

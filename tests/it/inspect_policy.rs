@@ -1,6 +1,6 @@
 //! Interception's records and policy: the `flows:` JSON-lines file (one record per request,
 //! secrets redacted) and its HAR export, the inner Host / `:authority` checked against the SNI
-//! (`sni_mismatch: deny` answers 421), and pinning passthrough after repeated rejections.
+//! (`sni_mismatch: deny` answers 421). Pinning passthrough: pinning.rs.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -8,8 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::inspect::{expect_flow, inspected_tls, inspecting_policy, ward_ca};
-use crate::support::origin::INDEX_BODY;
-use crate::support::ward::{field, is_access, message, ward_cli};
+use crate::support::ward::{field, ward_cli};
 use crate::support::{Ward, curl, have, net, origins, wait_until};
 
 /// Secrets the flow test sends; none may appear in any record or log line.
@@ -235,66 +234,4 @@ fn inspect_inner_host_other_than_the_sni_is_421_under_sni_mismatch_deny() {
         field(&rec, "mismatch").as_deref(),
         Some("connect_sni,sni_authority")
     );
-}
-
-/// Waits (bounded) until `n` access records match `pred`.
-fn wait_access_count(ward: &Ward, n: usize, pred: impl Fn(&Value) -> bool) {
-    let what = format_args!("{n} matching access records; stderr:\n{}", ward.log());
-    wait_until(Duration::from_secs(5), what, || {
-        let records = ward.records();
-        records.iter().filter(|v| is_access(v) && pred(v)).count() >= n
-    });
-}
-
-#[test]
-fn inspect_pinning_passthrough_tunnels_a_host_its_clients_keep_rejecting() {
-    if !have("curl") {
-        return;
-    }
-    let o = origins();
-    let ward = Ward::start(
-        &inspecting_policy().set("pinning_passthrough", "{failures: 2, window: 1m, ttl: 1h}"),
-    );
-    let pinned = o.https("pinned.lab.test", "/");
-    // A client that trusts only the origin's CA, as a pinning app trusts only its own key.
-    let pinning_client = || curl(&["-x", &ward.http_url(), "--cacert", o.ca(), &pinned]);
-    let rejected = |v: &Value| {
-        field(v, "outcome").as_deref() == Some("client_rejected_certificate")
-            && field(v, "sni").as_deref() == Some("pinned.lab.test")
-    };
-    for n in 1..=2 {
-        let r = pinning_client();
-        assert_eq!(r.exit(), Some(60), "curl: certificate problem: {r:#?}");
-        // The rejection is counted when ward reads the alert, which may trail curl's exit.
-        wait_access_count(&ward, n, rejected);
-    }
-    ward.wait_log(Duration::from_secs(5), |v| {
-        message(v).is_some_and(|m| m.contains("tunnelling this host instead of inspecting"))
-            && field(v, "host").as_deref() == Some("pinned.lab.test")
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "the switch to passthrough is logged:\n{}",
-            ward.stderr_text()
-        )
-    });
-    let r = pinning_client();
-    assert_eq!(
-        r.expect_ok(200).body,
-        INDEX_BODY,
-        "tunnelled: the origin's own certificate"
-    );
-    ward.expect_access("for the pinned passthrough", |v| {
-        field(v, "outcome").as_deref() == Some("pinned_passthrough")
-            && field(v, "sni").as_deref() == Some("pinned.lab.test")
-    });
-    // Other hosts are still inspected.
-    let r = curl(&[
-        "-x",
-        &ward.http_url(),
-        "--cacert",
-        &ward_ca(&ward),
-        &o.https("site.lab.test", "/"),
-    ]);
-    assert_eq!(r.expect_ok(200).body, INDEX_BODY);
 }

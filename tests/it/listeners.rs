@@ -287,14 +287,7 @@ fn proxied_ward(versions: &str, trusted: &str) -> (Ward, SocketAddr) {
         .set("admin", "\"127.0.0.1:0\"")
         .rule(r#"{name: far-client, action: deny, clients: ["203.0.113.7"]}"#);
     let ward = Ward::start(&policy);
-    let admin = ward
-        .wait_log(Duration::from_secs(5), |v| {
-            message(v) == Some("admin listening")
-        })
-        .and_then(|v| field(&v, "addr"))
-        .expect("admin address")
-        .parse()
-        .expect("admin addr");
+    let admin = ward.admin_addr();
     (ward, admin)
 }
 

@@ -24,6 +24,7 @@ mod listeners;
 mod lists;
 mod onboarding;
 mod ops;
+mod pinning;
 mod requests;
 mod shares;
 mod socks;

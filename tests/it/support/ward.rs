@@ -98,6 +98,17 @@ impl Ward {
         ward
     }
 
+    /// The admin endpoint's address, from its "admin listening" record (bounded wait).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.wait_log(Duration::from_secs(5), |v| {
+            message(v) == Some("admin listening")
+        })
+        .and_then(|v| field(&v, "addr"))
+        .expect("admin address")
+        .parse()
+        .expect("admin addr")
+    }
+
     /// `http://127.0.0.1:PORT`, for `curl -x` and friends.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
