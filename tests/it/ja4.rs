@@ -91,7 +91,9 @@ fn ward_check_names_the_line_of_a_malformed_ja4_and_explain_judges_one() {
     std::fs::write(&path, &text).expect("write policy");
     let path = path.to_str().expect("utf-8 path");
     let explain = |ja4: &str| {
-        let args = ["explain", "origin.test", "--ja4", ja4, "-c", path];
+        // A name outside the test policy's `hosts`: explain judges an override address as the
+        // proxy dials it, and loopback would be refused before any fingerprint.
+        let args = ["explain", "far.example", "--ja4", ja4, "-c", path];
         ward_cli(&args, dir.path())
     };
     let out = explain(fp);
