@@ -16,6 +16,8 @@ use serde::Serialize;
 
 use super::error::MitmError;
 
+pub mod capture;
+
 /// Headers whose values are secrets (DESIGN: never in any log).
 const REDACTED_HEADERS: [&str; 5] = [
     "authorization",
@@ -67,6 +69,18 @@ pub struct FlowRecord {
     pub error: Option<&'static str>,
     /// The request headers, secrets redacted.
     pub request_headers: Vec<(String, String)>,
+    /// Names of the cookies the request sent (values are secrets and never kept).
+    pub request_cookies: Vec<String>,
+    /// The response's HTTP version; `None` when ward answered itself or nothing came.
+    pub response_version: Option<&'static str>,
+    /// The response's reason phrase as the origin sent it (HTTP/1), else the canonical one.
+    pub status_text: Option<String>,
+    /// The response headers, secrets redacted.
+    pub response_headers: Vec<(String, String)>,
+    /// Names of the cookies the response set (values never kept).
+    pub response_cookies: Vec<String>,
+    /// What ward measured of this exchange, in microseconds; `None` in records from before.
+    pub timings: Option<capture::Timings>,
 }
 
 impl FlowRecord {
@@ -97,6 +111,12 @@ impl FlowRecord {
             rule: None,
             error: None,
             request_headers: redacted_headers(req.headers()),
+            request_cookies: capture::cookie_names(req.headers()),
+            response_version: None,
+            status_text: None,
+            response_headers: Vec::new(),
+            response_cookies: Vec::new(),
+            timings: None,
         }
     }
 }
