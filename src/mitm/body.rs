@@ -11,6 +11,7 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
+use super::flows::capture::Timings;
 use super::flows::{FlowRecord, FlowSink, millis};
 
 /// A client's request body on its way upstream.
@@ -28,15 +29,33 @@ pub(crate) struct FlowDone {
     pub request_bytes: Arc<AtomicU64>,
     /// Response body bytes, counted by the response's [`Counting`].
     pub response_bytes: Arc<AtomicU64>,
+    /// Microseconds from `started` to the request body's end; [`NOT_YET`] until then.
+    pub request_end_us: Arc<AtomicU64>,
+    /// When the response head came back, if it did.
+    pub response_head: Option<Instant>,
     /// Where the record goes.
     pub sink: Arc<FlowSink>,
+}
+
+/// A mark not (yet) reached.
+pub(crate) const NOT_YET: u64 = u64::MAX;
+
+fn micros_since(start: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(start).as_micros()).unwrap_or(NOT_YET - 1)
 }
 
 impl Drop for FlowDone {
     fn drop(&mut self) {
         self.record.request_bytes = self.request_bytes.load(Ordering::Relaxed);
         self.record.response_bytes = self.response_bytes.load(Ordering::Relaxed);
-        self.record.duration_ms = millis(self.started.elapsed());
+        let now = Instant::now();
+        self.record.duration_ms = millis(now.saturating_duration_since(self.started));
+        let request_end = self.request_end_us.load(Ordering::Relaxed);
+        self.record.timings = Some(Timings::from_marks(
+            (request_end != NOT_YET).then_some(request_end),
+            self.response_head.map(|h| micros_since(self.started, h)),
+            micros_since(self.started, now),
+        ));
         self.sink.emit(&self.record);
     }
 }
@@ -49,12 +68,33 @@ pub(crate) struct Counting<B> {
     inner: B,
     bytes: Arc<AtomicU64>,
     done: Option<Box<FlowDone>>,
+    /// Where to note, once, when the body ended (micros since the given start).
+    end_mark: Option<(Instant, Arc<AtomicU64>)>,
 }
 
 impl<B> Counting<B> {
     /// Counts `inner`'s data into `bytes`; `done` is written when the body ends or is dropped.
     pub fn new(inner: B, bytes: Arc<AtomicU64>, done: Option<Box<FlowDone>>) -> Self {
-        Counting { inner, bytes, done }
+        Counting {
+            inner,
+            bytes,
+            done,
+            end_mark: None,
+        }
+    }
+
+    /// Also notes in `slot` when the body ends, as micros since `start` (a request's `send`).
+    /// An empty body is never polled (hyper asks `is_end_stream` first): it ends now.
+    pub fn marking_end(mut self, start: Instant, slot: Arc<AtomicU64>) -> Self
+    where
+        B: Body,
+    {
+        if self.inner.is_end_stream() {
+            slot.store(micros_since(start, Instant::now()), Ordering::Relaxed);
+        } else {
+            self.end_mark = Some((start, slot));
+        }
+        self
     }
 }
 
@@ -73,7 +113,12 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
                     self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
             }
-            Poll::Ready(None | Some(Err(_))) => self.done = None,
+            Poll::Ready(None | Some(Err(_))) => {
+                if let Some((start, slot)) = self.end_mark.take() {
+                    slot.store(micros_since(start, Instant::now()), Ordering::Relaxed);
+                }
+                self.done = None;
+            }
             Poll::Pending => {}
         }
         polled

@@ -16,6 +16,8 @@ use serde::Serialize;
 
 use super::error::MitmError;
 
+pub mod capture;
+
 /// Headers whose values are secrets (DESIGN: never in any log).
 const REDACTED_HEADERS: [&str; 5] = [
     "authorization",
@@ -79,6 +81,18 @@ pub struct FlowRecord {
     pub cipher_upstream: Option<String>,
     /// See `tls_upstream`.
     pub kx_upstream: Option<String>,
+    /// Names of the cookies the request sent (values are secrets and never kept).
+    pub request_cookies: Vec<String>,
+    /// The response's HTTP version; `None` when ward answered itself or nothing came.
+    pub response_version: Option<&'static str>,
+    /// The response's reason phrase as the origin sent it (HTTP/1), else the canonical one.
+    pub status_text: Option<String>,
+    /// The response headers, secrets redacted.
+    pub response_headers: Vec<(String, String)>,
+    /// Names of the cookies the response set (values never kept).
+    pub response_cookies: Vec<String>,
+    /// What ward measured of this exchange, in microseconds; `None` in records from before.
+    pub timings: Option<capture::Timings>,
 }
 
 impl FlowRecord {
@@ -115,6 +129,12 @@ impl FlowRecord {
             tls_upstream: None,
             cipher_upstream: None,
             kx_upstream: None,
+            request_cookies: capture::cookie_names(req.headers()),
+            response_version: None,
+            status_text: None,
+            response_headers: Vec::new(),
+            response_cookies: Vec::new(),
+            timings: None,
         }
     }
 

@@ -1,10 +1,14 @@
 //! The flows file (JSON lines of flow records) as a HAR 1.2 log, for browsers' and other tools'
-//! viewers. Pure conversion over what the records hold: no bodies, no response headers, and
-//! the request headers exactly as recorded (secrets already redacted).
+//! viewers. Pure conversion over what the records hold: no bodies, headers exactly as recorded
+//! (secrets already redacted), cookies by name with a redacted value, and only the timings ward
+//! measured (the connection's set-up is shared by its requests, so `dns`/`connect`/`ssl` are
+//! HAR's -1, "does not apply to this request").
 
 use std::io::BufRead;
 
 use serde::Deserialize;
+
+use super::flows::capture::Timings;
 use serde_json::{Value, json};
 
 const HAR_VERSION: &str = "1.2";
@@ -32,7 +36,16 @@ struct FlowLine {
     rule: Option<String>,
     error: Option<String>,
     request_headers: Vec<(String, String)>,
+    request_cookies: Vec<String>,
+    response_version: Option<String>,
+    status_text: Option<String>,
+    response_headers: Vec<(String, String)>,
+    response_cookies: Vec<String>,
+    timings: Option<Timings>,
 }
+
+/// What a redacted cookie value reads as, the same marker the headers carry.
+const REDACTED: &str = "<redacted>";
 
 /// The HAR document and how many lines were skipped because they did not parse (a line being
 /// written while the file is read, or not a flow record at all).
@@ -75,17 +88,16 @@ fn entry(rec: &FlowLine) -> Value {
         .as_deref()
         .or(rec.sni.as_deref())
         .unwrap_or("unknown");
-    let headers: Vec<Value> = rec
-        .request_headers
-        .iter()
-        .map(|(name, value)| json!({ "name": name, "value": value }))
-        .collect();
     let status = rec.status.unwrap_or(0);
-    let reason = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    let time = i64::try_from(rec.duration_ms).unwrap_or(i64::MAX);
+    let reason = rec.status_text.clone().unwrap_or_else(|| {
+        let canonical = http::StatusCode::from_u16(status).ok();
+        canonical
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
+            .to_string()
+    });
+    let (timings, time) = timings(rec);
+    let mime = header(&rec.response_headers, "content-type").unwrap_or("");
     json!({
         "startedDateTime": rec.time,
         "time": time,
@@ -93,8 +105,8 @@ fn entry(rec: &FlowLine) -> Value {
             "method": rec.method,
             "url": format!("https://{host}{}", rec.path),
             "httpVersion": rec.version,
-            "cookies": [],
-            "headers": headers,
+            "cookies": cookies(&rec.request_cookies),
+            "headers": headers(&rec.request_headers),
             "queryString": query_string(&rec.path),
             "headersSize": UNKNOWN,
             "bodySize": rec.request_bytes,
@@ -102,17 +114,16 @@ fn entry(rec: &FlowLine) -> Value {
         "response": {
             "status": status,
             "statusText": reason,
-            "httpVersion": rec.version,
-            "cookies": [],
-            "headers": [],
-            "content": { "size": rec.response_bytes, "mimeType": "" },
-            "redirectURL": "",
+            "httpVersion": rec.response_version.as_deref().unwrap_or(&rec.version),
+            "cookies": cookies(&rec.response_cookies),
+            "headers": headers(&rec.response_headers),
+            "content": { "size": rec.response_bytes, "mimeType": mime },
+            "redirectURL": header(&rec.response_headers, "location").unwrap_or(""),
             "headersSize": UNKNOWN,
             "bodySize": rec.response_bytes,
         },
         "cache": {},
-        // Only the whole duration is measured; HAR wants send/wait/receive, so it is all wait.
-        "timings": { "send": 0, "wait": time, "receive": 0 },
+        "timings": timings,
         "_ward": {
             "client": rec.client,
             "user": rec.user,
@@ -125,7 +136,41 @@ fn entry(rec: &FlowLine) -> Value {
     })
 }
 
-/// `?a=1&b` as HAR name/value pairs, left percent-encoded as recorded.
+/// HAR timings in milliseconds and their sum (HAR's `time`). A record from before timings
+/// were kept has only its whole duration, which is all `wait` then.
+fn timings(rec: &FlowLine) -> (Value, f64) {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let (send, wait, receive) = match rec.timings {
+        Some(t) => (ms(t.send_us), ms(t.wait_us), ms(t.receive_us)),
+        None => (0.0, rec.duration_ms as f64, 0.0),
+    };
+    let doc = json!({
+        "blocked": UNKNOWN, "dns": UNKNOWN, "connect": UNKNOWN, "ssl": UNKNOWN,
+        "send": send, "wait": wait, "receive": receive,
+    });
+    (doc, send + wait + receive)
+}
+
+fn headers(list: &[(String, String)]) -> Vec<Value> {
+    list.iter()
+        .map(|(name, value)| json!({ "name": name, "value": value }))
+        .collect()
+}
+
+fn header<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    list.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn cookies(names: &[String]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|name| json!({ "name": name, "value": REDACTED }))
+        .collect()
+}
+
+/// `?a=1&b` as HAR name/value pairs, percent-decoded (`+` is a space in a query).
 fn query_string(path: &str) -> Vec<Value> {
     let Some((_, query)) = path.split_once('?') else {
         return Vec::new();
@@ -135,9 +180,33 @@ fn query_string(path: &str) -> Vec<Value> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            json!({ "name": name, "value": value })
+            json!({ "name": decode(name), "value": decode(value) })
         })
         .collect()
+}
+
+/// Percent-decoding that keeps a malformed escape as written, bytes read as lossy UTF-8.
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -172,5 +241,47 @@ mod tests {
         assert_eq!(e["response"]["statusText"], "Created");
         assert_eq!(e["_ward"]["mismatch"][0], "sni_authority");
         assert!(!har.doc.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn response_side_cookies_and_timings() {
+        let req = http::Request::get("https://a.test/p?q=a%20b+c&bad=%zz")
+            .header("cookie", "sid=s3cret; theme=dark")
+            .body(())
+            .unwrap();
+        let mut rec = FlowRecord::from_request(&req, std::time::SystemTime::now());
+        let resp = http::Response::builder()
+            .status(302)
+            .header("set-cookie", "tok=s3cret; Secure")
+            .header("location", "/next")
+            .header("content-type", "text/html")
+            .body(())
+            .unwrap();
+        crate::mitm::flows::capture::record_response(&mut rec, &resp);
+        rec.timings = Some(Timings::from_marks(Some(1500), Some(4000), 10_000));
+        let line = serde_json::to_string(&rec).unwrap();
+        let har = har_from_lines(line.as_bytes()).unwrap();
+        let e = &har.doc["log"]["entries"][0];
+        assert_eq!(e["request"]["queryString"][0]["value"], "a b c");
+        assert_eq!(e["request"]["queryString"][1]["value"], "%zz");
+        assert_eq!(e["request"]["cookies"][1]["name"], "theme");
+        assert_eq!(e["response"]["cookies"][0]["name"], "tok");
+        assert_eq!(e["response"]["cookies"][0]["value"], "<redacted>");
+        assert_eq!(e["response"]["statusText"], "Found");
+        assert_eq!(e["response"]["redirectURL"], "/next");
+        assert_eq!(e["response"]["content"]["mimeType"], "text/html");
+        assert_eq!(e["timings"]["send"], 1.5);
+        assert_eq!(e["timings"]["wait"], 2.5);
+        assert_eq!(e["timings"]["receive"], 6.0);
+        assert_eq!(e["timings"]["dns"], -1);
+        assert_eq!(e["time"], 10.0);
+        assert!(!har.doc.to_string().contains("s3cret"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(s in ".{0,64}") {
+            let _ = decode(&s);
+        }
     }
 }

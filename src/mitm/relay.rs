@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::activity::Activity;
-use super::body::{ClientBody, Counting, FlowDone, RelayBody};
+use super::body::{ClientBody, Counting, FlowDone, NOT_YET, RelayBody};
+use super::flows::capture;
 use super::flows::{FlowRecord, FlowSink};
 use super::parked::ParkedHttp1;
 use super::requests::RequestJudge;
@@ -252,7 +253,10 @@ impl Relay {
             .headers()
             .contains_key(header::UPGRADE)
             .then(|| hyper::upgrade::on(&mut req));
-        let req = req.map(|b| Counting::new(b, done.request_bytes.clone(), None));
+        let req = req.map(|b| {
+            Counting::new(b, done.request_bytes.clone(), None)
+                .marking_end(done.started, done.request_end_us.clone())
+        });
         let mut resp = match self.send(req).await {
             Ok(resp) => resp,
             Err((kind, detail)) => {
@@ -272,7 +276,8 @@ impl Relay {
                 self.shutdown.clone(),
             ));
         }
-        done.record.status = Some(resp.status().as_u16());
+        done.response_head = Some(Instant::now());
+        capture::record_response(&mut done.record, &resp);
         let bytes = done.response_bytes.clone();
         Ok(resp.map(|b| Either::Left(Counting::new(b, bytes, Some(done)))))
     }
@@ -302,6 +307,8 @@ impl Relay {
             started: Instant::now(),
             request_bytes: Arc::new(AtomicU64::new(0)),
             response_bytes: Arc::new(AtomicU64::new(0)),
+            request_end_us: Arc::new(AtomicU64::new(NOT_YET)),
+            response_head: None,
             sink: self.sink.clone(),
         });
         (done, misdirected)

@@ -40,6 +40,7 @@ pub(crate) async fn route(
         "/echo" => Response::new(req.into_body().boxed()),
         "/headers" => text(StatusCode::OK, describe_request(&req), "text/plain"),
         "/hello" => text(StatusCode::OK, hello(&req), "text/plain"),
+        "/cookie" => set_cookie(&req),
         "/proto" => text(StatusCode::OK, format!("{:?}", req.version()), "text/plain"),
         "/ws" => websocket(req),
         p => match body_len(p) {
@@ -69,6 +70,23 @@ fn hello(req: &Request<Incoming>) -> String {
         .map_or("-", |v| v.to_str().unwrap_or("?"));
     let via = req.headers().contains_key(header::VIA);
     format!("hello {:?} auth={auth} via={via}", req.version())
+}
+
+/// `/cookie`: 200 setting `echo=<the request's Cookie header>`, so that a response carries
+/// the client's secret back (what a recorder of response headers must redact).
+fn set_cookie(req: &Request<Incoming>) -> Reply {
+    let sent = req
+        .headers()
+        .get(header::COOKIE)
+        .map_or(&b""[..], |v| v.as_bytes());
+    let mut value = b"echo=".to_vec();
+    value.extend(sent.iter().map(|&b| if b == b';' { b'.' } else { b }));
+    value.extend_from_slice(b"; Path=/; HttpOnly");
+    let mut resp = text(StatusCode::OK, "cookie set\n".to_owned(), "text/plain");
+    if let Ok(v) = header::HeaderValue::from_bytes(&value) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 /// `/echo` with `Upgrade`: 101 with the protocol asked for, then every byte echoed until EOF.

@@ -11,6 +11,7 @@ mod cli;
 mod clients;
 mod deploy;
 mod errors;
+mod har;
 mod harness;
 mod hostile;
 mod hostile_wire;

@@ -1,0 +1,179 @@
+//! The HAR export read by a real HAR reader (haralyzer, from PyPI) and held to HAR 1.2's
+//! structure: response heads, cookies by name, decoded query strings and measured timings
+//! for HTTP/1.1 and HTTP/2 requests made through the real binary with curl, no secret in it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::inspect::{inspecting_policy, ward_ca};
+use crate::support::tools::{Output, run};
+use crate::support::ward::ward_cli;
+use crate::support::{Ward, curl, have, origins, wait_until};
+
+const BEARER: &str = "tok-SECRET-har-51d0";
+const COOKIE: &str = "ck-SECRET-har-0c3a";
+
+/// haralyzer reads every entry; then each is checked against HAR 1.2's required fields and
+/// types (a schema check by hand: the spec has no official JSON schema), and the timings rule
+/// (`time` is the sum of the timings that are not -1). Prints what haralyzer read, as JSON.
+const READ_HAR: &str = r#"
+import json, sys
+from haralyzer import HarParser, HarPage
+doc = json.load(open(sys.argv[1]))
+parser = HarParser(doc)
+assert parser.version == "1.2", parser.version
+assert parser.creator["name"] == "ward", parser.creator
+log = doc["log"]
+for key, ty in [("version", str), ("creator", dict), ("entries", list)]:
+    assert isinstance(log[key], ty), key
+NV = lambda xs: all(isinstance(x["name"], str) and isinstance(x["value"], str) for x in xs)
+out = []
+for e in HarPage("unknown", har_parser=parser).entries:
+    raw = e.raw_entry
+    for key in ["startedDateTime", "time", "request", "response", "cache", "timings"]:
+        assert key in raw, key
+    req, resp, t = e.request, e.response, e.timings
+    # haralyzer's Response has no `cookies`: the raw entry holds them.
+    for side, rawside in ((req, raw["request"]), (resp, raw["response"])):
+        assert NV(side.headers) and NV(rawside["cookies"]), side
+        assert isinstance(side.httpVersion, str) and side.httpVersion.startswith("HTTP/")
+        assert isinstance(side.headersSize, int) and isinstance(side.bodySize, int)
+    assert NV(req.queryString)
+    assert isinstance(resp.status, int) and isinstance(resp.statusText, str)
+    assert isinstance(raw["response"]["content"]["size"], int)
+    assert isinstance(raw["response"]["content"]["mimeType"], str)
+    assert isinstance(resp.redirectURL, str)
+    for k in ["blocked", "dns", "connect", "ssl", "send", "wait", "receive"]:
+        assert isinstance(t[k], (int, float)), k
+        assert t[k] == -1 or t[k] >= 0, (k, t[k])
+    for k in ["send", "wait", "receive"]:
+        assert t[k] >= 0, k
+    total = sum(v for k, v in t.items() if k != "comment" and v != -1)
+    assert abs(total - e.time) < 0.01, (total, e.time)
+    assert e.startTime is not None
+    out.append({
+        "method": req.method, "url": req.url, "req_version": req.httpVersion,
+        "query": req.queryString, "req_cookies": req.cookies,
+        "status": resp.status, "status_text": resp.statusText,
+        "resp_version": resp.httpVersion, "mime": resp.mimeType,
+        "resp_cookies": raw["response"]["cookies"],
+        "auth": req.get_header_value("authorization"),
+        "resp_headers": {h["name"]: h["value"] for h in resp.headers},
+        "timings": t, "time": e.time,
+    })
+print(json.dumps(out))
+"#;
+
+fn have_haralyzer() -> bool {
+    if python("import haralyzer", &[]).success() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "python3 lacks haralyzer and CI is set: .ci/run must pip install it"
+    );
+    eprintln!("\n!!!!!!!! SKIPPED: pip install haralyzer to read the HAR !!!!!!!!\n");
+    false
+}
+
+fn python(script: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(args);
+    run(cmd, Duration::from_secs(30))
+}
+
+#[test]
+fn har_export_reads_in_haralyzer_with_response_heads_cookies_and_timings() {
+    if !have("curl") || !have("python3") || !have_haralyzer() {
+        return;
+    }
+    let o = origins();
+    let ward = Ward::start(&inspecting_policy().set("flows", "flows.jsonl"));
+    let ca = ward_ca(&ward);
+    let proxy = format!("http://{}", ward.addr);
+    let base = ["-x", &proxy, "--cacert", &ca];
+    let auth = format!("Authorization: Bearer {BEARER}");
+    let cookie = format!("Cookie: session={COOKIE}; theme=dark");
+    let url = o.https("site.lab.test", "/cookie?q=a%20b+c&flag");
+    let h1 = [
+        &base[..],
+        &["--http1.1", "-H", &auth, "-H", &cookie, &url][..],
+    ]
+    .concat();
+    curl(&h1).expect_ok(200);
+    let echo = o.https("site.lab.test", "/echo");
+    let h2 = [
+        &base[..],
+        &["--http2", "--data-binary", "0123456789", &echo][..],
+    ]
+    .concat();
+    assert_eq!(curl(&h2).expect_ok(200).body, "0123456789");
+
+    let flows = ward.dir().join("flows.jsonl");
+    wait_until(Duration::from_secs(5), "two flow records", || {
+        let text = std::fs::read_to_string(&flows).unwrap_or_default();
+        (text.lines().count() >= 2).then_some(())
+    });
+    let policy = ward.dir().join("policy.yaml");
+    let har = ward_cli(
+        &["flows", "har", "-c", policy.to_str().expect("utf-8")],
+        ward.dir(),
+    )
+    .ok("ward flows har");
+    for secret in [BEARER, COOKIE] {
+        assert!(
+            !har.stdout.contains(secret),
+            "{secret} in the HAR:\n{}",
+            har.stdout
+        );
+    }
+    let har_path = ward.dir().join("flows.har");
+    std::fs::write(&har_path, &har.stdout).expect("write HAR");
+    let read = python(READ_HAR, &[har_path.to_str().expect("utf-8")]).ok("haralyzer");
+    let entries: Vec<Value> = serde_json::from_str(read.stdout.trim()).expect("reader JSON");
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+
+    let (e1, e2) = (&entries[0], &entries[1]);
+    assert_eq!(e1["method"], "GET");
+    assert_eq!(
+        (&e1["req_version"], &e1["resp_version"]),
+        (&"HTTP/1.1".into(), &"HTTP/1.1".into())
+    );
+    assert_eq!(
+        (&e1["status"], &e1["status_text"]),
+        (&200.into(), &"OK".into())
+    );
+    assert_eq!(e1["mime"], "text/plain");
+    assert_eq!(e1["auth"], "<redacted>");
+    let query = serde_json::json!([{"name": "q", "value": "a b c"}, {"name": "flag", "value": ""}]);
+    assert_eq!(e1["query"], query);
+    let redacted = |name: &str| serde_json::json!({"name": name, "value": "<redacted>"});
+    assert_eq!(
+        e1["req_cookies"],
+        serde_json::json!([redacted("session"), redacted("theme")])
+    );
+    assert_eq!(e1["resp_cookies"], serde_json::json!([redacted("echo")]));
+    assert_eq!(e1["resp_headers"]["set-cookie"], "<redacted>");
+
+    assert_eq!(e2["method"], "POST");
+    assert_eq!(
+        (&e2["req_version"], &e2["resp_version"]),
+        (&"HTTP/2".into(), &"HTTP/2".into())
+    );
+    assert_eq!(e2["status"], 200);
+    for e in &entries {
+        let t = &e["timings"];
+        for k in ["blocked", "dns", "connect", "ssl"] {
+            assert_eq!(t[k], -1, "{k} is not measured per request: {e}");
+        }
+        let time = e["time"].as_f64().expect("time");
+        assert!(
+            time > 0.0 && time < 10_000.0,
+            "a measured, plausible time: {e}"
+        );
+        let wait = t["wait"].as_f64().expect("wait");
+        assert!(wait > 0.0, "the origin's answer took some time: {e}");
+    }
+}
