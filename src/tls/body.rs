@@ -71,6 +71,10 @@ fn read_extension(
     match ext {
         TlsExtension::SNI(names) => facts.sni = read_sni(&names)?,
         TlsExtension::ALPN(protocols) => {
+            // RFC 7301 §3.1: empty names must not be sent; origins refuse them (decode_error).
+            if protocols.iter().any(|p| p.is_empty()) {
+                return Err(malformed("ALPN lists an empty protocol name"));
+            }
             facts.alpn = protocols
                 .iter()
                 .map(|p| String::from_utf8_lossy(p).into_owned())

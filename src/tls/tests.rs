@@ -425,6 +425,12 @@ fn bad_names_and_extensions_are_refused() {
         malformed(&[(EXT_ALPN, vec![0, 9, 2, b'h'])]),
         "ALPN overruns"
     );
+    // Found by fuzz/client_hello: RFC 7301 forbids empty protocol names, and an origin (OpenSSL)
+    // refuses them with decode_error.
+    assert!(
+        malformed(&[(EXT_ALPN, vec![0, 4, 2, b'h', b'2', 0])]),
+        "an empty ALPN protocol name"
+    );
     assert!(
         malformed(&[(EXT_SUPPORTED_VERSIONS, vec![2, 0x1a, 0x1a])]),
         "only GREASE"
