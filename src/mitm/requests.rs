@@ -36,8 +36,7 @@ impl RequestJudge {
         sni: Option<Host>,
         ja4: Option<Ja4>,
     ) -> Option<RequestJudge> {
-        let judges = config.policy.rules().iter().any(|r| r.names_requests());
-        judges.then(|| RequestJudge {
+        config.policy.judges_requests().then(|| RequestJudge {
             config: config.clone(),
             host: req.target.host.clone(),
             port: req.target.port,

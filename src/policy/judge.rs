@@ -100,6 +100,8 @@ pub struct Policy {
     /// `nets[i]` is rule i's `clients` and `dst`, compiled.
     nets: Vec<RuleNets>,
     checks: Checks,
+    /// Some rule names `methods` or `paths`: requests are judged one by one.
+    judges_requests: bool,
 }
 
 impl Policy {
@@ -107,7 +109,9 @@ impl Policy {
     pub fn new(rules: Vec<RuleInfo>, default: Action) -> Policy {
         let index = HostIndex::build(&rules);
         let nets = rules.iter().map(RuleNets::of).collect();
+        let judges_requests = rules.iter().any(RuleInfo::names_requests);
         Policy {
+            judges_requests,
             rules,
             default,
             index,
@@ -351,6 +355,12 @@ impl Policy {
     /// The action when no rule matches.
     pub fn default_action(&self) -> Action {
         self.default
+    }
+
+    /// Whether some rule names `methods` or `paths`, so each request must be judged on its own.
+    /// Known at compile time of the policy: asking costs nothing per connection.
+    pub fn judges_requests(&self) -> bool {
+        self.judges_requests
     }
 
     /// Whether any connection could be inspected (and so needs the CA and the interceptor).
