@@ -17,7 +17,7 @@ use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, measurement::W
 use ward::Parsed;
 use ward::config;
 use ward::mitm::{Ca, LeafCache};
-use ward::policy::{Action, Facts, HelloJa4, Policy, RequestFact, Verdict};
+use ward::policy::{Action, Facts, HelloFact, Policy, RequestFact, Verdict};
 use ward::target::Host;
 use ward::tls::{Ja4, MAX_HELLO_RECORDS, Transport, parse_client_hello};
 
@@ -320,7 +320,7 @@ impl Case {
             user: None,
             dst: None,
             sni: None,
-            ja4: HelloJa4::Pending,
+            hello: HelloFact::Pending,
             request: RequestFact::Pending,
         }
     }
@@ -494,7 +494,7 @@ fn bench_big_cidr_lists(c: &mut Criterion) {
         user: None,
         dst: None,
         sni: None,
-        ja4: HelloJa4::Pending,
+        hello: HelloFact::Pending,
         request: RequestFact::Pending,
     };
     let dst = big_cidr_policy("dst");
@@ -647,7 +647,7 @@ fn bench_list_files(c: &mut Criterion) {
             user: None,
             dst: None,
             sni: None,
-            ja4: HelloJa4::Pending,
+            hello: HelloFact::Pending,
             request: RequestFact::Pending,
         };
         policy.judge_address(&f, *dst).decision.rule

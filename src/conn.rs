@@ -19,7 +19,7 @@ use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, Stage};
 use crate::mitm::{FlowContext, Interceptor, RequestJudge};
 use crate::outcome::Outcome;
-use crate::policy::{Action, Facts, HelloJa4, RequestFact, Toggle};
+use crate::policy::{Action, Facts, HelloFact, RequestFact, Toggle};
 use crate::route::{self, Routed};
 use crate::target::Host;
 use crate::tls::{self, AlertDescription, ClientHelloFacts};
@@ -144,10 +144,7 @@ async fn tunnel_path(
         }
         First::Failed(err) => return Err(err),
     };
-    rec.sni = hello.sni.clone();
-    rec.alpn = hello.alpn.first().cloned();
-    rec.ech = hello.ech_offered;
-    rec.ja4 = Some(hello.ja4);
+    rec.note_hello(&hello, &t.request.target.host);
 
     rec.stage = Stage::Policy;
     let action = match judge_hello(&t, Some(&hello), &routed, cfg, rec).await {
@@ -188,7 +185,10 @@ async fn judge_hello(
             Host::Name(_) => None,
         }),
         sni,
-        ja4: hello.map_or(HelloJa4::Absent, |h| HelloJa4::Seen(&h.ja4)),
+        hello: hello.map_or(HelloFact::Absent, |h| HelloFact::Seen {
+            ja4: Some(&h.ja4),
+            ech: h.ech.offered(),
+        }),
         // Bytes that are not TLS are never inspected, so never read as requests.
         request: match hello {
             Some(_) => RequestFact::Pending,
@@ -268,8 +268,7 @@ async fn intercept(
                 Host::Ip(ip) => Some(ip),
                 Host::Name(_) => None,
             }),
-            hello.sni.clone(),
-            Some(hello.ja4),
+            hello,
         ),
     };
     let client = PrefixedStream::new(buf.freeze(), t.stream);

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use crate::config::{Config, Toggle};
 use crate::mitm::pinning::Pinned;
 use crate::policy::{
-    Action, Facts, HelloJa4, Judgement, NeedsDst, Refusal, RequestFact, is_forbidden_dst,
+    Action, Facts, HelloFact, Judgement, NeedsDst, Refusal, RequestFact, is_forbidden_dst,
 };
 use crate::target::Host;
 
@@ -37,18 +37,18 @@ pub fn explain_with_pinning(config: &Config, f: &Facts, pinned: Option<Pinned>) 
     let file = config.source.display();
     // A plain-HTTP request (no ClientHello to come) is judged whole at the target; a tunnel's
     // fingerprint and requests are not known before the ClientHello and interception.
-    let plain = f.ja4 == HelloJa4::Absent;
+    let plain = f.hello == HelloFact::Absent;
     let before_hello = match plain {
         true => *f,
         false => Facts {
-            ja4: HelloJa4::Pending,
+            hello: HelloFact::Pending,
             request: RequestFact::Pending,
             ..*f
         },
     };
     let (target, dst) = judge_target(config, &before_hello);
     let f = &Facts { dst, ..*f };
-    let has_hello = !plain && (f.sni.is_some() || matches!(f.ja4, HelloJa4::Seen(_)));
+    let has_hello = !plain && (f.sni.is_some() || matches!(f.hello, HelloFact::Seen { .. }));
     let in_tunnel = Facts {
         request: RequestFact::Pending,
         ..*f
@@ -160,8 +160,8 @@ fn headline(
         return format!("{action} {by}");
     }
     // Judged as the proxy judges: the target with its address, the hello with the SNI.
-    let unread = match f.ja4 {
-        HelloJa4::Absent => f.request,
+    let unread = match f.hello {
+        HelloFact::Absent => f.request,
         _ => RequestFact::Pending,
     };
     let facts = match reached {
@@ -218,18 +218,26 @@ fn write_facts(out: &mut String, f: &Facts, by_sni: bool) {
         "dst: {}",
         f.dst.map_or("-".to_owned(), |ip| ip.to_string())
     );
-    if let HelloJa4::Seen(ja4) = f.ja4 {
-        let _ = writeln!(out, "ja4: {ja4}");
+    if let HelloFact::Seen { ja4, ech } = f.hello {
+        if let Some(ja4) = ja4 {
+            let _ = writeln!(out, "ja4: {ja4}");
+        }
+        let _ = writeln!(out, "ech: {}", if ech { "offered" } else { "none" });
     }
     if let RequestFact::Seen { method, path } = f.request {
-        let how = match f.ja4 {
-            HelloJa4::Absent => "plain HTTP",
+        let how = match f.hello {
+            HelloFact::Absent => "plain HTTP",
             _ => "inside interception",
         };
         let _ = writeln!(out, "request: {method} {path} ({how})");
     }
-    if by_sni && f.sni.is_some() {
+    if by_sni && f.hello_sni().is_some() {
         let _ = writeln!(out, "rules matched hosts against the sni");
+    } else if by_sni && f.sni.is_some() {
+        let _ = writeln!(
+            out,
+            "the sni is ECH's public name: rules matched hosts against the requested host"
+        );
     }
 }
 
@@ -264,10 +272,11 @@ fn write_notes(
         };
         let _ = writeln!(out, "sni differs from the requested host: {verdict}");
     }
-    let unjudged = match (f.sni.is_some(), matches!(f.ja4, HelloJa4::Seen(_))) {
-        (true, true) => Some("sni and ja4 are"),
+    let seen = matches!(f.hello, HelloFact::Seen { .. });
+    let unjudged = match (f.sni.is_some(), seen) {
+        (true, true) => Some("sni and hello are"),
         (true, false) => Some("sni is"),
-        (false, true) => Some("ja4 is"),
+        (false, true) => Some("hello is"),
         (false, false) => None,
     };
     if let (Reached::Target(_), Some(what), Some(_)) = (reached, unjudged, j.refusal) {
@@ -277,7 +286,7 @@ fn write_notes(
         );
     }
     let tunnelled = matches!(reached, Reached::Target(_) | Reached::Hello(_));
-    if tunnelled && f.ja4 != HelloJa4::Absent && matches!(f.request, RequestFact::Seen { .. }) {
+    if tunnelled && f.hello != HelloFact::Absent && matches!(f.request, RequestFact::Seen { .. }) {
         let _ = writeln!(
             out,
             "the request is never read: only plain HTTP (--http) and inspected requests are"
@@ -288,6 +297,12 @@ fn write_notes(
         let _ = writeln!(
             out,
             "the rule names JA4 fingerprints: the ClientHello is judged again (give it with --ja4)"
+        );
+    }
+    if matches!(reached, Reached::Target(_)) && rule.is_some_and(|r| r.ech.is_some()) {
+        let _ = writeln!(
+            out,
+            "the rule names ech: the ClientHello is judged again (give --sni, and --ech if it offers ECH)"
         );
     }
     if !matches!(reached, Reached::Request(_)) && rule.is_some_and(|r| r.names_requests()) {

@@ -14,8 +14,7 @@ use crate::outcome::Outcome;
 use crate::policy::{Action, Judgement, Policy};
 use crate::request::{Request, Via};
 use crate::target::{Host, Target};
-use crate::tls::Ja4;
-use crate::tls::TlsLeg;
+use crate::tls::{ClientHelloFacts, EchSeen, Ja4, TlsLeg};
 
 /// The stage a connection reached; an error record names the stage it died in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,12 +62,19 @@ pub struct AccessRecord {
     pub via: Option<Via>,
     /// The host and port the client asked for.
     pub target: Option<Target>,
-    /// The ClientHello's server name.
+    /// The server name the connection was judged for: the ClientHello's SNI or, when the hello
+    /// offers ECH, the name asked for (none when an address was asked for); the cleartext SNI
+    /// is then `ech_outer_sni`.
     pub sni: Option<Host>,
     /// The first ALPN protocol the client offered.
     pub alpn: Option<String>,
-    /// Whether the ClientHello carried an ECH extension (real or GREASE).
-    pub ech: bool,
+    /// What the ClientHello's ECH extension showed (GREASE and real ECH look alike).
+    pub ech: EchSeen,
+    /// The cleartext SNI of a hello that offers ECH: ECH's public name, or under GREASE the
+    /// real name.
+    pub ech_outer_sni: Option<Host>,
+    /// The hello offers ECH to a target asked for by IP literal: no name says where it goes.
+    pub ech_unverifiable_destination: bool,
     /// The ClientHello's JA4 fingerprint, once one was read.
     pub ja4: Option<Ja4>,
     /// What the policy decided.
@@ -110,7 +116,9 @@ impl AccessRecord {
             target: None,
             sni: None,
             alpn: None,
-            ech: false,
+            ech: EchSeen::None,
+            ech_outer_sni: None,
+            ech_unverifiable_destination: false,
             ja4: None,
             action: None,
             rule: None,
@@ -134,6 +142,23 @@ impl AccessRecord {
         self.user.clone_from(&req.user);
         self.via = Some(req.via);
         self.target = Some(req.target.clone());
+    }
+
+    /// What the ClientHello showed, read against the name asked for (`asked`).
+    pub fn note_hello(&mut self, hello: &ClientHelloFacts, asked: &Host) {
+        let offered = hello.ech.offered();
+        self.alpn = hello.alpn.first().cloned();
+        self.ja4 = Some(hello.ja4);
+        self.ech = EchSeen::of(hello.ech, asked, hello.sni.as_ref());
+        self.ech_outer_sni = hello.sni.clone().filter(|_| offered);
+        self.ech_unverifiable_destination = offered && matches!(asked, Host::Ip(_));
+        // The name the judge read (`Facts::hello_sni`): under ECH the one asked for, or none
+        // when that was an address.
+        self.sni = match asked {
+            _ if !offered => hello.sni.clone(),
+            Host::Name(_) => Some(asked.clone()),
+            Host::Ip(_) => None,
+        };
     }
 
     /// The judge's answer so far: what happens to the connection, and the rule that said so.
@@ -184,7 +209,9 @@ impl AccessRecord {
             target = %opt(self.target.as_ref().map(Target::to_string)),
             sni = %opt(self.sni.as_ref().map(Host::to_string)),
             alpn = %opt(self.alpn.clone()),
-            ech = self.ech,
+            ech = %self.ech.log_name(),
+            ech_outer_sni = %opt(self.ech_outer_sni.as_ref().map(Host::to_string)),
+            ech_unverifiable_destination = self.ech_unverifiable_destination,
             ja4 = %opt(self.ja4.map(|j| j.to_string())),
             action = %action_name(self.action, outcome),
             rule = %opt(self.rule.clone()),

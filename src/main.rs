@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use ward::config::{self, Config};
 use ward::mitm::ca::Ca;
-use ward::policy::{Facts, HelloJa4, RequestFact};
+use ward::policy::{Facts, HelloFact, RequestFact};
 use ward::target::{Host, Target};
 use ward::tls::Ja4;
 
@@ -63,6 +63,9 @@ enum Command {
         /// The ClientHello's JA4 fingerprint (as the access log's `ja4` shows it).
         #[arg(long)]
         ja4: Option<String>,
+        /// The ClientHello offers ECH (its SNI, if given, is then the ECH public name).
+        #[arg(long)]
+        ech: bool,
         /// A request's method, judged inside interception (or as plain HTTP with --http).
         #[arg(long)]
         method: Option<String>,
@@ -71,7 +74,7 @@ enum Command {
         path: Option<String>,
         /// The request is plain HTTP, forwarded (`GET http://…`): no ClientHello, every
         /// request judged at the target.
-        #[arg(long, conflicts_with_all = ["sni", "ja4"])]
+        #[arg(long, conflicts_with_all = ["sni", "ja4", "ech"])]
         http: bool,
     },
     /// The interception CA.
@@ -163,6 +166,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             user,
             dst,
             ja4,
+            ech,
             method,
             path,
             http,
@@ -192,10 +196,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Host::Name(_) => None,
                 }),
                 sni: sni.as_ref(),
-                ja4: match (&ja4, http) {
-                    (_, true) => HelloJa4::Absent,
-                    (Some(fp), false) => HelloJa4::Seen(fp),
-                    (None, false) => HelloJa4::Pending,
+                hello: match (&ja4, http) {
+                    (_, true) => HelloFact::Absent,
+                    (None, false) if sni.is_none() && !ech => HelloFact::Pending,
+                    (ja4, false) => HelloFact::Seen {
+                        ja4: ja4.as_ref(),
+                        ech,
+                    },
                 },
                 request: match &line {
                     Some((method, path)) => RequestFact::Seen { method, path },

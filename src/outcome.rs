@@ -34,6 +34,9 @@ pub enum Outcome {
         /// The alert's name (`unknown_ca`, `bad_certificate`, ...).
         alert: &'static str,
     },
+    /// The client offered ECH; ward answered as the public name without accepting it, and
+    /// the client aborted (`ech_required`) to retry without ECH (RFC 9849 §6.1.6).
+    EchRejected,
     /// An error ended the connection before any more specific ending was known.
     Failed,
 }
@@ -54,6 +57,7 @@ impl Outcome {
             Outcome::PinnedPassthrough => "pinned_passthrough",
             Outcome::UpstreamTlsFailed => "upstream_tls_failed",
             Outcome::ClientRejectedCertificate { .. } => "client_rejected_certificate",
+            Outcome::EchRejected => "ech_rejected",
             Outcome::Failed => "error",
         }
     }
@@ -84,6 +88,7 @@ mod tests {
                 },
                 "client_rejected_certificate",
             ),
+            (Outcome::EchRejected, "ech_rejected"),
             (Outcome::Failed, "error"),
         ];
         for (outcome, name) in table {

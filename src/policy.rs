@@ -3,6 +3,8 @@
 //! ([`ipset`]), the rule-list file formats ([`lists`]), the prohibited destination ranges
 //! ([`forbidden`]), and the one judge every stage asks ([`judge`]). Pure: no I/O, no DNS.
 
+#[cfg(test)]
+mod ech_tests;
 mod forbidden;
 mod index;
 mod ipset;
@@ -23,5 +25,5 @@ pub use judge::{Checks, Decision, Judgement, NeedsDst, Policy, Refusal, Verdict,
 pub use lists::NameList;
 pub use paths::{PathPattern, normalize_path, parse_method};
 pub use rules::{
-    Action, Facts, HelloJa4, HostPattern, PortRange, RequestFact, RuleInfo, RuleMatch, Toggle, Way,
+    Action, Facts, HelloFact, HostPattern, PortRange, RequestFact, RuleInfo, RuleMatch, Toggle, Way,
 };

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use crate::config::{Config, Upstream};
 use crate::error::{ErrorKind, ProxyError};
 use crate::log::{AccessRecord, Stage};
-use crate::policy::{Facts, HelloJa4, Judgement, NeedsDst, Policy, RequestFact};
+use crate::policy::{Facts, HelloFact, Judgement, NeedsDst, Policy, RequestFact};
 use crate::request::{Request, Via};
 use crate::target::Host;
 use crate::{chain, dial};
@@ -40,9 +40,9 @@ pub fn facts(req: &Request) -> Facts<'_> {
         dst: None,
         sni: None,
         // Only a tunnel can still show a ClientHello.
-        ja4: match req.via {
-            Via::HttpForward => HelloJa4::Absent,
-            _ => HelloJa4::Pending,
+        hello: match req.via {
+            Via::HttpForward => HelloFact::Absent,
+            _ => HelloFact::Pending,
         },
         request: match &req.http {
             Some(line) => RequestFact::Seen {

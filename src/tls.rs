@@ -4,11 +4,12 @@
 //!
 //! The record layer is read by hand (`records`), because tls-parser 0.12 parses one record at a
 //! time and cannot join a hello split over records; tls-parser then reads the joined message
-//! body and each extension (`body`). `facts` holds what both produce, `ja4` fingerprints the
+//! body and each extension (`body`), the ECH extension's form (`ech`). `facts` holds what both produce, `ja4` fingerprints the
 //! hello, `alert` the refusal.
 
 mod alert;
 mod body;
+mod ech;
 mod facts;
 pub mod ja4;
 mod legs;
@@ -22,6 +23,7 @@ use body::read_hello_body;
 use records::{HANDSHAKE_HEADER_LEN, join_hello_records};
 
 pub use alert::{AlertDescription, encode_alert};
+pub use ech::{EchOffer, EchSeen};
 pub use facts::{ClientHelloFacts, HelloError, MAX_CLIENT_HELLO};
 pub use ja4::{Ja4, Ja4Input, Transport, ja4_r};
 pub use legs::{Legs, TlsLeg, is_pq_hybrid};

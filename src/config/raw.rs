@@ -197,6 +197,7 @@ raw_struct!(
         dst_file: String,
         clients_file: String,
         ja4: Vec<S<String>>,
+        ech: String,
         methods: Vec<S<String>>,
         paths: Vec<S<String>>,
     }

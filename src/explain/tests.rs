@@ -101,12 +101,12 @@ fn explain_with_ja4_judges_the_hello_and_without_it_says_it_would() {
         crate::tls::Ja4::parse("t13d1517h2_8daaf6152771_cb7bf5808d99").unwrap(),
     );
     let mut f = facts(&h);
-    f.ja4 = HelloJa4::Seen(&seen);
+    f.hello = HelloFact::with_ja4(&seen);
     let out = explain(&c, &f);
     assert!(out.starts_with("allow rule \"only-this\""), "{out}");
     assert!(out.contains(&format!("\nja4: {fp}")), "{out}");
     assert!(!out.contains("judged again"), "{out}");
-    f.ja4 = HelloJa4::Seen(&other);
+    f.hello = HelloFact::with_ja4(&other);
     let out = explain(&c, &f);
     assert!(
         out.starts_with("deny rule \"rest\" (policy.yaml:3)"),

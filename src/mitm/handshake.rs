@@ -48,6 +48,10 @@ pub(super) enum Accepted<IO> {
     Stream(Box<tokio_rustls::server::TlsStream<IO>>),
     /// The client refused the forged leaf with this alert.
     Rejected(&'static str),
+    /// The client offered ECH, got the outer hello answered without it (RFC 9849 §6.1.6:
+    /// ward holds no ECH key, so it answers as the public name) and aborted with
+    /// `ech_required`, to retry without ECH: the retry is a new connection, inspected as usual.
+    EchRetry,
 }
 
 impl Interceptor {
@@ -141,6 +145,10 @@ impl Interceptor {
         let accept = start.into_stream(Arc::new(config));
         match tokio::time::timeout(self.handshake_timeout, accept).await {
             Ok(Ok(tls)) => Ok(Accepted::Stream(Box::new(tls))),
+            Ok(Err(e)) if received(&e, AlertDescription::EncryptedClientHelloRequired) => {
+                tracing::debug!(sni = %name, client = %ctx.client, "client declined the hello without ECH (ech_required); it retries without ECH");
+                Ok(Accepted::EchRetry)
+            }
             Ok(Err(e)) => match rejection_alert(&e) {
                 Some(alert) => {
                     tracing::warn!(sni = %name, client = %ctx.client, alert, "client rejected the forged certificate (ward's CA not trusted, or the app pins)");
@@ -188,6 +196,33 @@ fn fallback_alpn(offered: &[Vec<u8>]) -> Option<Vec<u8>> {
         .map(<[u8]>::to_vec)
 }
 
+/// Whether an error, anywhere in its chain of sources, is the client's `ech_required` alert.
+pub(super) fn is_ech_required(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && received(io, AlertDescription::EncryptedClientHelloRequired)
+        {
+            return true;
+        }
+        if let Some(rustls::Error::AlertReceived(AlertDescription::EncryptedClientHelloRequired)) =
+            e.downcast_ref::<rustls::Error>()
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Whether the handshake ended on this alert from the client.
+fn received(err: &std::io::Error, alert: AlertDescription) -> bool {
+    let tls = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
+    matches!(tls, Some(rustls::Error::AlertReceived(a)) if *a == alert)
+}
+
 /// The alerts a client sends when it refuses our certificate.
 fn rejection_alert(err: &std::io::Error) -> Option<&'static str> {
     let tls = err.get_ref()?.downcast_ref::<rustls::Error>()?;
@@ -201,5 +236,51 @@ fn rejection_alert(err: &std::io::Error) -> Option<&'static str> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that wraps another, as hyper's errors wrap the stream's.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn alert(a: AlertDescription) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(a),
+        )
+    }
+
+    #[test]
+    fn ech_required_is_found_wherever_it_is_in_the_chain() {
+        let ech = AlertDescription::EncryptedClientHelloRequired;
+        assert!(is_ech_required(&alert(ech)));
+        assert!(is_ech_required(&Wrapped(alert(ech))));
+        assert!(!is_ech_required(&Wrapped(alert(
+            AlertDescription::UnknownCA
+        ))));
+        let plain = std::io::Error::other("reset");
+        assert!(!is_ech_required(&Wrapped(plain)));
+        // Declining ECH is not refusing the certificate: it never feeds pinning passthrough.
+        assert_eq!(rejection_alert(&alert(ech)), None);
+        assert_eq!(
+            rejection_alert(&alert(AlertDescription::UnknownCA)),
+            Some("unknown_ca")
+        );
     }
 }

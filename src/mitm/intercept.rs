@@ -81,6 +81,18 @@ impl Interceptor {
         } = shaken;
         let tls = match accepted {
             Accepted::Stream(tls) => tls,
+            Accepted::EchRetry => {
+                let legs = Legs {
+                    client: None,
+                    upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
+                };
+                return Ok(finish(
+                    &activity,
+                    0,
+                    (alpn, legs),
+                    (Outcome::EchRejected, None),
+                ));
+            }
             Accepted::Rejected(alert) => {
                 let outcome = Outcome::ClientRejectedCertificate { alert };
                 let err = ProxyError::client(

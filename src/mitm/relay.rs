@@ -25,6 +25,7 @@ use super::activity::Activity;
 use super::body::{ClientBody, Counting, FlowDone, NOT_YET, RelayBody};
 use super::flows::capture;
 use super::flows::{FlowRecord, FlowSink};
+use super::handshake;
 use super::parked::ParkedHttp1;
 use super::requests::RequestJudge;
 use super::upstream::Origin;
@@ -128,8 +129,10 @@ where
             drive(conn, |c| c.graceful_shutdown(), activity, idle, shutdown).await
         }
     };
-    let Some(draining) = drained else {
-        return Outcome::IdleTimeout;
+    let draining = match drained {
+        Driven::Idle => return Outcome::IdleTimeout,
+        Driven::EchRequired => return Outcome::EchRejected,
+        Driven::Ended { draining } => draining,
     };
     upgrades.close();
     // Biased: a splice ends on the same idle timeout and shutdown, so its end may come in
@@ -142,15 +145,26 @@ where
     }
 }
 
+/// How a served connection ended.
+enum Driven {
+    /// No byte moved for the idle timeout.
+    Idle,
+    /// The client aborted with `ech_required` as the handshake ended (its Finished and the
+    /// alert can arrive apart, so the alert may come only once the connection is served).
+    EchRequired,
+    /// It closed or failed; `draining` when shutdown had started its graceful end.
+    Ended { draining: bool },
+}
+
 /// Polls a server connection until it ends, starting its graceful shutdown when `shutdown`
-/// fires. Returns whether it was draining, or `None` when it idled out.
+/// fires.
 async fn drive<C>(
     mut conn: Pin<Box<C>>,
     drain: impl FnOnce(Pin<&mut C>),
     activity: &Activity,
     idle: Duration,
     shutdown: &CancellationToken,
-) -> Option<bool>
+) -> Driven
 where
     C: Future<Output = hyper::Result<()>>,
 {
@@ -159,16 +173,19 @@ where
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
+                    if handshake::is_ech_required(&e) {
+                        return Driven::EchRequired;
+                    }
                     tracing::debug!(error = %e, "intercepted client connection ended");
                 }
-                return Some(drain.is_none());
+                return Driven::Ended { draining: drain.is_none() };
             }
             () = shutdown.cancelled(), if drain.is_some() => {
                 if let Some(drain) = drain.take() {
                     drain(conn.as_mut());
                 }
             }
-            () = activity.idle_for(idle) => return None,
+            () = activity.idle_for(idle) => return Driven::Idle,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Each request inside an interception, judged: the connection's facts (client, user, host,
-//! SNI, JA4, address) with the request's method and path, by the one judge, so a `methods` or
+//! SNI, JA4, ECH, address) with the request's method and path, by the one judge, so a `methods` or
 //! `paths` rule refuses one request (403, the rule in Proxy-Status) and relays the next. A
 //! policy that names no request is not asked again: the connection's rule stands.
 
@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::policy::{Facts, HelloJa4, RequestFact, normalize_path};
+use crate::policy::{Facts, HelloFact, RequestFact, normalize_path};
 use crate::request::Request;
 use crate::target::Host;
-use crate::tls::Ja4;
+use crate::tls::{ClientHelloFacts, Ja4};
 
 /// The facts an intercepted connection gives every request on it.
 #[derive(Debug, Clone)]
@@ -23,7 +23,8 @@ pub struct RequestJudge {
     user: Option<String>,
     dst: Option<IpAddr>,
     sni: Option<Host>,
-    ja4: Option<Ja4>,
+    ja4: Ja4,
+    ech: bool,
 }
 
 impl RequestJudge {
@@ -33,8 +34,7 @@ impl RequestJudge {
         config: &Arc<Config>,
         req: &Request,
         dst: Option<IpAddr>,
-        sni: Option<Host>,
-        ja4: Option<Ja4>,
+        hello: &ClientHelloFacts,
     ) -> Option<RequestJudge> {
         config.policy.judges_requests().then(|| RequestJudge {
             config: config.clone(),
@@ -43,8 +43,9 @@ impl RequestJudge {
             client: req.client.ip(),
             user: req.user.clone(),
             dst,
-            sni,
-            ja4,
+            sni: hello.sni.clone(),
+            ja4: hello.ja4,
+            ech: hello.ech.offered(),
         })
     }
 
@@ -60,7 +61,10 @@ impl RequestJudge {
             user: self.user.as_deref(),
             dst: self.dst,
             sni: self.sni.as_ref(),
-            ja4: self.ja4.as_ref().map_or(HelloJa4::Absent, HelloJa4::Seen),
+            hello: HelloFact::Seen {
+                ja4: Some(&self.ja4),
+                ech: self.ech,
+            },
             request: RequestFact::Seen {
                 method,
                 path: &path,

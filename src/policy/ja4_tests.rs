@@ -13,11 +13,11 @@ fn ja4(s: &str) -> Ja4 {
 }
 
 /// The action a whole tunnel gets: the target before the hello, then the hello with `seen`.
-fn tunnel(policy: &Policy, seen: HelloJa4) -> (Action, Action) {
+fn tunnel(policy: &Policy, seen: HelloFact) -> (Action, Action) {
     let h = host("origin.test");
     let f = facts(&h);
     let target = policy.judge_target(&f).unwrap();
-    let hello = policy.judge_hello(&Facts { ja4: seen, ..f }).unwrap();
+    let hello = policy.judge_hello(&Facts { hello: seen, ..f }).unwrap();
     (target.action(), hello.action())
 }
 
@@ -44,9 +44,9 @@ fn deny_one_fingerprint_let_the_rest_through() {
     // Before the hello the deny rule cannot refuse; at the hello it refuses curl only.
     let (curl, chromium) = (ja4(CURL), ja4(CHROMIUM));
     for (seen, at_hello) in [
-        (HelloJa4::Seen(&curl), Action::Deny),
-        (HelloJa4::Seen(&chromium), Action::Allow),
-        (HelloJa4::Absent, Action::Allow),
+        (HelloFact::with_ja4(&curl), Action::Deny),
+        (HelloFact::with_ja4(&chromium), Action::Allow),
+        (HelloFact::Absent, Action::Allow),
     ] {
         assert_eq!(tunnel(p, seen), (Action::Allow, at_hello), "{seen:?}");
     }
@@ -69,14 +69,14 @@ fn allow_one_fingerprint_deny_the_rest() {
     let want = [(chromium, Action::Allow), (curl, Action::Deny)];
     for (fp, at_hello) in &want {
         assert_eq!(
-            tunnel(p, HelloJa4::Seen(fp)),
+            tunnel(p, HelloFact::with_ja4(fp)),
             (Action::Allow, *at_hello),
             "{fp}"
         );
     }
-    assert_eq!(tunnel(p, HelloJa4::Absent).1, Action::Deny);
+    assert_eq!(tunnel(p, HelloFact::Absent).1, Action::Deny);
     let absent = Facts {
-        ja4: HelloJa4::Absent,
+        hello: HelloFact::Absent,
         ..facts(&h)
     };
     assert_eq!(p.judge_target(&absent).unwrap().action(), Action::Deny);
@@ -90,7 +90,7 @@ fn a_ja4_rule_without_sni_still_applies() {
     let ip = host("127.0.0.1");
     let curl = ja4(CURL);
     let f = Facts {
-        ja4: HelloJa4::Seen(&curl),
+        hello: HelloFact::with_ja4(&curl),
         ..facts(&ip)
     };
     let j = c.policy.judge_hello(&f).unwrap();

@@ -198,14 +198,15 @@ impl Policy {
     }
 
     /// The ClientHello, after the target passed: the rules again with its SNI (if any) as the
-    /// host and its JA4 (`f.ja4`, [`super::HelloJa4::Seen`]; `Absent` for a tunnel that
-    /// carries no TLS), then `sni_mismatch`. `f.dst` is the address the tunnel was dialled
+    /// host (unless it is ECH's public name: [`Facts::hello_sni`]) and its JA4 and ECH
+    /// (`f.hello`, [`super::HelloFact::Seen`]; `Absent` for a tunnel that carries no TLS),
+    /// then `sni_mismatch`. `f.dst` is the address the tunnel was dialled
     /// to, if ward knows it (not through an upstream proxy).
     pub fn judge_hello(&self, f: &Facts) -> Result<Judgement, NeedsDst> {
         let decision = self.judged(f)?;
         let mismatch = f
             .host
-            .zip(f.sni)
+            .zip(f.hello_sni())
             .is_some_and(|(asked, sni)| names_differ(asked, sni));
         // The hello may pick another rule than the address stage did: an internal address
         // must still be named by the `dst` of the rule that lets it through now.
@@ -273,7 +274,7 @@ impl Policy {
             host: f.host.cloned().unwrap_or(Host::Ip(f.client)),
             port: f.port,
         };
-        let err = match (j.refusal?, f.sni) {
+        let err = match (j.refusal?, f.hello_sni()) {
             (Refusal::Rule, _) if let RequestFact::Seen { method, path } = f.request => {
                 ProxyError::local(
                     ErrorKind::PolicyDenied,

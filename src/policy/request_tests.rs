@@ -71,7 +71,7 @@ fn a_tunnel_is_never_decided_on_requests_it_will_not_show() {
     assert_eq!(j.decision.rule, None, "passed over: the default decides");
     // Plain HTTP shows its request at once.
     let f = Facts {
-        ja4: HelloJa4::Absent,
+        hello: HelloFact::Absent,
         request: seen("GET", "/"),
         ..facts(&h)
     };
@@ -93,7 +93,7 @@ fn an_inspect_rule_on_requests_is_provisional_and_never_matches_bytes_that_are_n
     assert_eq!(j.action(), Action::Inspect);
     assert!(c.policy.provisional(&j), "judged again when no TLS comes");
     let f = Facts {
-        ja4: HelloJa4::Absent,
+        hello: HelloFact::Absent,
         request: RequestFact::Absent,
         ..facts(&h)
     };

@@ -67,8 +67,8 @@ pub struct Facts<'a> {
     pub dst: Option<IpAddr>,
     /// The ClientHello's server name, once it has been read.
     pub sni: Option<&'a Host>,
-    /// The ClientHello's JA4, as far as the connection has come.
-    pub ja4: HelloJa4<'a>,
+    /// The ClientHello (JA4, ECH), as far as the connection has come.
+    pub hello: HelloFact<'a>,
     /// The HTTP request, as far as the connection has come.
     pub request: RequestFact<'a>,
 }
@@ -91,21 +91,51 @@ pub enum RequestFact<'a> {
     },
 }
 
-/// What a connection's ClientHello fingerprint is at the stage it is judged.
+/// What a connection's ClientHello is at the stage it is judged: its fingerprint and whether
+/// it offers ECH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HelloJa4<'a> {
-    /// A tunnel before its ClientHello: a `ja4` rule may still match, or not.
+pub enum HelloFact<'a> {
+    /// A tunnel before its ClientHello: a `ja4` or `ech` rule may still match, or not.
     Pending,
-    /// There is no ClientHello (plain HTTP, a tunnel that carries no TLS): `ja4` rules never match.
+    /// There is no ClientHello (plain HTTP, a tunnel that carries no TLS): `ja4` and `ech`
+    /// rules never match.
     Absent,
-    /// The ClientHello's fingerprint.
-    Seen(&'a Ja4),
+    /// The ClientHello.
+    Seen {
+        /// Its fingerprint; `None` when not known (`ward explain` without `--ja4`), which a
+        /// `ja4` rule takes as still to come.
+        ja4: Option<&'a Ja4>,
+        /// It carries the outer encrypted_client_hello extension (real ECH or GREASE).
+        ech: bool,
+    },
 }
 
-impl Facts<'_> {
+impl<'a> HelloFact<'a> {
+    /// A ClientHello with this fingerprint and no ECH.
+    pub fn with_ja4(ja4: &'a Ja4) -> HelloFact<'a> {
+        HelloFact::Seen {
+            ja4: Some(ja4),
+            ech: false,
+        }
+    }
+}
+
+impl<'a> Facts<'a> {
     /// The host rules match: the SNI once the ClientHello is read, else the requested host.
-    pub fn effective_host(&self) -> Option<&Host> {
-        self.sni.or(self.host)
+    pub fn effective_host(&self) -> Option<&'a Host> {
+        self.hello_sni().or(self.host)
+    }
+
+    /// The ClientHello's SNI as the rules read it. Under ECH the cleartext SNI is the ECH
+    /// config's public name (a front such as a CDN's), never the site: the host asked for is
+    /// the destination, and the SNI neither decides nor mismatches. Asked by IP literal, the
+    /// address is all that is known: an `ech: true` rule can refuse exactly that, and no
+    /// `hosts` rule is met by a public name.
+    pub fn hello_sni(&self) -> Option<&'a Host> {
+        match self.hello {
+            HelloFact::Seen { ech: true, .. } => None,
+            _ => self.sni,
+        }
     }
 }
 
@@ -245,6 +275,8 @@ pub struct RuleInfo {
     pub upstream: Way,
     /// The ClientHello's JA4 is one of these.
     pub ja4: Vec<Ja4>,
+    /// The ClientHello offers ECH (`true`) or does not (`false`).
+    pub ech: Option<bool>,
     /// The request method is one of these.
     pub methods: Vec<String>,
     /// The request path matches one of these.
@@ -289,6 +321,7 @@ impl RuleInfo {
             dst: Vec::new(),
             upstream: Way::Default,
             ja4: Vec::new(),
+            ech: None,
             methods: Vec::new(),
             paths: Vec::new(),
         }
@@ -316,7 +349,7 @@ impl RuleInfo {
         let fits = (self.ports.is_empty() || self.ports.iter().any(|r| r.contains(f.port)))
             && (self.clients.is_empty() || client_in)
             && (self.users.is_empty() || f.user.is_some_and(|u| self.users.iter().any(|x| x == u)));
-        if !fits || !self.may_match_ja4(f.ja4) || !self.may_match_request(f.request) {
+        if !fits || !self.may_match_hello(f.hello) || !self.may_match_request(f.request) {
             return RuleMatch::No;
         }
         let dst_in = |ip: IpAddr| match nets {
@@ -340,19 +373,31 @@ impl RuleInfo {
         }
     }
 
-    /// Whether the rule's `ja4` (if any) matches. Before the ClientHello, an allow or inspect
-    /// rule with `ja4` lets the connection go on (the ClientHello is judged again, and then it
-    /// may not match), while a deny rule with `ja4` cannot refuse yet: either way, no
-    /// connection is decided on a fingerprint not yet seen.
-    fn may_match_ja4(&self, ja4: HelloJa4) -> bool {
-        if self.ja4.is_empty() {
+    /// Whether the rule's `ja4` and `ech` (if any) match. Before the ClientHello, an allow or
+    /// inspect rule on them lets the connection go on (the ClientHello is judged again, and
+    /// then it may not match), while a deny rule cannot refuse yet: either way, no connection
+    /// is decided on a hello not yet seen.
+    fn may_match_hello(&self, hello: HelloFact) -> bool {
+        if !self.names_hello() {
             return true;
         }
-        match ja4 {
-            HelloJa4::Pending => self.action != Action::Deny,
-            HelloJa4::Absent => false,
-            HelloJa4::Seen(fp) => self.ja4.contains(fp),
+        match hello {
+            HelloFact::Pending => self.action != Action::Deny,
+            HelloFact::Absent => false,
+            HelloFact::Seen { ja4, ech } => {
+                let ja4_fits = match ja4 {
+                    _ if self.ja4.is_empty() => true,
+                    Some(fp) => self.ja4.contains(fp),
+                    None => self.action != Action::Deny,
+                };
+                ja4_fits && self.ech.is_none_or(|want| want == ech)
+            }
         }
+    }
+
+    /// Whether the rule judges the ClientHello itself (`ja4`, `ech`).
+    fn names_hello(&self) -> bool {
+        !self.ja4.is_empty() || self.ech.is_some()
     }
 
     /// Whether the rule's `methods` and `paths` (if any) match. Before interception only an
@@ -378,10 +423,10 @@ impl RuleInfo {
     }
 
     /// Whether a judgement this rule made before the ClientHello was provisional: it names
-    /// fingerprints, or requests that only interception would show, so a tunnel that turns
-    /// out to carry no TLS must be judged again.
+    /// fingerprints or ECH, or requests that only interception would show, so a tunnel that
+    /// turns out to carry no TLS must be judged again.
     pub fn needs_hello(&self) -> bool {
-        !self.ja4.is_empty() || self.names_requests()
+        self.names_hello() || self.names_requests()
     }
 
     pub(super) fn dst_contains(&self, ip: IpAddr) -> bool {

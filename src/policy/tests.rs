@@ -23,7 +23,7 @@ pub(crate) fn facts(h: &Host) -> Facts<'_> {
         user: None,
         dst: None,
         sni: None,
-        ja4: HelloJa4::Pending,
+        hello: HelloFact::Pending,
         request: RequestFact::Pending,
     }
 }
@@ -343,7 +343,7 @@ proptest! {
             user,
             dst: dst.map(|d| d.parse().unwrap()),
             sni: sni.as_ref().filter(|_| use_sni),
-            ja4: HelloJa4::Pending,
+            hello: HelloFact::Pending,
             request: RequestFact::Pending,
         };
         prop_assert_eq!(policy.decide(&f), linear_decide(policy, &f));
@@ -419,7 +419,7 @@ fn a_hello_picking_another_rule_is_held_to_the_prohibited_ranges() {
     let f = Facts {
         dst: Some(ip),
         sni: Some(&sni),
-        ja4: HelloJa4::Absent,
+        hello: HelloFact::Absent,
         request: RequestFact::Pending,
         ..facts(&asked)
     };

@@ -3,11 +3,12 @@
 
 use tls_parser::{SNIType, TlsExtension};
 
+use super::ech::{EchOffer, read_ech};
 use super::facts::{ClientHelloFacts, HelloError, malformed};
 use super::ja4::{Ja4, Ja4Input, Transport};
 use crate::target::Host;
 
-/// draft-ietf-tls-esni: the encrypted_client_hello extension (also sent as ECH GREASE).
+/// RFC 9849: the encrypted_client_hello extension (also sent as ECH GREASE).
 pub(super) const EXT_ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
 /// RFC 8446 §4.2.8 key_share.
 pub(super) const EXT_KEY_SHARE: u16 = 51;
@@ -29,7 +30,7 @@ pub(super) fn read_hello_body(body: &[u8]) -> Result<ClientHelloFacts, HelloErro
         sni: None,
         alpn: Vec::new(),
         versions: Vec::new(),
-        ech_offered: false,
+        ech: EchOffer::None,
         has_pq_key_share: false,
         ja4: Ja4::of(&Ja4Input::default(), Transport::Tcp),
         ja4_input: Ja4Input::default(),
@@ -47,7 +48,11 @@ pub(super) fn read_hello_body(body: &[u8]) -> Result<ClientHelloFacts, HelloErro
         let (_, ext) = tls_parser::parse_tls_client_hello_extension(raw)
             .map_err(|_| malformed(format!("extension {ext_type:#06x} is malformed")))?;
         ja4.extensions.push(ext_type);
-        read_extension(ext_type, ext, &mut facts, &mut ja4)?;
+        read_extension(ext, &mut facts, &mut ja4)?;
+        if ext_type == EXT_ENCRYPTED_CLIENT_HELLO {
+            // tls-parser 0.12 does not know the extension: its body is read here.
+            facts.ech = read_ech(&raw[4..])?;
+        }
     }
     facts.versions = match &ja4.supported_versions {
         Some(v) => v.iter().copied().filter(|&v| !is_grease(v)).collect(),
@@ -63,7 +68,6 @@ pub(super) fn read_hello_body(body: &[u8]) -> Result<ClientHelloFacts, HelloErro
 
 /// Notes what one extension says, for policy and logs (`facts`) and for JA4 (`ja4`).
 fn read_extension(
-    ext_type: u16,
     ext: TlsExtension,
     facts: &mut ClientHelloFacts,
     ja4: &mut Ja4Input,
@@ -88,7 +92,6 @@ fn read_extension(
         TlsExtension::KeyShare(shares) => {
             facts.has_pq_key_share = key_share_offers(shares, GROUP_X25519_MLKEM768)?;
         }
-        _ if ext_type == EXT_ENCRYPTED_CLIENT_HELLO => facts.ech_offered = true,
         _ => {}
     }
     Ok(())

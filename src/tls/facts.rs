@@ -1,6 +1,7 @@
 //! What a ClientHello told ward (the facts policy and logs read) and why one could not be read.
 //! Pure data: no parsing here, no I/O.
 
+use super::ech::EchOffer;
 use super::ja4::{Ja4, Ja4Input};
 use crate::target::Host;
 
@@ -20,8 +21,8 @@ pub struct ClientHelloFacts {
     pub alpn: Vec<String>,
     /// supported_versions without GREASE; `[legacy_version]` when the extension is absent.
     pub versions: Vec<u16>,
-    /// The encrypted_client_hello extension is present (real ECH or ECH GREASE look alike).
-    pub ech_offered: bool,
+    /// The encrypted_client_hello extension's form (real ECH and ECH GREASE look alike).
+    pub ech: EchOffer,
     /// key_share carries an X25519MLKEM768 share.
     pub has_pq_key_share: bool,
     /// The hello's JA4 fingerprint (over TCP: ward reads hellos from TCP tunnels only).

@@ -135,7 +135,7 @@ fn every_fixture_gives_its_facts() {
     assert_eq!(curl.sni, name("curl.ward.test"));
     assert_eq!(curl.alpn, h2_h1);
     assert_eq!(curl.versions, [TLS13, TLS12, TLS11, TLS10]);
-    assert!(!curl.ech_offered && !curl.has_pq_key_share);
+    assert!(curl.ech == EchOffer::None && !curl.has_pq_key_share);
 
     let python = hello_facts(fixture("python"));
     assert_eq!(python.sni, name("python.ward.test"));
@@ -164,7 +164,7 @@ fn every_fixture_gives_its_facts() {
     assert_eq!(chromium.alpn, h2_h1);
     assert_eq!(chromium.versions, [TLS13, TLS12], "GREASE versions dropped");
     assert!(chromium.has_pq_key_share, "X25519MLKEM768");
-    assert!(chromium.ech_offered, "Chromium sends ECH GREASE");
+    assert_eq!(chromium.ech, EchOffer::Outer, "Chromium sends ECH GREASE");
     assert!(chromium.len > 1500, "the post-quantum hello is large");
 
     for (n, bytes) in FIXTURES {
@@ -380,7 +380,7 @@ fn broken_continuations_are_malformed() {
 fn synthetic_hellos_give_their_facts() {
     let ech = (
         EXT_ENCRYPTED_CLIENT_HELLO,
-        vec![0, 0, 1, 0, 1, 0x2a, 0, 0, 0, 0],
+        vec![0, 0, 1, 0, 1, 0x2a, 0, 0, 0, 1, 0x55],
     );
     let versions = (EXT_SUPPORTED_VERSIONS, vec![4, 0x7a, 0x7a, 3, 4]);
     // An X25519MLKEM768 share (1-byte stand-in key) and an empty x25519 one.
@@ -392,14 +392,14 @@ fn synthetic_hellos_give_their_facts() {
         (EXT_KEY_SHARE, key_share),
     ]));
     assert_eq!(facts.sni, name("example.com"));
-    assert!(facts.ech_offered);
+    assert_eq!(facts.ech, EchOffer::Outer);
     assert_eq!(facts.versions, [TLS13]);
     assert!(facts.has_pq_key_share);
 
     let bare = hello_facts(&hello_with(&[]));
     assert_eq!(
-        (bare.sni, bare.versions, bare.ech_offered),
-        (None, vec![TLS12], false)
+        (bare.sni, bare.versions, bare.ech),
+        (None, vec![TLS12], EchOffer::None)
     );
     let idn = hello_facts(&hello_with(&[sni_ext("bücher.example".as_bytes())]));
     assert_eq!(idn.sni, name("xn--bcher-kva.example"));

@@ -10,6 +10,7 @@ mod chain;
 mod cli;
 mod clients;
 mod deploy;
+mod ech;
 mod errors;
 mod har;
 mod harness;

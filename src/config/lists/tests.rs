@@ -30,7 +30,7 @@ fn rule_for(c: &Config, host: &str, client: &str, dst: Option<&str>) -> Option<S
         user: None,
         dst: dst.map(|d| d.parse().unwrap()),
         sni: None,
-        ja4: crate::policy::HelloJa4::Absent,
+        hello: crate::policy::HelloFact::Absent,
         request: crate::policy::RequestFact::Pending,
     };
     match c.policy.decide(&f) {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::super::Upstreams;
 use super::super::raw::{RawRule, S};
-use super::super::values::{parse_action, parse_net};
+use super::super::values::{parse_action, parse_bool, parse_net};
 use super::{Checker, MAX_RULES, join};
 use crate::policy::{HostPattern, PathPattern, PortRange, RuleInfo, parse_method};
 use crate::request::Credentials;
@@ -81,6 +81,7 @@ impl Checker<'_> {
             users: self.list(r.users.as_ref(), &join(prefix, "users"), user_known),
             dst: self.list(r.dst.as_ref(), &join(prefix, "dst"), parse_net),
             ja4: self.list(r.ja4.as_ref(), &join(prefix, "ja4"), Ja4::parse),
+            ech: self.parsed(r.ech.as_ref(), &join(prefix, "ech"), parse_bool),
             methods: self.list(r.methods.as_ref(), &join(prefix, "methods"), parse_method),
             paths: self.list(r.paths.as_ref(), &join(prefix, "paths"), PathPattern::parse),
             ..RuleInfo::new(name?, action?)
