@@ -137,6 +137,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             setup_host: cfg.setup_host.clone(),
             draining: stop_accepting.clone(),
             pinning: state.pinning.clone(),
+            access: admin::auth::Access {
+                token: cfg.admin_token.clone(),
+                public_metrics: cfg.admin_public_metrics,
+            },
         };
         tokio::spawn(admin::serve(l, Arc::new(admin), stop_admin.clone()));
     }
@@ -324,6 +328,11 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
     let old = state.config.load();
     if new.listen != old.listen {
         tracing::warn!("listen addresses changed: restart ward to apply them");
+    }
+    if (&new.admin, &new.admin_token, new.admin_public_metrics)
+        != (&old.admin, &old.admin_token, old.admin_public_metrics)
+    {
+        tracing::warn!("admin settings changed: restart ward to apply them");
     }
     let current = state.interceptor.load();
     match build_interceptor(&new, current.as_ref().as_ref(), &state.pinning) {

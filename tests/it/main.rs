@@ -6,6 +6,7 @@
 
 mod support;
 
+mod admin_auth;
 mod chain;
 mod cli;
 mod clients;
