@@ -1,6 +1,7 @@
 //! The process: listeners, the connection limit, policy hot reload (a watch on the policy and
 //! its list files, and SIGHUP),
-//! and graceful shutdown (SIGTERM/Ctrl-C: stop accepting, drain for `shutdown_grace`, exit).
+//! and graceful shutdown (SIGTERM/Ctrl-C: stop accepting, drain for `shutdown_grace`, exit);
+//! each step told to systemd (`sd_notify`) when it supervises ward.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use crate::mitm::pinning::{self, PinningSettings, PinningTracker};
 use crate::mitm::{InterceptSettings, Interceptor};
 
 mod cert_watch;
+mod sd_notify;
 
 /// After EMFILE/ENFILE, accepting again at once would spin: wait for descriptors to free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -153,10 +155,20 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             stop_accepting.clone(),
         ));
     }
-    tokio::spawn(reloader(path, state.clone(), reload_rx, watch));
+    let notifier = Arc::new(sd_notify::Notifier::from_env());
+    tokio::spawn(reloader(
+        path,
+        state.clone(),
+        reload_rx,
+        watch,
+        notifier.clone(),
+    ));
     tokio::spawn(forward_sighup(signals.hup, reload_tx));
+    // Every listener (and the admin) is bound: a supervisor may send traffic now.
+    notifier.ready();
 
     wait_for_shutdown_signal(signals.term, signals.int).await;
+    notifier.stopping();
     stop_accepting.cancel();
     tracker.close();
     let grace = state.config.load().shutdown_grace;
@@ -291,6 +303,7 @@ async fn reloader(
     state: Arc<State>,
     mut rx: mpsc::Receiver<&'static str>,
     mut watch: Option<Watch>,
+    notifier: Arc<sd_notify::Notifier>,
 ) {
     while let Some(why) = rx.recv().await {
         // Coalesce the burst of events one save produces.
@@ -303,9 +316,11 @@ async fn reloader(
             );
             continue;
         };
-        if reload(path, &state, why)
-            && let Some(w) = watch.as_mut()
-        {
+        notifier.reloading();
+        let reloaded = reload(path, &state, why);
+        // Ready again either way: a refused reload keeps serving the previous rules.
+        notifier.ready();
+        if reloaded && let Some(w) = watch.as_mut() {
             // The new policy may name other list files: follow them from now on.
             w.follow(path, &state.config.load());
         }
@@ -352,7 +367,10 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
 
 /// Watches the folders of the policy file and of its list files, not the files: editors and
 /// Kubernetes ConfigMaps replace files by rename, which a watch on the file itself would lose.
-/// Events name absolute paths because the folders are watched by absolute path.
+/// Events name absolute paths because the folders are watched by absolute path. A file that
+/// is a symlink through another entry of its folder (a ConfigMap's `policy.yaml ->
+/// ..data/policy.yaml`) also reloads when that entry changes: the kubelet updates by renaming
+/// a new `..data` over the old, and the file's own name sees no event.
 struct Watch {
     watcher: notify::RecommendedWatcher,
     dirs: HashSet<PathBuf>,
@@ -395,10 +413,12 @@ impl Watch {
     /// Watches the policy file and `config`'s list files (and only those).
     fn follow(&mut self, path: &Path, config: &Config) {
         use notify::{RecursiveMode, Watcher};
-        let wanted: HashSet<PathBuf> = std::iter::once(path)
+        let files: HashSet<PathBuf> = std::iter::once(path)
             .chain(config.lists.iter().map(|l| l.path.as_path()))
             .map(absolute)
             .collect();
+        let links = files.iter().filter_map(|f| link_entry(f));
+        let wanted: HashSet<PathBuf> = links.chain(files.iter().cloned()).collect();
         for dir in wanted.iter().filter_map(|f| f.parent()) {
             if self.dirs.contains(dir) {
                 continue;
@@ -413,6 +433,18 @@ impl Watch {
             }
         }
         *self.files.lock().unwrap_or_else(|e| e.into_inner()) = wanted;
+    }
+}
+
+/// When `file` is a symlink whose target lies below another entry of the same folder, that
+/// entry (`dir/..data` for `dir/policy.yaml -> ..data/policy.yaml`): swapping it changes the file.
+fn link_entry(file: &Path) -> Option<PathBuf> {
+    let dir = file.parent()?;
+    let target = dir.join(std::fs::read_link(file).ok()?);
+    let first = target.strip_prefix(dir).ok()?.components().next()?;
+    match first {
+        std::path::Component::Normal(name) => Some(dir.join(name)),
+        _ => None,
     }
 }
 
