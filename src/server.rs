@@ -88,7 +88,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         config.ca_dir.join(pinning::store::FILE_NAME),
         std::time::SystemTime::now(),
     ));
-    let interceptor = build_interceptor(&config, None, &pinning)?;
+    let metrics = Arc::<Metrics>::default();
+    let interceptor = build_interceptor(&config, None, &pinning, &metrics)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
     for listener in &config.listen {
@@ -117,7 +118,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         interceptor: ArcSwap::from_pointee(interceptor),
         open: AtomicUsize::new(0),
         force_close: CancellationToken::new(),
-        metrics: Arc::default(),
+        metrics,
         shares: Arc::default(),
         pinning,
     });
@@ -271,6 +272,7 @@ fn build_interceptor(
     cfg: &Config,
     current: Option<&Arc<Interceptor>>,
     pinning: &Arc<PinningTracker>,
+    metrics: &Arc<Metrics>,
 ) -> Result<Option<Arc<Interceptor>>, ServerError> {
     if !cfg.policy.inspects_anything() {
         return Ok(None);
@@ -294,7 +296,8 @@ fn build_interceptor(
         return Ok(Some(cur.clone()));
     }
     let interceptor = Interceptor::new(&settings, pinning.clone())
-        .map_err(|e| ServerError::Intercept(e.to_string()))?;
+        .map_err(|e| ServerError::Intercept(e.to_string()))?
+        .with_metrics(metrics.clone());
     Ok(Some(Arc::new(interceptor)))
 }
 
@@ -350,7 +353,12 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
         tracing::warn!("admin settings changed: restart ward to apply them");
     }
     let current = state.interceptor.load();
-    match build_interceptor(&new, current.as_ref().as_ref(), &state.pinning) {
+    match build_interceptor(
+        &new,
+        current.as_ref().as_ref(),
+        &state.pinning,
+        &state.metrics,
+    ) {
         Ok(i) => state.interceptor.store(Arc::new(i)),
         Err(e) => {
             tracing::error!(error = %e, "policy reload failed: keeping the previous rules");
