@@ -219,15 +219,7 @@ async fn accept_loop(
         let guard = OpenGuard(state.clone());
         if open > cfg.max_connections {
             state.metrics.over_limit.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client = %peer, limit = cfg.max_connections, "connection limit reached");
-            // An HTTPS listener's client expects TLS, which an answer in clear is not.
-            let answer = !entry.is_tls();
-            tracker.spawn(async move {
-                if answer {
-                    refuse_over_limit(stream, cfg.max_connections).await;
-                }
-                drop(guard);
-            });
+            tracker.spawn(over_limit(stream, peer, entry.clone(), cfg, guard));
             continue;
         }
         state.metrics.connections.fetch_add(1, Ordering::Relaxed);
@@ -257,13 +249,36 @@ impl Drop for OpenGuard {
     }
 }
 
-/// A connection over the limit, answered at once in its own protocol.
-async fn refuse_over_limit(stream: TcpStream, limit: usize) {
-    let err = ProxyError::local(
-        ErrorKind::ConnectionLimit,
-        format!("{limit} connections open (max_connections)"),
-    );
-    refuse::refuse(stream, &err).await;
+/// A connection over `max_connections`, logged with its client and answered at once in its
+/// own protocol. Behind a load balancer the peer is the balancer: the PROXY header is read
+/// first (within [`refuse::GRACE`], like the answer) so that the log names the real client.
+async fn over_limit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    entry: Arc<Entry>,
+    cfg: Arc<Config>,
+    guard: OpenGuard,
+) {
+    let limit = cfg.max_connections;
+    let deadline = tokio::time::Instant::now() + refuse::GRACE;
+    let (stream, client) = match entry.client_of(stream, peer, deadline).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            let reason = e.reason();
+            tracing::warn!(client = %peer, %peer, limit, reason, "connection limit reached (PROXY header refused)");
+            return drop(guard);
+        }
+    };
+    tracing::warn!(%client, %peer, limit, "connection limit reached");
+    // An HTTPS listener's client expects TLS, which an answer in clear is not.
+    if !entry.is_tls() {
+        let err = ProxyError::local(
+            ErrorKind::ConnectionLimit,
+            format!("{limit} connections open (max_connections)"),
+        );
+        refuse::refuse(stream, &err).await;
+    }
+    drop(guard);
 }
 
 /// Builds the interceptor when the policy inspects anything (creating the CA on first need);
