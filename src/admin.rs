@@ -2,7 +2,8 @@
 //! URL, CA fingerprint and per-platform trust steps), the CA downloads `/ca.pem`, `/ca.crt`,
 //! `/ca.cer`, `/ca.der`, `/ca.mobileconfig`, `/proxy.pac` (from `pac:`), `/healthz`, `/readyz`,
 //! `/metrics` (Prometheus text), `/pinning` (pinning passthrough: list, and the one change the
-//! admin can make, `DELETE /pinning/<host>`). It never shows a secret.
+//! admin can make, `DELETE /pinning/<host>`). It never shows a secret. With `admin_token`,
+//! what is not public asks for it first (`auth`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod auth;
 pub mod pinning;
 
 use crate::config::Pac;
@@ -41,6 +43,8 @@ pub struct AdminState {
     pub draining: CancellationToken,
     /// Pinning passthrough state, for `/pinning` and the `/metrics` gauge.
     pub pinning: Arc<PinningTracker>,
+    /// The token and which paths answer without it.
+    pub access: auth::Access,
 }
 
 impl AdminState {
@@ -86,8 +90,21 @@ async fn route(
     local: SocketAddr,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
+    if let Err(why) = state.access.check(req.uri().path(), req.headers()) {
+        let path = req.uri().path();
+        match why {
+            auth::Refusal::Wrong => {
+                tracing::info!(%peer, path, "admin request refused: wrong token")
+            }
+            auth::Refusal::Missing => {
+                tracing::debug!(%peer, path, "admin request refused: no token")
+            }
+        }
+        return auth::unauthorized(why);
+    }
     if req.uri().path().starts_with(pinning::PATH) {
-        return pinning::respond(req, &state.pinning, peer);
+        let may_change = state.access.may_change(peer.ip());
+        return pinning::respond(req, &state.pinning, peer, may_change);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
@@ -174,6 +191,7 @@ mod tests {
             setup_host: Host::Name("ward.setup".into()),
             draining: CancellationToken::new(),
             pinning: Arc::default(),
+            access: auth::Access::default(),
         };
         assert_eq!(state.advertised(), "127.0.0.1:8080");
         state.pac.proxy = Some(Target::parse_authority("ward.lan:3128").unwrap());

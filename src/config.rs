@@ -3,6 +3,7 @@
 //! with its file:line:column. Pure apart from reading files: the policy in [`load`], and the
 //! rule lists it names (`hosts_file`, `dst_file`, `clients_file`) in `validate`; no sockets.
 
+pub mod admin_token;
 mod lists;
 mod pac;
 mod raw;
@@ -24,6 +25,7 @@ use crate::policy::Policy;
 pub use crate::policy::Toggle;
 use crate::request::Credentials;
 use crate::target::{Host, Target};
+pub use admin_token::AdminToken;
 
 pub use pac::{DEFAULT_SETUP_HOST, MAX_PAC_BYPASS, Pac, PacBypass};
 pub use upstream::{DEFAULT_UPSTREAM, RESERVED_UPSTREAM_NAMES, Upstreams, parse_upstream};
@@ -46,6 +48,11 @@ pub struct Config {
     pub listen: Vec<Listener>,
     /// The admin endpoint (`admin`), off when absent.
     pub admin: Option<SocketAddr>,
+    /// The bearer token the admin asks for (`admin_token`, `admin_token_file`); required when
+    /// `admin` is not on loopback. Its Debug is `<redacted>`.
+    pub admin_token: Option<AdminToken>,
+    /// `/metrics` answers without the token (`admin_public_metrics`).
+    pub admin_public_metrics: bool,
     /// Where the interception CA lives, resolved against the policy file's folder.
     pub ca_dir: PathBuf,
     /// Extra PEM roots trusted for upstream servers.
@@ -413,6 +420,8 @@ fn read_list(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+#[cfg(test)]
+mod admin_tests;
 #[cfg(test)]
 mod listen_tests;
 #[cfg(test)]

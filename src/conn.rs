@@ -306,11 +306,19 @@ async fn relay(
             .await
             .map_err(|e| ProxyError::upstream(ErrorKind::Io, format!("write to upstream: {e}")))?;
     }
+    // The client spoke first (its ClientHello, say): the origin's answer is timed from here.
+    let sent = (!buffered.is_empty()).then(tokio::time::Instant::now);
     // Not held through the relay: an idle tunnel should cost no buffer.
     let buffered_len = buffered.len() as u64;
     drop(buffered);
     let idle = ctx.config.timeouts.idle;
     let done = tunnel::relay(&mut client, &mut upstream, idle, ctx.force_close.clone()).await;
+    if let (Some(sent), Some(first)) = (sent, done.first_down) {
+        rec.metrics()
+            .first_byte
+            .0
+            .observe(first.duration_since(sent));
+    }
     rec.bytes_up = done.bytes_up + buffered_len;
     rec.bytes_down += done.bytes_down;
     rec.outcome.get_or_insert(done.outcome);

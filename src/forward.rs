@@ -192,9 +192,11 @@ async fn forward_inner(
     if let Some(protocols) = &protocols {
         upgrade::restore(req.headers_mut(), protocols.clone());
     }
+    let asked = tokio::time::Instant::now();
     let mut resp = sender.send_request(req).await.map_err(|e| {
         ProxyError::upstream(ErrorKind::Io, format!("{target}: {e}")).with_source(e)
     })?;
+    rec.metrics().first_byte.0.observe(asked.elapsed());
     let accepted = resp.headers().get(UPGRADE).cloned();
     let switch = match (client_upgrade, accepted) {
         (Some(client), Some(accepted)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {

@@ -167,6 +167,11 @@ impl AccessRecord {
         self.rule = policy.rule_name(&judgement.decision).map(str::to_owned);
     }
 
+    /// The process's metrics, for the stages that time a step (connect, first byte).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Records the error that ends the connection (the last one set wins).
     pub fn set_error(&mut self, err: &ProxyError) {
         self.error = Some((err.kind, err.detail.clone()));
@@ -185,7 +190,9 @@ impl AccessRecord {
         }
         if let Some(action) = self.action {
             self.metrics.record_action(action);
+            self.metrics.record_rule(action, self.rule.as_deref());
         }
+        self.metrics.duration.0.observe(self.started.elapsed());
         if let Some((kind, _)) = &self.error {
             self.metrics.record_error(*kind);
         }

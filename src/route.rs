@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::config::{Config, Upstream};
 use crate::error::{ErrorKind, ProxyError};
@@ -158,9 +159,14 @@ async fn through(
 ) -> Result<Routed, ProxyError> {
     let mut last = None;
     for (i, (name, up)) in chain.iter().enumerate() {
+        let started = Instant::now();
         let stream = match chain::reach(up, cfg).await {
-            Ok(stream) => stream,
+            Ok(stream) => {
+                rec.metrics().connect_upstream.0.observe(started.elapsed());
+                stream
+            }
             Err(err) => {
+                rec.metrics().record_upstream_error(name);
                 if let Some((next, _)) = chain.get(i + 1) {
                     tracing::warn!(
                         upstream = name,
@@ -176,7 +182,9 @@ async fn through(
         };
         rec.upstream = stream.peer_addr().ok();
         rec.upstream_name = Some((*name).to_owned());
-        let (stream, early) = chain::open(stream, up, &req.target, cfg).await?;
+        let (stream, early) = chain::open(stream, up, &req.target, cfg)
+            .await
+            .inspect_err(|_| rec.metrics().record_upstream_error(name))?;
         return Ok(Routed {
             stream,
             judgement,
@@ -199,7 +207,9 @@ async fn direct(
         .iter()
         .map(|(ip, _)| SocketAddr::new(*ip, port))
         .collect();
+    let started = Instant::now();
     let (stream, addr) = dial::connect(&addrs, cfg.timeouts.connect).await?;
+    rec.metrics().connect_origin.0.observe(started.elapsed());
     rec.upstream = Some(addr);
     let judgement = permitted
         .iter()

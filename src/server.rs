@@ -1,6 +1,7 @@
 //! The process: listeners, the connection limit, policy hot reload (a watch on the policy and
 //! its list files, and SIGHUP),
-//! and graceful shutdown (SIGTERM/Ctrl-C: stop accepting, drain for `shutdown_grace`, exit).
+//! and graceful shutdown (SIGTERM/Ctrl-C: stop accepting, drain for `shutdown_grace`, exit);
+//! each step told to systemd (`sd_notify`) when it supervises ward.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use crate::mitm::pinning::{self, PinningSettings, PinningTracker};
 use crate::mitm::{InterceptSettings, Interceptor};
 
 mod cert_watch;
+mod sd_notify;
 
 /// After EMFILE/ENFILE, accepting again at once would spin: wait for descriptors to free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -86,7 +88,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         config.ca_dir.join(pinning::store::FILE_NAME),
         std::time::SystemTime::now(),
     ));
-    let interceptor = build_interceptor(&config, None, &pinning)?;
+    let metrics = Arc::<Metrics>::default();
+    let interceptor = build_interceptor(&config, None, &pinning, &metrics)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
     for listener in &config.listen {
@@ -115,7 +118,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         interceptor: ArcSwap::from_pointee(interceptor),
         open: AtomicUsize::new(0),
         force_close: CancellationToken::new(),
-        metrics: Arc::default(),
+        metrics,
         shares: Arc::default(),
         pinning,
     });
@@ -137,6 +140,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             setup_host: cfg.setup_host.clone(),
             draining: stop_accepting.clone(),
             pinning: state.pinning.clone(),
+            access: admin::auth::Access {
+                token: cfg.admin_token.clone(),
+                public_metrics: cfg.admin_public_metrics,
+            },
         };
         tokio::spawn(admin::serve(l, Arc::new(admin), stop_admin.clone()));
     }
@@ -149,10 +156,20 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             stop_accepting.clone(),
         ));
     }
-    tokio::spawn(reloader(path, state.clone(), reload_rx, watch));
+    let notifier = Arc::new(sd_notify::Notifier::from_env());
+    tokio::spawn(reloader(
+        path,
+        state.clone(),
+        reload_rx,
+        watch,
+        notifier.clone(),
+    ));
     tokio::spawn(forward_sighup(signals.hup, reload_tx));
+    // Every listener (and the admin) is bound: a supervisor may send traffic now.
+    notifier.ready();
 
     wait_for_shutdown_signal(signals.term, signals.int).await;
+    notifier.stopping();
     stop_accepting.cancel();
     tracker.close();
     let grace = state.config.load().shutdown_grace;
@@ -202,15 +219,7 @@ async fn accept_loop(
         let guard = OpenGuard(state.clone());
         if open > cfg.max_connections {
             state.metrics.over_limit.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client = %peer, limit = cfg.max_connections, "connection limit reached");
-            // An HTTPS listener's client expects TLS, which an answer in clear is not.
-            let answer = !entry.is_tls();
-            tracker.spawn(async move {
-                if answer {
-                    refuse_over_limit(stream, cfg.max_connections).await;
-                }
-                drop(guard);
-            });
+            tracker.spawn(over_limit(stream, peer, entry.clone(), cfg, guard));
             continue;
         }
         state.metrics.connections.fetch_add(1, Ordering::Relaxed);
@@ -240,13 +249,36 @@ impl Drop for OpenGuard {
     }
 }
 
-/// A connection over the limit, answered at once in its own protocol.
-async fn refuse_over_limit(stream: TcpStream, limit: usize) {
-    let err = ProxyError::local(
-        ErrorKind::ConnectionLimit,
-        format!("{limit} connections open (max_connections)"),
-    );
-    refuse::refuse(stream, &err).await;
+/// A connection over `max_connections`, logged with its client and answered at once in its
+/// own protocol. Behind a load balancer the peer is the balancer: the PROXY header is read
+/// first (within [`refuse::GRACE`], like the answer) so that the log names the real client.
+async fn over_limit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    entry: Arc<Entry>,
+    cfg: Arc<Config>,
+    guard: OpenGuard,
+) {
+    let limit = cfg.max_connections;
+    let deadline = tokio::time::Instant::now() + refuse::GRACE;
+    let (stream, client) = match entry.client_of(stream, peer, deadline).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            let reason = e.reason();
+            tracing::warn!(client = %peer, %peer, limit, reason, "connection limit reached (PROXY header refused)");
+            return drop(guard);
+        }
+    };
+    tracing::warn!(%client, %peer, limit, "connection limit reached");
+    // An HTTPS listener's client expects TLS, which an answer in clear is not.
+    if !entry.is_tls() {
+        let err = ProxyError::local(
+            ErrorKind::ConnectionLimit,
+            format!("{limit} connections open (max_connections)"),
+        );
+        refuse::refuse(stream, &err).await;
+    }
+    drop(guard);
 }
 
 /// Builds the interceptor when the policy inspects anything (creating the CA on first need);
@@ -255,6 +287,7 @@ fn build_interceptor(
     cfg: &Config,
     current: Option<&Arc<Interceptor>>,
     pinning: &Arc<PinningTracker>,
+    metrics: &Arc<Metrics>,
 ) -> Result<Option<Arc<Interceptor>>, ServerError> {
     if !cfg.policy.inspects_anything() {
         return Ok(None);
@@ -278,7 +311,8 @@ fn build_interceptor(
         return Ok(Some(cur.clone()));
     }
     let interceptor = Interceptor::new(&settings, pinning.clone())
-        .map_err(|e| ServerError::Intercept(e.to_string()))?;
+        .map_err(|e| ServerError::Intercept(e.to_string()))?
+        .with_metrics(metrics.clone());
     Ok(Some(Arc::new(interceptor)))
 }
 
@@ -287,6 +321,7 @@ async fn reloader(
     state: Arc<State>,
     mut rx: mpsc::Receiver<&'static str>,
     mut watch: Option<Watch>,
+    notifier: Arc<sd_notify::Notifier>,
 ) {
     while let Some(why) = rx.recv().await {
         // Coalesce the burst of events one save produces.
@@ -299,9 +334,11 @@ async fn reloader(
             );
             continue;
         };
-        if reload(path, &state, why)
-            && let Some(w) = watch.as_mut()
-        {
+        notifier.reloading();
+        let reloaded = reload(path, &state, why);
+        // Ready again either way: a refused reload keeps serving the previous rules.
+        notifier.ready();
+        if reloaded && let Some(w) = watch.as_mut() {
             // The new policy may name other list files: follow them from now on.
             w.follow(path, &state.config.load());
         }
@@ -325,8 +362,18 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
     if new.listen != old.listen {
         tracing::warn!("listen addresses changed: restart ward to apply them");
     }
+    if (&new.admin, &new.admin_token, new.admin_public_metrics)
+        != (&old.admin, &old.admin_token, old.admin_public_metrics)
+    {
+        tracing::warn!("admin settings changed: restart ward to apply them");
+    }
     let current = state.interceptor.load();
-    match build_interceptor(&new, current.as_ref().as_ref(), &state.pinning) {
+    match build_interceptor(
+        &new,
+        current.as_ref().as_ref(),
+        &state.pinning,
+        &state.metrics,
+    ) {
         Ok(i) => state.interceptor.store(Arc::new(i)),
         Err(e) => {
             tracing::error!(error = %e, "policy reload failed: keeping the previous rules");
@@ -343,7 +390,10 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
 
 /// Watches the folders of the policy file and of its list files, not the files: editors and
 /// Kubernetes ConfigMaps replace files by rename, which a watch on the file itself would lose.
-/// Events name absolute paths because the folders are watched by absolute path.
+/// Events name absolute paths because the folders are watched by absolute path. A file that
+/// is a symlink through another entry of its folder (a ConfigMap's `policy.yaml ->
+/// ..data/policy.yaml`) also reloads when that entry changes: the kubelet updates by renaming
+/// a new `..data` over the old, and the file's own name sees no event.
 struct Watch {
     watcher: notify::RecommendedWatcher,
     dirs: HashSet<PathBuf>,
@@ -386,10 +436,12 @@ impl Watch {
     /// Watches the policy file and `config`'s list files (and only those).
     fn follow(&mut self, path: &Path, config: &Config) {
         use notify::{RecursiveMode, Watcher};
-        let wanted: HashSet<PathBuf> = std::iter::once(path)
+        let files: HashSet<PathBuf> = std::iter::once(path)
             .chain(config.lists.iter().map(|l| l.path.as_path()))
             .map(absolute)
             .collect();
+        let links = files.iter().filter_map(|f| link_entry(f));
+        let wanted: HashSet<PathBuf> = links.chain(files.iter().cloned()).collect();
         for dir in wanted.iter().filter_map(|f| f.parent()) {
             if self.dirs.contains(dir) {
                 continue;
@@ -404,6 +456,18 @@ impl Watch {
             }
         }
         *self.files.lock().unwrap_or_else(|e| e.into_inner()) = wanted;
+    }
+}
+
+/// When `file` is a symlink whose target lies below another entry of the same folder, that
+/// entry (`dir/..data` for `dir/policy.yaml -> ..data/policy.yaml`): swapping it changes the file.
+fn link_entry(file: &Path) -> Option<PathBuf> {
+    let dir = file.parent()?;
+    let target = dir.join(std::fs::read_link(file).ok()?);
+    let first = target.strip_prefix(dir).ok()?.components().next()?;
+    match first {
+        std::path::Component::Normal(name) => Some(dir.join(name)),
+        _ => None,
     }
 }
 

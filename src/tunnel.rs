@@ -50,6 +50,8 @@ pub struct Relayed {
     pub outcome: Outcome,
     /// With [`Outcome::IoError`], the error, blamed on the side it happened on.
     pub error: Option<ProxyError>,
+    /// When the first byte from the upstream reached the client, if one did.
+    pub first_down: Option<Instant>,
 }
 
 /// Relays both ways until both sides have closed. An EOF from one side becomes a shutdown of
@@ -98,7 +100,14 @@ where
         // between polls), so that a quiet tick can reach the directions.
         tokio::select! {
             biased;
-            outcome = poll_fn(|cx| dirs.poll_relay(cx, client, upstream, &active)) => return outcome,
+            outcome = poll_fn(|cx| {
+                let polled = dirs.poll_relay(cx, client, upstream, &active);
+                // One branch per poll; the clock is read once per tunnel.
+                if dirs.first_down.is_none() && dirs.down.flow.bytes > 0 {
+                    dirs.first_down = Some(Instant::now());
+                }
+                polled
+            }) => return outcome,
             () = &mut cancelled => return Outcome::Shutdown,
             _ = ticks.tick() => {
                 // Not the tick's scheduled instant: a late tick may follow the activity.
@@ -126,6 +135,8 @@ struct Directions {
     first_eof: Option<Outcome>,
     /// The error behind an [`Outcome::IoError`].
     error: Option<ProxyError>,
+    /// When `down` first moved a byte (the time-to-first-byte metric).
+    first_down: Option<Instant>,
 }
 
 impl Directions {
@@ -135,6 +146,7 @@ impl Directions {
             down,
             first_eof: None,
             error: None,
+            first_down: None,
         }
     }
 
@@ -187,6 +199,7 @@ impl Directions {
             bytes_down: self.down.flow.bytes,
             outcome,
             error: self.error.take(),
+            first_down: self.first_down,
         }
     }
 }

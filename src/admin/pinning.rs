@@ -1,7 +1,7 @@
 //! `/pinning` on the admin endpoint: `GET` lists the hosts in pinning passthrough (JSON),
 //! `DELETE /pinning/<host>` ends one host's passthrough so it is inspected again. Also the
-//! `/metrics` gauge of hosts in passthrough. Changing state needs an authorized caller: for
-//! now only a request from a loopback address may DELETE.
+//! `/metrics` gauge of hosts in passthrough. Changing state needs an authorized caller: one
+//! that showed the `admin_token` when there is one, else a request from loopback.
 
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -18,11 +18,13 @@ use crate::target::Host;
 /// The path prefix this module answers.
 pub const PATH: &str = "/pinning";
 
-/// Answers `GET /pinning` and `DELETE /pinning/<host>`; `peer` is who asks.
+/// Answers `GET /pinning` and `DELETE /pinning/<host>`; `peer` is who asks, `may_change`
+/// whether it is authorized to DELETE (see `auth::Access::may_change`).
 pub fn respond<B>(
     req: &Request<B>,
     tracker: &PinningTracker,
     peer: SocketAddr,
+    may_change: bool,
 ) -> Response<Full<Bytes>> {
     let now = SystemTime::now();
     let rest = req.uri().path().strip_prefix(PATH).unwrap_or("");
@@ -31,12 +33,12 @@ pub fn respond<B>(
             text(StatusCode::OK, "application/json", list_json(tracker, now))
         }
         (&Method::DELETE, name) if name.len() > 1 && name.starts_with('/') => {
-            // the admin_token check joins here: until it does, only loopback may change state.
-            if !peer.ip().to_canonical().is_loopback() {
+            if !may_change {
                 return text(
                     StatusCode::FORBIDDEN,
                     "text/plain",
-                    "DELETE /pinning/<host> is allowed from loopback only\n".into(),
+                    "DELETE /pinning/<host> is allowed from loopback only (or set admin_token)\n"
+                        .into(),
                 );
             }
             let Ok(host) = Host::parse(&name[1..]) else {
@@ -130,11 +132,10 @@ mod tests {
     }
 
     #[test]
-    fn lists_and_clears_from_loopback_only() {
+    fn lists_and_clears_only_when_allowed() {
         let t = pinned_tracker();
-        let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let remote: SocketAddr = "192.0.2.1:1".parse().unwrap();
-        let r = respond(&req(Method::GET, "/pinning"), &t, remote);
+        let peer: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let r = respond(&req(Method::GET, "/pinning"), &t, peer, false);
         assert_eq!(r.status(), StatusCode::OK);
         let body = list_json(&t, SystemTime::now());
         assert!(
@@ -143,15 +144,24 @@ mod tests {
         );
         assert!(gauge(&t).contains("ward_pinning_passthrough_hosts 1\n"));
         let del = req(Method::DELETE, "/pinning/p.test");
-        assert_eq!(respond(&del, &t, remote).status(), StatusCode::FORBIDDEN);
-        assert_eq!(respond(&del, &t, local).status(), StatusCode::OK);
-        assert_eq!(respond(&del, &t, local).status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            respond(&del, &t, peer, false).status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(respond(&del, &t, peer, true).status(), StatusCode::OK);
+        assert_eq!(
+            respond(&del, &t, peer, true).status(),
+            StatusCode::NOT_FOUND
+        );
         assert!(gauge(&t).contains("ward_pinning_passthrough_hosts 0\n"));
         let bad = req(Method::DELETE, "/pinning/a%20b");
-        assert_eq!(respond(&bad, &t, local).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            respond(&bad, &t, peer, true).status(),
+            StatusCode::BAD_REQUEST
+        );
         let post = req(Method::POST, "/pinning");
         assert_eq!(
-            respond(&post, &t, local).status(),
+            respond(&post, &t, peer, true).status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
     }

@@ -80,6 +80,9 @@ raw_struct!(
     RawConfig {
         listen: Vec<S<RawListen>>,
         admin: String,
+        admin_token: String,
+        admin_token_file: String,
+        admin_public_metrics: String,
         ca_dir: String,
         upstream_ca: String,
         users: Vec<S<RawUser>>,

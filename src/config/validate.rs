@@ -32,6 +32,7 @@ const MAX_CREDENTIAL_LEN: usize = 255;
 /// Far above any real policy; keeps rule indices comfortably inside `u32`.
 const MAX_RULES: usize = 1_000_000;
 
+mod admin;
 mod listen;
 mod pac;
 mod rules;
@@ -152,16 +153,23 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
             .parsed(raw.sni_mismatch.as_ref(), "sni_mismatch", parse_toggle)
             .unwrap_or(Toggle::Allow),
     };
-    let admin = c.parsed(raw.admin.as_ref(), "admin", parse_socket_addr);
+    let admin = c.admin(admin::RawAdmin {
+        addr: raw.admin.as_ref(),
+        token: raw.admin_token.as_ref(),
+        token_file: raw.admin_token_file.as_ref(),
+        public_metrics: raw.admin_public_metrics.as_ref(),
+    });
     let pac = raw.pac.map(|p| c.pac(p.value)).unwrap_or_default();
-    if admin.is_some() && pac.proxy.is_none() {
+    if admin.addr.is_some() && pac.proxy.is_none() {
         c.refuse_wildcard_pac(&listen);
     }
     let setup_host = c.parsed(raw.setup_host.as_ref(), "setup_host", parse_setup_host);
     let config = Config {
         source: source.to_path_buf(),
         listen: listen.into_iter().map(|(_, l)| l).collect(),
-        admin,
+        admin: admin.addr,
+        admin_token: admin.token,
+        admin_public_metrics: admin.public_metrics,
         ca_dir: ca_dir.unwrap_or_else(|| c.base.join(DEFAULT_CA_DIR)),
         upstream_ca: c.path(raw.upstream_ca.as_ref(), "upstream_ca"),
         upstreams: upstreams.clone(),

@@ -122,6 +122,24 @@ impl Entry {
         Ok(())
     }
 
+    /// Only the PROXY header step (none on a listener without one): who the client is, for
+    /// a connection refused before anything else is read (`max_connections`). The bytes
+    /// after the header stay in the returned stream.
+    pub async fn client_of(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> Result<(PrefixedStream<TcpStream>, SocketAddr), EntryError> {
+        let (client, rest) = match &self.proxy {
+            None => (peer, BytesMut::new()),
+            Some((versions, trusted)) => {
+                read_proxy_header(&mut stream, peer, *versions, trusted, deadline).await?
+            }
+        };
+        Ok((PrefixedStream::new(rest.freeze(), stream), client))
+    }
+
     /// Runs the entry steps on a fresh connection from `peer`; returns the stream the
     /// front-end reads and the client's address (the PROXY header's source, if any).
     pub async fn open(
@@ -130,14 +148,7 @@ impl Entry {
         peer: SocketAddr,
         deadline: Instant,
     ) -> Result<(ClientStream, SocketAddr), EntryError> {
-        let mut stream = stream;
-        let (client, rest) = match &self.proxy {
-            None => (peer, BytesMut::new()),
-            Some((versions, trusted)) => {
-                read_proxy_header(&mut stream, peer, *versions, trusted, deadline).await?
-            }
-        };
-        let stream = PrefixedStream::new(rest.freeze(), stream);
+        let (stream, client) = self.client_of(stream, peer, deadline).await?;
         let Some((_, config)) = &self.tls else {
             return Ok((ClientStream::Plain(stream), client));
         };

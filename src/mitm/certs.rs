@@ -2,7 +2,7 @@
 //! bounded cache. Pure CPU work: no I/O, and it must never reuse a serial or outlive the CA.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +17,7 @@ use rustls::sign::{CertifiedKey, SigningKey};
 use super::ca::Ca;
 use super::error::MitmError;
 use super::issuing::{BACKDATE, MAX_CN_LEN, random_serial, truncate};
+use crate::metrics::LeafCounters;
 use crate::target::Host;
 
 /// What a leaf is forged for: the SNI's normalised name, or the IP when there is no SNI.
@@ -65,7 +66,7 @@ pub struct LeafCache {
     signing_key: Arc<dyn SigningKey>,
     slots: DashMap<LeafName, Arc<Slot>>,
     capacity: usize,
-    forged: AtomicU64,
+    counters: Arc<LeafCounters>,
 }
 
 impl LeafCache {
@@ -80,7 +81,7 @@ impl LeafCache {
             signing_key,
             slots: DashMap::new(),
             capacity: capacity.max(1),
-            forged: AtomicU64::new(0),
+            counters: Arc::default(),
         })
     }
 
@@ -91,7 +92,21 @@ impl LeafCache {
 
     /// How many leaves were signed since start (cache misses): for metrics and tests.
     pub fn forged(&self) -> u64 {
-        self.forged.load(Ordering::Relaxed)
+        self.counters.forges.load(Ordering::Relaxed)
+    }
+
+    /// Counts hits, misses and forges into `counters` from now on (the process's metrics).
+    pub fn count_into(&mut self, counters: Arc<LeafCounters>) {
+        self.counters = counters;
+    }
+
+    fn count_lookup(&self, hit: bool) {
+        let c = if hit {
+            &self.counters.hits
+        } else {
+            &self.counters.misses
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Leaves cached now.
@@ -116,9 +131,11 @@ impl LeafCache {
             && let Some(Ok(leaf)) = slot.0.get()
             && now < leaf.refresh_at
         {
+            self.count_lookup(true);
             return Ok(leaf.key.clone());
         }
-        self.forged.fetch_add(1, Ordering::Relaxed);
+        self.count_lookup(false);
+        self.counters.forges.fetch_add(1, Ordering::Relaxed);
         self.forge(name, &[], now).map(|leaf| leaf.key)
     }
 
@@ -131,10 +148,14 @@ impl LeafCache {
         now: SystemTime,
     ) -> Result<Arc<CertifiedKey>, MitmError> {
         // Two rounds at most: the second follows the removal of a stale or failed entry.
-        for _ in 0..2 {
+        for round in 0..2 {
             let slot = self.slot(name, now);
+            if round == 0 {
+                let cached = matches!(slot.0.get(), Some(Ok(leaf)) if now < leaf.refresh_at);
+                self.count_lookup(cached);
+            }
             let result = slot.0.get_or_init(|| {
-                self.forged.fetch_add(1, Ordering::Relaxed);
+                self.counters.forges.fetch_add(1, Ordering::Relaxed);
                 self.forge(name, extra_sans, now).map_err(|e| e.to_string())
             });
             match result {
@@ -152,7 +173,7 @@ impl LeafCache {
             self.slots.remove_if(name, |_, s| Arc::ptr_eq(s, &slot));
         }
         // Only reachable with a clock that jumps backwards past a fresh forge; sign directly.
-        self.forged.fetch_add(1, Ordering::Relaxed);
+        self.counters.forges.fetch_add(1, Ordering::Relaxed);
         self.forge(name, extra_sans, now).map(|leaf| leaf.key)
     }
 

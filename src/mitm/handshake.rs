@@ -81,8 +81,10 @@ impl Interceptor {
             .or_else(|| ctx.sni.clone())
             .unwrap_or_else(|| ctx.connect_target.host.clone());
         let timeout = self.handshake_timeout;
+        let started = tokio::time::Instant::now();
         let origin = upstream::handshake(&self.client_base, upstream, &name, &offered, timeout)
             .await
+            .inspect(|_| self.metrics.upstream_tls.0.observe(started.elapsed()))
             .and_then(|tls| upstream::check_pq(tls, &name, self.require_pq));
         let alpn = match &origin {
             Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),

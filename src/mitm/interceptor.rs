@@ -67,6 +67,8 @@ pub struct Interceptor {
     pub(super) handshake_timeout: Duration,
     pub(super) idle: Duration,
     pub(super) require_pq: bool,
+    /// Where the upstream handshake time and the leaf cache are counted.
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
     settings: InterceptSettings,
 }
 
@@ -93,8 +95,17 @@ impl Interceptor {
             handshake_timeout: s.handshake_timeout,
             idle: s.idle,
             require_pq: s.require_pq,
+            metrics: Arc::default(),
             settings: s.clone(),
         })
+    }
+
+    /// Counts into `metrics` (upstream handshake times, the leaf cache) instead of a private
+    /// set: the process's, which outlives the interceptors reloads replace.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.leaves.count_into(metrics.leaves.clone());
+        self.metrics = metrics;
+        self
     }
 
     /// The settings it was built from: a reload with equal settings keeps this interceptor

@@ -6,10 +6,12 @@
 
 mod support;
 
+mod admin_auth;
 mod chain;
 mod cli;
 mod clients;
 mod deploy;
+mod deploy_files;
 mod ech;
 mod errors;
 mod har;
@@ -30,4 +32,5 @@ mod pinning;
 mod requests;
 mod shares;
 mod socks;
+mod supervision;
 mod tls_policy;

@@ -131,3 +131,43 @@ fn ward_metrics(ward: &Ward) -> String {
     got.expect_ok(200);
     got.body
 }
+
+/// Regression: behind a load balancer, the `max_connections` refusal logged the balancer as
+/// the client. It now reads the PROXY header first and names the client it carries.
+#[test]
+fn max_connections_refusal_names_the_client_from_the_proxy_header() {
+    use std::io::Write;
+    let listen = "[{addr: \"127.0.0.1:0\", proxy_protocol: v1, trusted: [127.0.0.0/8]}]";
+    let ward = Ward::start(
+        &Policy::new()
+            .set("listen", listen)
+            .set("max_connections", "1"),
+    );
+    let target = format!("origin.test:{}", origins().tls.port());
+    let request = |header: &str| {
+        let mut s = connect(ward.addr);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "{header}CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"
+        )
+        .unwrap();
+        let status = read_head(&mut s).map_or(0, |h| h.status);
+        (s, status)
+    };
+    let (_held, status) = request("PROXY TCP4 198.51.100.1 127.0.0.1 40001 8080\r\n");
+    assert_eq!(status, 200, "the one place");
+    let (_, status) = request("PROXY TCP4 203.0.113.7 127.0.0.1 40002 8080\r\n");
+    assert_eq!(status, 503, "over max_connections");
+    let line = ward
+        .wait_log(Duration::from_secs(5), |v| {
+            message(v) == Some("connection limit reached")
+        })
+        .unwrap_or_else(|| panic!("no refusal logged: {}", ward.log()));
+    assert_eq!(field(&line, "client").as_deref(), Some("203.0.113.7:40002"));
+    let peer = field(&line, "peer").unwrap_or_default();
+    assert!(
+        peer.starts_with("127.0.0.1:"),
+        "the balancer is the peer: {peer}"
+    );
+}

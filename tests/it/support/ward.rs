@@ -62,11 +62,25 @@ impl Ward {
             .expect("temp dir");
         let policy_path = dir.path().join("policy.yaml");
         std::fs::write(&policy_path, yaml).expect("write policy");
-        let mut child = Command::new(ward_bin())
-            .args(["--log-format", "json", "-c"])
+        Self::start_in(dir, policy_path, &[])
+    }
+
+    /// Starts ward on a policy file already laid out in `dir` (a ConfigMap's symlinks, say),
+    /// with extra environment variables, and waits until it listens.
+    pub fn start_in(dir: tempfile::TempDir, policy_path: PathBuf, env: &[(&str, &str)]) -> Ward {
+        let mut cmd = Command::new(ward_bin());
+        cmd.args(["--log-format", "json", "-c"])
             .arg(&policy_path)
             .arg("run")
             .current_dir(dir.path())
+            .envs(env.iter().copied());
+        Self::spawn(dir, policy_path, cmd)
+    }
+
+    /// Runs `cmd` (ward with JSON logs, on `policy_path` in `dir`) and waits until it listens.
+    pub fn spawn(dir: tempfile::TempDir, policy_path: PathBuf, mut cmd: Command) -> Ward {
+        let yaml = std::fs::read_to_string(&policy_path).unwrap_or_default();
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
