@@ -1,4 +1,4 @@
-//! The rule keys that name list files (`hosts_file`, `dst_file`, `clients_file`): read each
+//! The rule keys that name list files (`hosts_file`, `dst_file`, `clients_file`, `ja4_file`): read each
 //! file (relative to the policy file), parse it with [`crate::policy::lists`], and place every
 //! bad line as `FILE:LINE: message`. A rule keeps its inline entries and gains the file's.
 
@@ -11,7 +11,8 @@ use super::raw::{RawRule, S};
 use super::validate::{Checker, join};
 use super::{ConfigIssue, ListFile, read_list};
 use crate::policy::RuleInfo;
-use crate::policy::lists::{LineIssue, ListParse, parse_host_list, parse_net_list};
+use crate::policy::lists::{LineIssue, ListParse, parse_host_list, parse_ja4_list, parse_net_list};
+use crate::tls::Ja4;
 
 impl Checker<'_> {
     /// Adds the entries of the rule's list files to `rule`, recording each file.
@@ -28,6 +29,17 @@ impl Checker<'_> {
         nets(&mut rule.dst, dst);
         let clients = self.net_file(r.clients_file.as_ref(), prefix, "clients_file");
         nets(&mut rule.clients, clients);
+        let field = r.ja4_file.as_ref();
+        if let Some(fps) = self.list_file(field, prefix, "ja4_file", parse_ja4_list) {
+            if fps.is_empty()
+                && let Some(f) = field
+            {
+                let msg = "the file lists no fingerprint; an empty list would match every \
+                           ClientHello (remove the key instead)";
+                self.issue(f.referenced, &join(prefix, "ja4_file"), msg);
+            }
+            rule.ja4.extend(fps);
+        }
     }
 
     /// A `dst_file` / `clients_file`; an empty one is refused, because a rule with no
@@ -111,6 +123,12 @@ impl Len for crate::policy::NameList {
 }
 
 impl Len for Vec<IpNet> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+impl Len for Vec<Ja4> {
     fn len(&self) -> usize {
         Vec::len(self)
     }

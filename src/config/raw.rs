@@ -199,6 +199,7 @@ raw_struct!(
         hosts_file: String,
         dst_file: String,
         clients_file: String,
+        ja4_file: String,
         ja4: Vec<S<String>>,
         ech: String,
         methods: Vec<S<String>>,

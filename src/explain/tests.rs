@@ -140,6 +140,42 @@ fn explain_keeps_the_host_and_shows_the_mismatch_refusal() {
 }
 
 #[test]
+fn explain_with_ech_judges_the_asked_host_and_says_why() {
+    let c = config(
+        "sni_mismatch: deny\nrules:\n  - { name: no-front, action: deny, hosts: [public.test] }\n  \
+         - { name: lan, action: allow, dst: [\"10.0.0.0/8\"] }\n",
+    );
+    let (asked, public) = (host("origin.test"), host("public.test"));
+    let mut f = facts(&asked);
+    f.sni = Some(&public);
+    f.dst = Some("10.1.1.1".parse().unwrap());
+    f.hello = HelloFact::Seen {
+        ja4: None,
+        ech: true,
+    };
+    let out = explain(&c, &f);
+    assert!(
+        out.starts_with("allow rule \"lan\" (policy.yaml:4)"),
+        "{out}"
+    );
+    assert!(out.contains("\nech: offered\n"), "{out}");
+    assert!(
+        out.contains(
+            "the sni is ECH's public name: rules matched hosts against the requested host"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("sni differs"), "{out}");
+    // Without ECH the same names are a refused mismatch (and the SNI's deny rule).
+    f.hello = HelloFact::Seen {
+        ja4: None,
+        ech: false,
+    };
+    let out = explain(&c, &f);
+    assert!(out.starts_with("deny rule \"no-front\""), "{out}");
+}
+
+#[test]
 fn explain_names_the_upstreams_in_order_without_credentials() {
     let c = config(
         "upstreams: { corp: \"http://u:secret@10.0.0.1:3128\", backup: \"socks5h://10.0.0.2:1080\" }\n\

@@ -106,7 +106,12 @@ pub struct Policy {
 
 impl Policy {
     /// Compiles `rules` (first match wins) with the default checks.
-    pub fn new(rules: Vec<RuleInfo>, default: Action) -> Policy {
+    pub fn new(mut rules: Vec<RuleInfo>, default: Action) -> Policy {
+        for r in &mut rules {
+            // Sorted, a fingerprint is found by bisection: a `ja4_file` may hold thousands.
+            r.ja4.sort_unstable();
+            r.ja4.dedup();
+        }
         let index = HostIndex::build(&rules);
         let nets = rules.iter().map(RuleNets::of).collect();
         let judges_requests = rules.iter().any(RuleInfo::names_requests);

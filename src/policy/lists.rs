@@ -16,6 +16,7 @@ use ipnet::IpNet;
 
 use super::rules::HostPattern;
 use crate::target::Host;
+use crate::tls::Ja4;
 
 /// Past this many bad lines in one file the rest are counted, not listed: a file in the wrong
 /// format entirely would otherwise print millions of lines.
@@ -150,6 +151,21 @@ pub fn parse_net_list(text: &str) -> ListParse<Vec<IpNet>> {
         let Some(line) = content(raw) else { continue };
         match parse_net(line) {
             Ok(net) => out.entries.push(net),
+            Err(msg) => out.bad(n, msg),
+        }
+    }
+    out.entries.shrink_to_fit();
+    out
+}
+
+/// Parses a `ja4_file`: one JA4 fingerprint per line (as the access log's `ja4` shows it), the
+/// same parser as an inline `ja4` entry.
+pub fn parse_ja4_list(text: &str) -> ListParse<Vec<Ja4>> {
+    let mut out = ListParse::<Vec<Ja4>>::default();
+    for (n, raw) in text.lines().enumerate() {
+        let Some(line) = content(raw) else { continue };
+        match Ja4::parse(line) {
+            Ok(fp) => out.entries.push(fp),
             Err(msg) => out.bad(n, msg),
         }
     }

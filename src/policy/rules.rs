@@ -273,7 +273,8 @@ pub struct RuleInfo {
     pub dst: Vec<IpNet>,
     /// Where the connections it lets through are dialled (`upstream:`).
     pub upstream: Way,
-    /// The ClientHello's JA4 is one of these.
+    /// The ClientHello's JA4 is one of these (inline and from `ja4_file`); sorted and without
+    /// repeats once the policy is compiled.
     pub ja4: Vec<Ja4>,
     /// The ClientHello offers ECH (`true`) or does not (`false`).
     pub ech: Option<bool>,
@@ -387,7 +388,7 @@ impl RuleInfo {
             HelloFact::Seen { ja4, ech } => {
                 let ja4_fits = match ja4 {
                     _ if self.ja4.is_empty() => true,
-                    Some(fp) => self.ja4.contains(fp),
+                    Some(fp) => self.ja4.binary_search(fp).is_ok(),
                     None => self.action != Action::Deny,
                 };
                 ja4_fits && self.ech.is_none_or(|want| want == ech)

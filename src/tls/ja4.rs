@@ -49,7 +49,7 @@ pub struct Ja4Input {
 
 /// A JA4 fingerprint such as `t13d1516h2_8daaf6152771_e5627efa2ab1`: checked to have the
 /// spec's shape, so two equal strings are the same fingerprint.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ja4([u8; JA4_LEN]);
 
 impl Ja4 {

@@ -153,3 +153,47 @@ fn an_empty_hosts_file_matches_no_host() {
     let c = loaded(dir.path()).unwrap();
     assert_eq!(rule_for(&c, "anything.example", "127.0.0.1", None), None);
 }
+
+#[test]
+fn a_ja4_file_adds_fingerprints_and_every_bad_line_is_placed() {
+    const CURL: &str = "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6";
+    const CHROMIUM: &str = "t13d1517h2_8daaf6152771_cb7bf5808d99";
+    let policy = format!(
+        "rules:\n  - {{ name: bots, action: deny, ja4: [\"{CURL}\"], ja4_file: bots.txt }}\n"
+    );
+    let dir = folder(
+        &policy,
+        &[(
+            "bots.txt",
+            &format!("# scanners\n{CHROMIUM}  # one\n{CURL}\n"),
+        )],
+    );
+    let c = loaded(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let fps: Vec<String> = c.policy.rule(0).ja4.iter().map(|f| f.to_string()).collect();
+    assert_eq!(
+        fps,
+        [CHROMIUM, CURL],
+        "inline and file entries, sorted, once each"
+    );
+    let bots = c
+        .lists
+        .iter()
+        .find(|l| l.key == "rules[0].ja4_file")
+        .expect("listed");
+    assert_eq!(bots.entries, 2);
+
+    fs::write(
+        dir.path().join("bots.txt"),
+        format!("{CHROMIUM}\nt13d_nope\n"),
+    )
+    .unwrap();
+    let err = loaded(dir.path()).unwrap_err();
+    let issue = &err.errors[0];
+    assert_eq!(issue.line, 2, "{err}");
+    assert!(issue.file.ends_with("bots.txt"), "{err}");
+    assert!(issue.message.contains("not a JA4 fingerprint"), "{err}");
+
+    fs::write(dir.path().join("bots.txt"), "# nothing yet\n").unwrap();
+    let err = loaded(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("lists no fingerprint"), "{err}");
+}
