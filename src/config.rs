@@ -3,6 +3,7 @@
 //! with its file:line:column. Pure apart from reading files: the policy in [`load`], and the
 //! rule lists it names (`hosts_file`, `dst_file`, `clients_file`) in `validate`; no sockets.
 
+mod flows;
 mod lists;
 mod pac;
 mod raw;
@@ -25,6 +26,7 @@ pub use crate::policy::Toggle;
 use crate::request::Credentials;
 use crate::target::{Host, Target};
 
+pub use flows::{BodyCapture, DEFAULT_KEEP, Flows, MAX_BODY_CAPTURE, MAX_KEEP, MediaRange};
 pub use pac::{DEFAULT_SETUP_HOST, MAX_PAC_BYPASS, Pac, PacBypass};
 pub use upstream::{DEFAULT_UPSTREAM, RESERVED_UPSTREAM_NAMES, Upstreams, parse_upstream};
 
@@ -67,8 +69,8 @@ pub struct Config {
     pub max_connections_per_client: usize,
     /// Whether a non-loopback listener without `users` is allowed (`open_proxy`).
     pub open_proxy: bool,
-    /// JSON-lines log of inspected requests.
-    pub flows: Option<PathBuf>,
+    /// `flows:`: the JSON-lines file of inspected requests, the live ring, body capture.
+    pub flows: Flows,
     /// Tunnel sites whose clients keep rejecting the forged certificate, when set.
     pub pinning_passthrough: Option<PinningPassthrough>,
     /// `upstream_tls.require_pq`: refuse an inspected origin that cannot do a post-quantum

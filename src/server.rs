@@ -262,7 +262,8 @@ fn build_interceptor(
     let settings = InterceptSettings {
         ca_dir: cfg.ca_dir.clone(),
         upstream_ca: cfg.upstream_ca.clone(),
-        flows: cfg.flows.clone(),
+        flows: cfg.flows.file.clone(),
+        bodies: cfg.flows.bodies.clone(),
         handshake_timeout: cfg.timeouts.client_hello,
         idle: cfg.timeouts.idle,
         pinning: cfg.pinning_passthrough.map(|p| PinningSettings {

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::error::MitmError;
 
+pub mod bodies;
 pub mod capture;
 
 /// Headers whose values are secrets (DESIGN: never in any log).
@@ -93,6 +94,12 @@ pub struct FlowRecord {
     pub response_cookies: Vec<String>,
     /// What ward measured of this exchange, in microseconds; `None` in records from before.
     pub timings: Option<capture::Timings>,
+    /// The request body's first bytes, when `flows.bodies` asks for its media type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<bodies::CapturedBody>,
+    /// The response body's first bytes, when `flows.bodies` asks for its media type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<bodies::CapturedBody>,
 }
 
 impl FlowRecord {
@@ -135,6 +142,8 @@ impl FlowRecord {
             response_headers: Vec::new(),
             response_cookies: Vec::new(),
             timings: None,
+            request_body: None,
+            response_body: None,
         }
     }
 

@@ -178,6 +178,7 @@ impl Interceptor {
                 legs,
             },
             sink: self.flows.clone(),
+            bodies: self.bodies.clone(),
             judge: ctx.judge,
             requests: AtomicU64::new(0),
             upgrades: TaskTracker::new(),

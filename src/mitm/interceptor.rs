@@ -16,6 +16,7 @@ use super::flows::FlowSink;
 use super::pinning::{ClientId, Pinned, PinningSettings, PinningTracker};
 use super::requests::RequestJudge;
 use super::upstream;
+use crate::config::BodyCapture;
 use crate::target::{Host, Target};
 
 /// The policy file's interception settings, paths already resolved.
@@ -27,6 +28,8 @@ pub struct InterceptSettings {
     pub upstream_ca: Option<PathBuf>,
     /// Where flow records are appended as JSON lines, if anywhere.
     pub flows: Option<PathBuf>,
+    /// `flows.bodies`: which bodies the records capture, off when `None`.
+    pub bodies: Option<BodyCapture>,
     /// Each TLS handshake (client and origin) gets this long.
     pub handshake_timeout: Duration,
     /// An intercepted connection (upgrades included) ends after this long without a byte.
@@ -63,6 +66,7 @@ pub struct Interceptor {
     pub(super) client_base: Arc<ClientConfig>,
     pub(super) server_base: ServerConfig,
     pub(super) flows: Arc<FlowSink>,
+    pub(super) bodies: Option<Arc<BodyCapture>>,
     pub(super) pinning: Arc<PinningTracker>,
     pub(super) handshake_timeout: Duration,
     pub(super) idle: Duration,
@@ -89,6 +93,7 @@ impl Interceptor {
             client_base: Arc::new(client_base),
             server_base,
             flows: Arc::new(FlowSink::open(s.flows.as_deref())?),
+            bodies: s.bodies.clone().map(Arc::new),
             pinning,
             handshake_timeout: s.handshake_timeout,
             idle: s.idle,

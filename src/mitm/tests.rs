@@ -67,6 +67,7 @@ fn ward_with(origin_ca_pem: &str, pinning: Option<PinningSettings>, require_pq: 
         ca_dir: dir.path().join("certs"),
         upstream_ca: Some(upstream_ca),
         flows: Some(dir.path().join("flows.jsonl")),
+        bodies: None,
         handshake_timeout: Duration::from_secs(10),
         idle: Duration::from_secs(30),
         pinning,
