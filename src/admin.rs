@@ -2,24 +2,26 @@
 //! URL, CA fingerprint and per-platform trust steps), the CA downloads `/ca.pem`, `/ca.crt`,
 //! `/ca.cer`, `/ca.der`, `/ca.mobileconfig`, `/proxy.pac` (from `pac:`), `/healthz`, `/readyz`,
 //! `/metrics` (Prometheus text), `/pinning` (pinning passthrough: list, and the one change the
-//! admin can make, `DELETE /pinning/<host>`). It never shows a secret.
+//! admin can make, `DELETE /pinning/<host>`), `/flows…` (the live flow view, in `flows`). It
+//! never shows a secret.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod flows;
 pub mod pinning;
 
 use crate::config::Pac;
 use crate::metrics::Metrics;
-use crate::mitm::PinningTracker;
+use crate::mitm::{FlowHub, PinningTracker};
 use crate::onboarding::{self, CaCert, Site};
 use crate::target::{Host, Target};
 
@@ -41,6 +43,8 @@ pub struct AdminState {
     pub draining: CancellationToken,
     /// Pinning passthrough state, for `/pinning` and the `/metrics` gauge.
     pub pinning: Arc<PinningTracker>,
+    /// The live flow view's ring (`/flows`).
+    pub flows: Arc<FlowHub>,
 }
 
 impl AdminState {
@@ -71,7 +75,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&req, &state, local, peer).await) }
+                async move {
+                    // The live flow view streams (`/flows/events`); everything else is whole.
+                    let resp = match req.uri().path().starts_with(flows::PREFIX) {
+                        true => flows::respond(&req, &state.flows.ring),
+                        false => route(&req, &state, local, peer).await.map(Either::Left),
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -125,7 +136,7 @@ async fn route(
                     StatusCode::NOT_FOUND,
                     "text/plain",
                     format!(
-                        "{} /proxy.pac /healthz /readyz /metrics\n",
+                        "{} /proxy.pac /healthz /readyz /metrics /flows\n",
                         onboarding::PATHS.join(" ")
                     ),
                 ),
@@ -174,6 +185,7 @@ mod tests {
             setup_host: Host::Name("ward.setup".into()),
             draining: CancellationToken::new(),
             pinning: Arc::default(),
+            flows: Arc::default(),
         };
         assert_eq!(state.advertised(), "127.0.0.1:8080");
         state.pac.proxy = Some(Target::parse_authority("ward.lan:3128").unwrap());

@@ -25,7 +25,7 @@ use crate::front::entry::Entry;
 use crate::front::refuse;
 use crate::metrics::Metrics;
 use crate::mitm::pinning::{self, PinningSettings, PinningTracker};
-use crate::mitm::{InterceptSettings, Interceptor};
+use crate::mitm::{FlowHub, InterceptSettings, Interceptor};
 
 mod cert_watch;
 
@@ -69,6 +69,8 @@ struct State {
     shares: Arc<ClientShares>,
     /// Pinning passthrough state: made once, shared by every interceptor a reload builds.
     pinning: Arc<PinningTracker>,
+    /// The live flow ring, likewise (and shared with the admin).
+    flows: Arc<FlowHub>,
 }
 
 /// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
@@ -86,7 +88,14 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         config.ca_dir.join(pinning::store::FILE_NAME),
         std::time::SystemTime::now(),
     ));
-    let interceptor = build_interceptor(&config, None, &pinning)?;
+    // `flows.keep` is read at start, like the admin address: the ring is the admin's.
+    let keep = if config.admin.is_some() {
+        config.flows.keep
+    } else {
+        0
+    };
+    let flows = Arc::new(FlowHub::new(keep));
+    let interceptor = build_interceptor(&config, None, &pinning, &flows)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
     for listener in &config.listen {
@@ -118,6 +127,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         metrics: Arc::default(),
         shares: Arc::default(),
         pinning,
+        flows,
     });
     let stop_accepting = CancellationToken::new();
     // The admin outlives the accept loops: `/readyz` answers 503 while the drain runs.
@@ -137,6 +147,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
             setup_host: cfg.setup_host.clone(),
             draining: stop_accepting.clone(),
             pinning: state.pinning.clone(),
+            flows: state.flows.clone(),
         };
         tokio::spawn(admin::serve(l, Arc::new(admin), stop_admin.clone()));
     }
@@ -255,6 +266,7 @@ fn build_interceptor(
     cfg: &Config,
     current: Option<&Arc<Interceptor>>,
     pinning: &Arc<PinningTracker>,
+    flows: &Arc<FlowHub>,
 ) -> Result<Option<Arc<Interceptor>>, ServerError> {
     if !cfg.policy.inspects_anything() {
         return Ok(None);
@@ -278,7 +290,7 @@ fn build_interceptor(
     {
         return Ok(Some(cur.clone()));
     }
-    let interceptor = Interceptor::new(&settings, pinning.clone())
+    let interceptor = Interceptor::new(&settings, pinning.clone(), flows.clone())
         .map_err(|e| ServerError::Intercept(e.to_string()))?;
     Ok(Some(Arc::new(interceptor)))
 }
@@ -327,7 +339,12 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
         tracing::warn!("listen addresses changed: restart ward to apply them");
     }
     let current = state.interceptor.load();
-    match build_interceptor(&new, current.as_ref().as_ref(), &state.pinning) {
+    match build_interceptor(
+        &new,
+        current.as_ref().as_ref(),
+        &state.pinning,
+        &state.flows,
+    ) {
         Ok(i) => state.interceptor.store(Arc::new(i)),
         Err(e) => {
             tracing::error!(error = %e, "policy reload failed: keeping the previous rules");

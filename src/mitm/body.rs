@@ -64,7 +64,8 @@ impl Drop for FlowDone {
         ));
         self.record.request_body = self.request_tap.as_ref().map(bodies::take);
         self.record.response_body = self.response_tap.as_ref().map(bodies::take);
-        self.sink.emit(&self.record);
+        let record = std::mem::replace(&mut self.record, FlowRecord::empty());
+        self.sink.emit(record);
     }
 }
 

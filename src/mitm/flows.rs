@@ -7,6 +7,7 @@ use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime};
@@ -18,6 +19,7 @@ use super::error::MitmError;
 
 pub mod bodies;
 pub mod capture;
+pub mod ring;
 
 /// Headers whose values are secrets (DESIGN: never in any log).
 const REDACTED_HEADERS: [&str; 5] = [
@@ -103,6 +105,44 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
+    /// A record with nothing in it (allocates nothing): what a finished exchange leaves
+    /// behind when its record is moved out.
+    pub fn empty() -> FlowRecord {
+        FlowRecord {
+            time: String::new(),
+            client: SocketAddr::from(([0, 0, 0, 0], 0)),
+            user: None,
+            sni: None,
+            connect: None,
+            mismatch: Vec::new(),
+            method: String::new(),
+            authority: None,
+            path: String::new(),
+            version: "HTTP/?",
+            status: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration_ms: 0,
+            rule: None,
+            error: None,
+            request_headers: Vec::new(),
+            tls_client: None,
+            cipher_client: None,
+            kx_client: None,
+            tls_upstream: None,
+            cipher_upstream: None,
+            kx_upstream: None,
+            request_cookies: Vec::new(),
+            response_version: None,
+            status_text: None,
+            response_headers: Vec::new(),
+            response_cookies: Vec::new(),
+            timings: None,
+            request_body: None,
+            response_body: None,
+        }
+    }
+
     /// The request-side half of a record, captured before the request is forwarded.
     pub fn from_request<B>(req: &http::Request<B>, started: SystemTime) -> FlowRecord {
         let uri = req.uri();
@@ -112,38 +152,15 @@ impl FlowRecord {
         });
         FlowRecord {
             time: humantime::format_rfc3339_millis(started).to_string(),
-            client: SocketAddr::from(([0, 0, 0, 0], 0)),
-            user: None,
-            sni: None,
-            connect: None,
-            mismatch: Vec::new(),
             method: req.method().to_string(),
             authority,
             path: uri
                 .path_and_query()
                 .map_or_else(|| "/".to_string(), |p| p.to_string()),
             version: version_name(req.version()),
-            status: None,
-            request_bytes: 0,
-            response_bytes: 0,
-            duration_ms: 0,
-            rule: None,
-            error: None,
             request_headers: redacted_headers(req.headers()),
-            tls_client: None,
-            cipher_client: None,
-            kx_client: None,
-            tls_upstream: None,
-            cipher_upstream: None,
-            kx_upstream: None,
             request_cookies: capture::cookie_names(req.headers()),
-            response_version: None,
-            status_text: None,
-            response_headers: Vec::new(),
-            response_cookies: Vec::new(),
-            timings: None,
-            request_body: None,
-            response_body: None,
+            ..FlowRecord::empty()
         }
     }
 
@@ -190,19 +207,38 @@ pub fn redacted_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Where finished records go: tracing always, the JSON-lines file when configured.
+/// What outlives an interceptor (a reload may build a new one) and is shared with the admin:
+/// the live ring of recent flows.
+#[derive(Debug, Default)]
+pub struct FlowHub {
+    /// The last `flows.keep` records, for `/flows`.
+    pub ring: ring::FlowRing,
+}
+
+impl FlowHub {
+    /// A hub whose ring keeps `keep` records (0: none, when no admin shows them).
+    pub fn new(keep: usize) -> FlowHub {
+        FlowHub {
+            ring: ring::FlowRing::new(keep),
+        }
+    }
+}
+
+/// Where finished records go: tracing always, the live ring, the JSON-lines file when
+/// configured.
 pub struct FlowSink {
     file: Option<SyncSender<String>>,
     dropped: AtomicU64,
+    hub: Arc<FlowHub>,
 }
 
 impl FlowSink {
     /// Opens (appending, 0600: paths and headers are private) and starts the writer thread.
     /// A thread rather than a task: this may run before the runtime exists, and file writes
     /// are blocking anyway.
-    pub fn open(path: Option<&Path>) -> Result<FlowSink, MitmError> {
+    pub fn open(path: Option<&Path>, hub: Arc<FlowHub>) -> Result<FlowSink, MitmError> {
         let Some(path) = path else {
-            return Ok(FlowSink::disabled());
+            return Ok(FlowSink::without_file(hub));
         };
         let io_err = |source| MitmError::Io {
             path: path.to_path_buf(),
@@ -223,14 +259,16 @@ impl FlowSink {
         Ok(FlowSink {
             file: Some(tx),
             dropped: AtomicU64::new(0),
+            hub,
         })
     }
 
-    /// A sink that writes no file (records still go to tracing).
-    pub fn disabled() -> FlowSink {
+    /// A sink that writes no file (records still go to tracing and the ring).
+    pub fn without_file(hub: Arc<FlowHub>) -> FlowSink {
         FlowSink {
             file: None,
             dropped: AtomicU64::new(0),
+            hub,
         }
     }
 
@@ -239,8 +277,14 @@ impl FlowSink {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Logs `rec` and queues it for the file; never blocks (a full queue drops and counts).
-    pub fn emit(&self, rec: &FlowRecord) {
+    /// Logs `rec`, queues it for the file and files it in the ring; never blocks (a full
+    /// queue drops and counts).
+    pub fn emit(&self, rec: FlowRecord) {
+        self.log_and_write(&rec);
+        self.hub.ring.push(rec);
+    }
+
+    fn log_and_write(&self, rec: &FlowRecord) {
         let mismatch = (!rec.mismatch.is_empty()).then(|| rec.mismatch.join(","));
         tracing::info!(
             target: "ward::flow",

@@ -12,7 +12,7 @@ use rustls::server::ServerConfig;
 use super::ca::Ca;
 use super::certs::{self, LeafCache};
 use super::error::MitmError;
-use super::flows::FlowSink;
+use super::flows::{FlowHub, FlowSink};
 use super::pinning::{ClientId, Pinned, PinningSettings, PinningTracker};
 use super::requests::RequestJudge;
 use super::upstream;
@@ -76,8 +76,12 @@ pub struct Interceptor {
 
 impl Interceptor {
     /// Loads (or creates) the CA and builds the TLS configurations both sides start from.
-    /// `pinning` outlives the interceptor: a reload builds a new one around the same tracker.
-    pub fn new(s: &InterceptSettings, pinning: Arc<PinningTracker>) -> Result<Self, MitmError> {
+    /// `pinning` and `flows` outlive the interceptor: a reload builds a new one around them.
+    pub fn new(
+        s: &InterceptSettings,
+        pinning: Arc<PinningTracker>,
+        flows: Arc<FlowHub>,
+    ) -> Result<Self, MitmError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let ca = Arc::new(Ca::load_or_create(&s.ca_dir)?);
         let client_base = upstream::client_config(provider.clone(), s.upstream_ca.as_deref())?;
@@ -92,7 +96,7 @@ impl Interceptor {
             leaves,
             client_base: Arc::new(client_base),
             server_base,
-            flows: Arc::new(FlowSink::open(s.flows.as_deref())?),
+            flows: Arc::new(FlowSink::open(s.flows.as_deref(), flows)?),
             bodies: s.bodies.clone().map(Arc::new),
             pinning,
             handshake_timeout: s.handshake_timeout,

@@ -74,7 +74,7 @@ fn ward_with(origin_ca_pem: &str, pinning: Option<PinningSettings>, require_pq: 
         require_pq,
     };
     Ward {
-        interceptor: Arc::new(Interceptor::new(&settings, Arc::default()).unwrap()),
+        interceptor: Arc::new(Interceptor::new(&settings, Arc::default(), Arc::default()).unwrap()),
         dir,
     }
 }
