@@ -17,6 +17,9 @@ use crate::target::{Host, Target};
 use crate::tls::Ja4;
 use crate::tls::TlsLeg;
 
+pub mod conn_id;
+pub use conn_id::ConnId;
+
 /// The stage a connection reached; an error record names the stage it died in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -55,6 +58,8 @@ impl Stage {
 #[derive(Debug)]
 pub struct AccessRecord {
     started: Instant,
+    /// Joins this record with the flow records of the same connection.
+    pub conn_id: ConnId,
     /// The client's address as ward saw it.
     pub client: SocketAddr,
     /// The authenticated user, when `users` is set.
@@ -104,6 +109,7 @@ impl AccessRecord {
     pub fn new(client: SocketAddr, metrics: Arc<Metrics>) -> Self {
         AccessRecord {
             started: Instant::now(),
+            conn_id: ConnId::next(),
             client,
             user: None,
             via: None,
@@ -178,6 +184,7 @@ impl AccessRecord {
         };
         tracing::info!(
             target: "ward::access",
+            conn_id = %self.conn_id,
             client = %self.client,
             user = %opt(self.user.clone()),
             via = %self.via.map_or("-", Via::as_str),

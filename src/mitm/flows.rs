@@ -39,6 +39,8 @@ const QUEUE_DEPTH: usize = 4096;
 pub struct FlowRecord {
     /// RFC 3339, when the request head arrived.
     pub time: String,
+    /// The connection's id, as in its access record.
+    pub conn_id: String,
     /// The client's address.
     pub client: SocketAddr,
     /// The authenticated user, if any.
@@ -110,6 +112,7 @@ impl FlowRecord {
     pub fn empty() -> FlowRecord {
         FlowRecord {
             time: String::new(),
+            conn_id: String::new(),
             client: SocketAddr::from(([0, 0, 0, 0], 0)),
             user: None,
             sni: None,
@@ -288,6 +291,7 @@ impl FlowSink {
         let mismatch = (!rec.mismatch.is_empty()).then(|| rec.mismatch.join(","));
         tracing::info!(
             target: "ward::flow",
+            conn_id = %rec.conn_id,
             client = %rec.client,
             user = rec.user.as_deref(),
             sni = rec.sni.as_deref(),

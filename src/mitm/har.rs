@@ -22,6 +22,7 @@ const UNKNOWN: i64 = -1;
 #[serde(default)]
 struct FlowLine {
     time: String,
+    conn_id: Option<String>,
     client: Option<String>,
     user: Option<String>,
     sni: Option<String>,
@@ -160,6 +161,7 @@ fn entry(rec: &FlowLine) -> Value {
         "cache": {},
         "timings": timings,
         "_ward": {
+            "conn_id": rec.conn_id,
             "client": rec.client,
             "user": rec.user,
             "sni": rec.sni,

@@ -167,6 +167,7 @@ impl Interceptor {
         Relay {
             upstream,
             meta: FlowMeta {
+                conn_id: ctx.conn_id.to_string(),
                 client: ctx.client,
                 user: ctx.user,
                 sni: Some(name.to_string()),

@@ -43,6 +43,8 @@ pub struct InterceptSettings {
 /// What the pipeline knows about the connection being intercepted.
 #[derive(Debug, Clone)]
 pub struct FlowContext {
+    /// The connection's id, for its flow records.
+    pub conn_id: crate::log::ConnId,
     /// The client's address.
     pub client: SocketAddr,
     /// The authenticated user, if any.

@@ -203,6 +203,7 @@ where
 /// What every flow record of this connection shares.
 #[derive(Debug, Clone)]
 pub(crate) struct FlowMeta {
+    pub conn_id: String,
     pub client: SocketAddr,
     pub user: Option<String>,
     pub sni: Option<String>,
@@ -294,6 +295,7 @@ impl Relay {
     /// names another site than this connection's TLS name.
     fn start_flow(&self, req: &Request<Incoming>) -> (Box<FlowDone>, bool) {
         let mut record = FlowRecord::from_request(req, SystemTime::now());
+        record.conn_id.clone_from(&self.meta.conn_id);
         record.client = self.meta.client;
         record.user.clone_from(&self.meta.user);
         record.sni.clone_from(&self.meta.sni);

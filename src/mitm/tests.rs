@@ -82,6 +82,7 @@ fn ward_with(origin_ca_pem: &str, pinning: Option<PinningSettings>, require_pq: 
 /// The facts conn.rs hands the interception for a test client.
 fn flow_context() -> FlowContext {
     FlowContext {
+        conn_id: crate::log::ConnId::next(),
         client: "127.0.0.1:40000".parse().unwrap(),
         user: Some("alice".into()),
         sni: None,

@@ -11,6 +11,7 @@ mod cli;
 mod clients;
 mod deploy;
 mod errors;
+mod flows_file;
 mod flows_view;
 mod har;
 mod harness;

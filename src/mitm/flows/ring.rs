@@ -28,6 +28,8 @@ pub struct FlowSummary<'a> {
     pub id: u64,
     /// When the request head arrived (RFC 3339).
     pub time: &'a str,
+    /// The connection's id, as in its access record.
+    pub conn_id: &'a str,
     /// The client's address.
     pub client: String,
     /// The request method.
@@ -55,6 +57,7 @@ pub fn summary(id: u64, rec: &FlowRecord) -> FlowSummary<'_> {
     FlowSummary {
         id,
         time: &rec.time,
+        conn_id: &rec.conn_id,
         client: rec.client.to_string(),
         method: &rec.method,
         host: host_of(rec),
