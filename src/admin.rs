@@ -116,7 +116,9 @@ async fn route(
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            state.metrics.render() + &pinning::gauge(&state.pinning),
+            state.metrics.render()
+                + &pinning::gauge(&state.pinning)
+                + &flows::metrics(&state.flows),
         ),
         "/proxy.pac" => text(
             StatusCode::OK,

@@ -1,5 +1,5 @@
 //! The process: listeners, the connection limit, policy hot reload (a watch on the policy and
-//! its list files, and SIGHUP),
+//! its list files, and SIGHUP), the flows file reopened on SIGUSR1,
 //! and graceful shutdown (SIGTERM/Ctrl-C: stop accepting, drain for `shutdown_grace`, exit).
 
 use std::collections::HashSet;
@@ -162,6 +162,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     }
     tokio::spawn(reloader(path, state.clone(), reload_rx, watch));
     tokio::spawn(forward_sighup(signals.hup, reload_tx));
+    tokio::spawn(reopen_on_sigusr1(signals.usr1, state.clone()));
 
     wait_for_shutdown_signal(signals.term, signals.int).await;
     stop_accepting.cancel();
@@ -429,6 +430,7 @@ struct Signals {
     hup: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -438,6 +440,7 @@ impl Signals {
             hup: signal(SignalKind::hangup())?,
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 }
@@ -445,6 +448,20 @@ impl Signals {
 async fn forward_sighup(mut hup: tokio::signal::unix::Signal, tx: mpsc::Sender<&'static str>) {
     while hup.recv().await.is_some() {
         let _ = tx.send("SIGHUP").await;
+    }
+}
+
+/// SIGUSR1 reopens the flows file (logrotate's `create`: the old file was renamed away).
+/// ward's logs go to stderr, which is the service manager's to rotate.
+async fn reopen_on_sigusr1(mut usr1: tokio::signal::unix::Signal, state: Arc<State>) {
+    while usr1.recv().await.is_some() {
+        match state.interceptor.load().as_ref() {
+            Some(i) if i.settings().flows.is_some() => {
+                tracing::info!("SIGUSR1: reopening the flows file");
+                i.reopen_flows();
+            }
+            _ => tracing::info!("SIGUSR1: no flows file to reopen"),
+        }
     }
 }
 

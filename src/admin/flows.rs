@@ -17,9 +17,9 @@ use hyper::body::{Body, Frame};
 use tokio::sync::mpsc;
 use tokio::time::{Interval, MissedTickBehavior};
 
-use crate::mitm::FlowRecord;
 use crate::mitm::flows::ring::{FlowRing, Lookup, host_of, summary};
 use crate::mitm::har::{decode, har_from_records};
+use crate::mitm::{FlowHub, FlowRecord};
 
 /// The paths this module answers all start so.
 pub const PREFIX: &str = "/flows";
@@ -75,6 +75,35 @@ pub fn respond<B>(req: &Request<B>, ring: &FlowRing) -> Response<AdminBody> {
             ),
         },
     }
+}
+
+/// The flows file's counters for `/metrics`.
+pub fn metrics(hub: &FlowHub) -> String {
+    let f = &hub.file;
+    let mut out = String::new();
+    for (name, help, v) in [
+        (
+            "ward_flows_written_total",
+            "Flow records written to the flows file.",
+            &f.written,
+        ),
+        (
+            "ward_flows_write_failed_total",
+            "Flow records lost because writing the flows file failed (disk full, unwritable).",
+            &f.failed,
+        ),
+        (
+            "ward_flows_dropped_total",
+            "Flow records dropped because the flows file's writer could not keep up.",
+            &f.dropped,
+        ),
+    ] {
+        let v = v.load(std::sync::atomic::Ordering::Relaxed);
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    out
 }
 
 /// `/flows/<id>`: the whole record (headers redacted as recorded) with its id.

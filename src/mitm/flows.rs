@@ -2,14 +2,11 @@
 //! (target `ward::flow`) and optionally appended as JSON lines to a file. Must never carry a
 //! credential's value, and must never block a connection on the disk.
 
-use std::fs;
-use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
@@ -20,6 +17,7 @@ use super::error::MitmError;
 pub mod bodies;
 pub mod capture;
 pub mod ring;
+pub mod writer;
 
 /// Headers whose values are secrets (DESIGN: never in any log).
 const REDACTED_HEADERS: [&str; 5] = [
@@ -211,11 +209,13 @@ pub fn redacted_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// What outlives an interceptor (a reload may build a new one) and is shared with the admin:
-/// the live ring of recent flows.
+/// the live ring of recent flows, and what the flows file's writers did.
 #[derive(Debug, Default)]
 pub struct FlowHub {
     /// The last `flows.keep` records, for `/flows`.
     pub ring: ring::FlowRing,
+    /// Records written, lost and dropped, and reopen requests, for every writer.
+    pub file: writer::FileStats,
 }
 
 impl FlowHub {
@@ -223,6 +223,7 @@ impl FlowHub {
     pub fn new(keep: usize) -> FlowHub {
         FlowHub {
             ring: ring::FlowRing::new(keep),
+            file: writer::FileStats::default(),
         }
     }
 }
@@ -231,6 +232,7 @@ impl FlowHub {
 /// configured.
 pub struct FlowSink {
     file: Option<SyncSender<String>>,
+    /// Records this sink dropped, for its one "cannot keep up" warning.
     dropped: AtomicU64,
     hub: Arc<FlowHub>,
 }
@@ -247,17 +249,14 @@ impl FlowSink {
             path: path.to_path_buf(),
             source,
         };
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err)?;
+        let file = writer::open_append(path).map_err(io_err)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
-        let shown = path.display().to_string();
+        let generation = hub.file.reopen.load(Ordering::Acquire);
+        let writer = writer::Writer::new(path.to_path_buf(), file, generation);
+        let stats = hub.clone();
         std::thread::Builder::new()
             .name("ward-flows".into())
-            .spawn(move || write_lines(rx, BufWriter::new(file), &shown))
+            .spawn(move || writer.run(rx, &stats.file))
             .map_err(io_err)?;
         Ok(FlowSink {
             file: Some(tx),
@@ -275,9 +274,19 @@ impl FlowSink {
         }
     }
 
-    /// Records not written because the queue was full.
+    /// Records this sink did not queue because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Asks every writer to reopen the flows file at its path (SIGUSR1, after logrotate
+    /// renamed it away), and wakes this sink's writer to do it now.
+    pub fn reopen(&self) {
+        self.hub.file.reopen.fetch_add(1, Ordering::AcqRel);
+        if let Some(tx) = &self.file {
+            // An empty line is a wake-up; a full queue wakes the writer anyway.
+            let _ = tx.try_send(String::new());
+        }
     }
 
     /// Logs `rec`, queues it for the file and files it in the ring; never blocks (a full
@@ -322,27 +331,12 @@ impl FlowSink {
         match tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.hub.file.dropped.fetch_add(1, Ordering::Relaxed);
                 if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!("flows file cannot keep up; dropping records");
                 }
             }
             Err(TrySendError::Disconnected(_)) => {}
-        }
-    }
-}
-
-/// Flushes whenever the queue runs dry, so a quiet proxy's file is always current.
-fn write_lines(rx: Receiver<String>, mut out: BufWriter<fs::File>, path: &str) {
-    while let Ok(line) = rx.recv() {
-        let mut next = Some(line);
-        while let Some(line) = next {
-            if let Err(e) = writeln!(out, "{line}") {
-                tracing::warn!(path, error = %e, "writing flows file failed");
-            }
-            next = rx.try_recv().ok();
-        }
-        if let Err(e) = out.flush() {
-            tracing::warn!(path, error = %e, "flushing flows file failed");
         }
     }
 }

@@ -114,6 +114,11 @@ impl Interceptor {
         &self.settings
     }
 
+    /// Reopens the flows file at its path (SIGUSR1, for logrotate).
+    pub fn reopen_flows(&self) {
+        self.flows.reopen();
+    }
+
     /// The CA that signs the forged leaves.
     pub fn ca(&self) -> &Arc<Ca> {
         self.leaves.ca()

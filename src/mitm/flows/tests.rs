@@ -1,5 +1,7 @@
 //! Unit tests of flow records: redaction and the JSON lines file.
 
+use std::fs;
+
 use super::*;
 
 #[test]
