@@ -16,7 +16,7 @@ fn flow_lines(ward: &Ward, name: &str, n: usize) -> Vec<Value> {
     let path = ward.dir().join(name);
     wait_until(
         Duration::from_secs(10),
-        &format!("{n} records in {name}"),
+        format!("{n} records in {name}"),
         || {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let lines: Vec<Value> = text

@@ -169,8 +169,7 @@ mod tests {
             tx.send(line.to_owned()).unwrap();
         }
         drop(tx);
-        let mut writer = Writer::new(path.to_path_buf(), file, 0);
-        writer.failing = false;
+        let writer = Writer::new(path.to_path_buf(), file, 0);
         writer.run(rx, &stats);
         assert_eq!(
             stats.failed.load(Ordering::Relaxed),
