@@ -2,26 +2,27 @@
 //! URL, CA fingerprint and per-platform trust steps), the CA downloads `/ca.pem`, `/ca.crt`,
 //! `/ca.cer`, `/ca.der`, `/ca.mobileconfig`, `/proxy.pac` (from `pac:`), `/healthz`, `/readyz`,
 //! `/metrics` (Prometheus text), `/pinning` (pinning passthrough: list, and the one change the
-//! admin can make, `DELETE /pinning/<host>`). It never shows a secret. With `admin_token`,
-//! what is not public asks for it first (`auth`).
+//! admin can make, `DELETE /pinning/<host>`), `/flows…` (the live flow view, in `flows`). It
+//! never shows a secret. With `admin_token`, what is not public asks for it first (`auth`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod auth;
+pub mod flows;
 pub mod pinning;
 
 use crate::config::Pac;
 use crate::metrics::Metrics;
-use crate::mitm::PinningTracker;
+use crate::mitm::{FlowHub, PinningTracker};
 use crate::onboarding::{self, CaCert, Site};
 use crate::target::{Host, Target};
 
@@ -45,6 +46,8 @@ pub struct AdminState {
     pub pinning: Arc<PinningTracker>,
     /// The token and which paths answer without it.
     pub access: auth::Access,
+    /// The live flow view's ring (`/flows`).
+    pub flows: Arc<FlowHub>,
 }
 
 impl AdminState {
@@ -75,7 +78,18 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&req, &state, local, peer).await) }
+                async move {
+                    // The token guards every path, the streamed flow view's included.
+                    let resp = if let Some(refused) = refused(&req, &state, peer) {
+                        refused.map(Either::Left)
+                    } else if req.uri().path().starts_with(flows::PREFIX) {
+                        // The live flow view streams (`/flows/events`); the rest is whole.
+                        flows::respond(&req, &state.flows.ring)
+                    } else {
+                        route(&req, &state, local, peer).await.map(Either::Left)
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -84,24 +98,31 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
     }
 }
 
+/// The 401 for a request that needs the token and lacks it; `None` when it may go on.
+fn refused(
+    req: &Request<Incoming>,
+    state: &AdminState,
+    peer: SocketAddr,
+) -> Option<Response<Full<Bytes>>> {
+    let why = state.access.check(req.uri().path(), req.headers()).err()?;
+    let path = req.uri().path();
+    match why {
+        auth::Refusal::Wrong => {
+            tracing::info!(%peer, path, "admin request refused: wrong token")
+        }
+        auth::Refusal::Missing => {
+            tracing::debug!(%peer, path, "admin request refused: no token")
+        }
+    }
+    Some(auth::unauthorized(why))
+}
+
 async fn route(
     req: &Request<Incoming>,
     state: &AdminState,
     local: SocketAddr,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
-    if let Err(why) = state.access.check(req.uri().path(), req.headers()) {
-        let path = req.uri().path();
-        match why {
-            auth::Refusal::Wrong => {
-                tracing::info!(%peer, path, "admin request refused: wrong token")
-            }
-            auth::Refusal::Missing => {
-                tracing::debug!(%peer, path, "admin request refused: no token")
-            }
-        }
-        return auth::unauthorized(why);
-    }
     if req.uri().path().starts_with(pinning::PATH) {
         let may_change = state.access.may_change(peer.ip());
         return pinning::respond(req, &state.pinning, peer, may_change);
@@ -122,7 +143,9 @@ async fn route(
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            state.metrics.render() + &pinning::gauge(&state.pinning),
+            state.metrics.render()
+                + &pinning::gauge(&state.pinning)
+                + &flows::metrics(&state.flows),
         ),
         "/proxy.pac" => text(
             StatusCode::OK,
@@ -142,7 +165,7 @@ async fn route(
                     StatusCode::NOT_FOUND,
                     "text/plain",
                     format!(
-                        "{} /proxy.pac /healthz /readyz /metrics\n",
+                        "{} /proxy.pac /healthz /readyz /metrics /flows\n",
                         onboarding::PATHS.join(" ")
                     ),
                 ),
@@ -192,6 +215,7 @@ mod tests {
             draining: CancellationToken::new(),
             pinning: Arc::default(),
             access: auth::Access::default(),
+            flows: Arc::default(),
         };
         assert_eq!(state.advertised(), "127.0.0.1:8080");
         state.pac.proxy = Some(Target::parse_authority("ward.lan:3128").unwrap());

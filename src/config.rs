@@ -4,6 +4,7 @@
 //! rule lists it names (`hosts_file`, `dst_file`, `clients_file`) in `validate`; no sockets.
 
 pub mod admin_token;
+mod flows;
 mod lists;
 mod pac;
 mod raw;
@@ -27,6 +28,7 @@ use crate::request::Credentials;
 use crate::target::{Host, Target};
 pub use admin_token::AdminToken;
 
+pub use flows::{BodyCapture, DEFAULT_KEEP, Flows, MAX_BODY_CAPTURE, MAX_KEEP, MediaRange};
 pub use pac::{DEFAULT_SETUP_HOST, MAX_PAC_BYPASS, Pac, PacBypass};
 pub use upstream::{DEFAULT_UPSTREAM, RESERVED_UPSTREAM_NAMES, Upstreams, parse_upstream};
 
@@ -74,8 +76,8 @@ pub struct Config {
     pub max_connections_per_client: usize,
     /// Whether a non-loopback listener without `users` is allowed (`open_proxy`).
     pub open_proxy: bool,
-    /// JSON-lines log of inspected requests.
-    pub flows: Option<PathBuf>,
+    /// `flows:`: the JSON-lines file of inspected requests, the live ring, body capture.
+    pub flows: Flows,
     /// Tunnel sites whose clients keep rejecting the forged certificate, when set.
     pub pinning_passthrough: Option<PinningPassthrough>,
     /// `upstream_tls.require_pq`: refuse an inspected origin that cannot do a post-quantum

@@ -59,7 +59,15 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, entry: Arc<Entry>, ctx:
             rec.discard();
             // Boxed for the same reason as the interception: tunnels need not carry its size.
             let ends = (client, local);
-            Box::pin(forward::serve(stream, buffered, ends, user, ctx)).await;
+            Box::pin(forward::serve(
+                stream,
+                buffered,
+                ends,
+                user,
+                rec.conn_id,
+                ctx,
+            ))
+            .await;
         }
     }
 }
@@ -255,6 +263,7 @@ async fn intercept(
     }
     rec.stage = Stage::Intercept;
     let flow = FlowContext {
+        conn_id: rec.conn_id,
         client: t.request.client,
         user: t.request.user.clone(),
         sni: hello.sni.clone(),

@@ -25,7 +25,7 @@ use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError};
 use crate::front::{authenticate, http as codec};
 use crate::io::PrefixedStream;
-use crate::log::{AccessRecord, Stage};
+use crate::log::{AccessRecord, ConnId, Stage};
 use crate::mitm::ca::CERT_FILE;
 use crate::onboarding::{self, CaCert, Site};
 use crate::policy::normalize_path;
@@ -48,6 +48,7 @@ pub async fn serve<S>(
     buffered: BytesMut,
     (client, local): Ends,
     user: Option<String>,
+    conn_id: ConnId,
     ctx: Context,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -66,7 +67,7 @@ pub async fn serve<S>(
         let (ctx, reuse, user, tasks) = (ctx.clone(), reuse.clone(), user.clone(), tasks.clone());
         async move {
             let ends = (client, local);
-            let resp = forward_one(req, ends, user, &ctx, &reuse, &tasks).await;
+            let resp = forward_one(req, (ends, conn_id), user, &ctx, &reuse, &tasks).await;
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
@@ -104,13 +105,15 @@ type Ends = (SocketAddr, Option<SocketAddr>);
 
 async fn forward_one(
     req: Request<Incoming>,
-    (client, local): Ends,
+    ((client, local), conn_id): (Ends, ConnId),
     first_user: Option<String>,
     ctx: &Context,
     reuse: &Reusable,
     upgrades: &TaskTracker,
 ) -> Response<Body> {
     let mut rec = AccessRecord::new(client, ctx.metrics.clone());
+    // One id for every request of the client's connection, as for an interception's flows.
+    rec.conn_id = conn_id;
     rec.via = Some(Via::HttpForward);
     rec.method = Some(req.method().to_string());
     rec.user = first_user;

@@ -16,6 +16,9 @@ use crate::request::{Request, Via};
 use crate::target::{Host, Target};
 use crate::tls::{ClientHelloFacts, EchSeen, Ja4, TlsLeg};
 
+pub mod conn_id;
+pub use conn_id::ConnId;
+
 /// The stage a connection reached; an error record names the stage it died in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -54,6 +57,8 @@ impl Stage {
 #[derive(Debug)]
 pub struct AccessRecord {
     started: Instant,
+    /// Joins this record with the flow records of the same connection.
+    pub conn_id: ConnId,
     /// The client's address as ward saw it.
     pub client: SocketAddr,
     /// The authenticated user, when `users` is set.
@@ -110,6 +115,7 @@ impl AccessRecord {
     pub fn new(client: SocketAddr, metrics: Arc<Metrics>) -> Self {
         AccessRecord {
             started: Instant::now(),
+            conn_id: ConnId::next(),
             client,
             user: None,
             via: None,
@@ -210,6 +216,7 @@ impl AccessRecord {
         };
         tracing::info!(
             target: "ward::access",
+            conn_id = %self.conn_id,
             client = %self.client,
             user = %opt(self.user.clone()),
             via = %self.via.map_or("-", Via::as_str),

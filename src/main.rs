@@ -260,6 +260,7 @@ fn flows_har(config: Option<&Path>, input: Option<PathBuf>) -> anyhow::Result<Ex
         None => load_config(config)?
             .0
             .flows
+            .file
             .context("the policy sets no `flows:` file; set one, or pass --input FILE")?,
     };
     let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;

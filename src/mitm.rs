@@ -28,7 +28,7 @@ mod upstream;
 pub use ca::Ca;
 pub use certs::{LeafCache, LeafName};
 pub use error::MitmError;
-pub use flows::{FlowRecord, FlowSink};
+pub use flows::{FlowHub, FlowRecord, FlowSink};
 pub use intercept::Intercepted;
 pub use interceptor::{FlowContext, InterceptSettings, Interceptor};
 pub use pinning::{PinningSettings, PinningTracker};

@@ -1,5 +1,5 @@
 //! The process: listeners, the connection limit, policy hot reload (a watch on the policy and
-//! its list files, and SIGHUP),
+//! its list files, and SIGHUP), the flows file reopened on SIGUSR1,
 //! and graceful shutdown (SIGTERM/Ctrl-C: stop accepting, drain for `shutdown_grace`, exit);
 //! each step told to systemd (`sd_notify`) when it supervises ward.
 
@@ -26,7 +26,7 @@ use crate::front::entry::Entry;
 use crate::front::refuse;
 use crate::metrics::Metrics;
 use crate::mitm::pinning::{self, PinningSettings, PinningTracker};
-use crate::mitm::{InterceptSettings, Interceptor};
+use crate::mitm::{FlowHub, InterceptSettings, Interceptor};
 
 mod cert_watch;
 mod sd_notify;
@@ -71,6 +71,8 @@ struct State {
     shares: Arc<ClientShares>,
     /// Pinning passthrough state: made once, shared by every interceptor a reload builds.
     pinning: Arc<PinningTracker>,
+    /// The live flow ring, likewise (and shared with the admin).
+    flows: Arc<FlowHub>,
 }
 
 /// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
@@ -89,7 +91,14 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         std::time::SystemTime::now(),
     ));
     let metrics = Arc::<Metrics>::default();
-    let interceptor = build_interceptor(&config, None, &pinning, &metrics)?;
+    // `flows.keep` is read at start, like the admin address: the ring is the admin's.
+    let keep = if config.admin.is_some() {
+        config.flows.keep
+    } else {
+        0
+    };
+    let flows = Arc::new(FlowHub::new(keep));
+    let interceptor = build_interceptor(&config, None, &pinning, &metrics, &flows)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
     for listener in &config.listen {
@@ -121,6 +130,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         metrics,
         shares: Arc::default(),
         pinning,
+        flows,
     });
     let stop_accepting = CancellationToken::new();
     // The admin outlives the accept loops: `/readyz` answers 503 while the drain runs.
@@ -144,6 +154,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
                 token: cfg.admin_token.clone(),
                 public_metrics: cfg.admin_public_metrics,
             },
+            flows: state.flows.clone(),
         };
         tokio::spawn(admin::serve(l, Arc::new(admin), stop_admin.clone()));
     }
@@ -167,6 +178,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
     tokio::spawn(forward_sighup(signals.hup, reload_tx));
     // Every listener (and the admin) is bound: a supervisor may send traffic now.
     notifier.ready();
+    tokio::spawn(reopen_on_sigusr1(signals.usr1, state.clone()));
 
     wait_for_shutdown_signal(signals.term, signals.int).await;
     notifier.stopping();
@@ -288,6 +300,7 @@ fn build_interceptor(
     current: Option<&Arc<Interceptor>>,
     pinning: &Arc<PinningTracker>,
     metrics: &Arc<Metrics>,
+    flows: &Arc<FlowHub>,
 ) -> Result<Option<Arc<Interceptor>>, ServerError> {
     if !cfg.policy.inspects_anything() {
         return Ok(None);
@@ -295,7 +308,8 @@ fn build_interceptor(
     let settings = InterceptSettings {
         ca_dir: cfg.ca_dir.clone(),
         upstream_ca: cfg.upstream_ca.clone(),
-        flows: cfg.flows.clone(),
+        flows: cfg.flows.file.clone(),
+        bodies: cfg.flows.bodies.clone(),
         handshake_timeout: cfg.timeouts.client_hello,
         idle: cfg.timeouts.idle,
         pinning: cfg.pinning_passthrough.map(|p| PinningSettings {
@@ -310,7 +324,7 @@ fn build_interceptor(
     {
         return Ok(Some(cur.clone()));
     }
-    let interceptor = Interceptor::new(&settings, pinning.clone())
+    let interceptor = Interceptor::new(&settings, pinning.clone(), flows.clone())
         .map_err(|e| ServerError::Intercept(e.to_string()))?
         .with_metrics(metrics.clone());
     Ok(Some(Arc::new(interceptor)))
@@ -373,6 +387,7 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
         current.as_ref().as_ref(),
         &state.pinning,
         &state.metrics,
+        &state.flows,
     ) {
         Ok(i) => state.interceptor.store(Arc::new(i)),
         Err(e) => {
@@ -475,6 +490,7 @@ struct Signals {
     hup: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -484,6 +500,7 @@ impl Signals {
             hup: signal(SignalKind::hangup())?,
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 }
@@ -491,6 +508,20 @@ impl Signals {
 async fn forward_sighup(mut hup: tokio::signal::unix::Signal, tx: mpsc::Sender<&'static str>) {
     while hup.recv().await.is_some() {
         let _ = tx.send("SIGHUP").await;
+    }
+}
+
+/// SIGUSR1 reopens the flows file (logrotate's `create`: the old file was renamed away).
+/// ward's logs go to stderr, which is the service manager's to rotate.
+async fn reopen_on_sigusr1(mut usr1: tokio::signal::unix::Signal, state: Arc<State>) {
+    while usr1.recv().await.is_some() {
+        match state.interceptor.load().as_ref() {
+            Some(i) if i.settings().flows.is_some() => {
+                tracing::info!("SIGUSR1: reopening the flows file");
+                i.reopen_flows();
+            }
+            _ => tracing::info!("SIGUSR1: no flows file to reopen"),
+        }
     }
 }
 

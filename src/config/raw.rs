@@ -97,7 +97,7 @@ raw_struct!(
         non_tls: String,
         sni_mismatch: String,
         open_proxy: String,
-        flows: String,
+        flows: RawFlows,
         pinning_passthrough: RawPinning,
         upstream_tls: RawUpstreamTls,
         pac: RawPac,
@@ -150,6 +150,44 @@ impl<'de> Deserialize<'de> for RawListen {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawListen, A::Error> {
                 let d = serde::de::value::MapAccessDeserializer::new(map);
                 RawListener::deserialize(d).map(|l| RawListen::Object(Box::new(l)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `flows:`: the file's path alone, or `{ file, keep, bodies }`.
+#[derive(Debug)]
+pub(super) enum RawFlows {
+    File(String),
+    Object(Box<RawFlowsObject>),
+}
+
+raw_struct!(RawFlowsObject {
+    file: String,
+    keep: String,
+    bodies: RawBodies,
+});
+
+raw_struct!(RawBodies {
+    max: String,
+    types: Vec<S<String>>,
+});
+
+impl<'de> Deserialize<'de> for RawFlows {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawFlows;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a file path, or a mapping with keys file, keep, bodies")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawFlows, E> {
+                Ok(RawFlows::File(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawFlows, A::Error> {
+                let d = serde::de::value::MapAccessDeserializer::new(map);
+                RawFlowsObject::deserialize(d).map(|o| RawFlows::Object(Box::new(o)))
             }
         }
         d.deserialize_any(V)

@@ -44,7 +44,7 @@ fn empty_file_takes_every_default() {
     assert_eq!(c.policy.checks().non_tls, Toggle::Allow);
     assert_eq!(c.policy.checks().sni_mismatch, Toggle::Allow);
     assert!(!c.open_proxy);
-    assert_eq!(c.flows, None);
+    assert_eq!(c.flows, crate::config::Flows::default());
     assert_eq!(c.pinning_passthrough, None);
     assert_eq!(c.policy.default_action(), Action::Allow);
     assert_eq!(c.policy.rules_len(), 0);
@@ -126,7 +126,7 @@ rules:
     );
     assert!(c.open_proxy);
     assert_eq!(
-        c.flows.as_deref(),
+        c.flows.file.as_deref(),
         Some(Path::new("/etc/ward/logs/flows.jsonl"))
     );
     let pin = c.pinning_passthrough.unwrap();
@@ -508,4 +508,42 @@ fn custom_dns_servers_are_refused_not_ignored() {
 /// The listeners' addresses.
 fn addrs(c: &Config) -> Vec<SocketAddr> {
     c.listen.iter().map(|l| l.addr).collect()
+}
+
+#[test]
+fn flows_object_with_bodies_and_keep() {
+    let c =
+        ok("flows: { file: f.jsonl, keep: 50, bodies: { max: 64KiB, types: [\"image/*\"] } }\n");
+    assert_eq!(
+        c.flows.file.as_deref(),
+        Some(Path::new("/etc/ward/f.jsonl"))
+    );
+    assert_eq!(c.flows.keep, 50);
+    let bodies = c.flows.bodies.expect("bodies");
+    assert_eq!(bodies.max, 64 * 1024);
+    assert!(bodies.wants(Some(b"image/png")) && !bodies.wants(Some(b"text/plain")));
+    let d = ok("flows: { bodies: {} }\n").flows;
+    assert_eq!((d.file, d.keep), (None, DEFAULT_KEEP));
+    let b = d.bodies.expect("bodies");
+    assert_eq!(b.max, 1 << 20);
+    assert!(b.wants(Some(b"text/html")) && b.wants(Some(b"application/json")));
+    assert_eq!(ok("flows: x.jsonl\n").flows.bodies, None);
+}
+
+#[test]
+fn flows_bad_values_are_placed() {
+    let (line, _, key, msg) = one("listen: [\"127.0.0.1:0\"]\nflows:\n  bodies: { max: 0 }\n");
+    assert_eq!((line, key.as_str()), (3, "flows.bodies.max"), "{msg}");
+    let (line, _, key, msg) = one("flows:\n  bodies:\n    max: 65MiB\n");
+    assert_eq!((line, key.as_str()), (3, "flows.bodies.max"));
+    assert!(msg.contains("64 MiB"), "{msg}");
+    let (line, _, key, msg) = one("flows:\n  bodies:\n    types: [text/*, json]\n");
+    assert_eq!((line, key.as_str()), (3, "flows.bodies.types"));
+    assert!(msg.contains("type/subtype"), "{msg}");
+    let (line, _, key, _) = one("flows: { keep: 100001 }\n");
+    assert_eq!((line, key.as_str()), (1, "flows.keep"));
+    let (_, _, key, _) = one("flows: { keep: 0 }\n");
+    assert_eq!(key, "flows.keep");
+    let (_, _, key, _) = one("flows: { bodys: {} }\n");
+    assert_eq!(key, "flows.bodys");
 }

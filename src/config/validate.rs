@@ -33,6 +33,7 @@ const MAX_CREDENTIAL_LEN: usize = 255;
 const MAX_RULES: usize = 1_000_000;
 
 mod admin;
+mod flows;
 mod listen;
 mod pac;
 mod rules;
@@ -196,7 +197,7 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
             )
             .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
         open_proxy,
-        flows: c.path(raw.flows.as_ref(), "flows"),
+        flows: c.flows(raw.flows),
         pinning_passthrough: raw.pinning_passthrough.map(|p| c.pinning(p.value)),
         require_pq: raw.upstream_tls.is_some_and(|u| c.upstream_tls(u.value)),
         policy: {

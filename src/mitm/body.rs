@@ -1,5 +1,6 @@
 //! The bodies of an intercepted exchange: passed through frame by frame and counted, the
-//! response's carrying the flow record that is written when it ends. Must never buffer a body.
+//! response's carrying the flow record that is written when it ends. Must never buffer a body:
+//! a capture (`flows.bodies`) copies at most its cap, the frames themselves pass at once.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
+use super::flows::bodies::{self, SharedTap};
 use super::flows::capture::Timings;
 use super::flows::{FlowRecord, FlowSink, millis};
 
@@ -33,6 +35,10 @@ pub(crate) struct FlowDone {
     pub request_end_us: Arc<AtomicU64>,
     /// When the response head came back, if it did.
     pub response_head: Option<Instant>,
+    /// The request body's capture, when one was asked for.
+    pub request_tap: Option<SharedTap>,
+    /// The response body's capture, when one was asked for.
+    pub response_tap: Option<SharedTap>,
     /// Where the record goes.
     pub sink: Arc<FlowSink>,
 }
@@ -56,7 +62,10 @@ impl Drop for FlowDone {
             self.response_head.map(|h| micros_since(self.started, h)),
             micros_since(self.started, now),
         ));
-        self.sink.emit(&self.record);
+        self.record.request_body = self.request_tap.as_ref().map(bodies::take);
+        self.record.response_body = self.response_tap.as_ref().map(bodies::take);
+        let record = std::mem::replace(&mut self.record, FlowRecord::empty());
+        self.sink.emit(record);
     }
 }
 
@@ -70,6 +79,8 @@ pub(crate) struct Counting<B> {
     done: Option<Box<FlowDone>>,
     /// Where to note, once, when the body ended (micros since the given start).
     end_mark: Option<(Instant, Arc<AtomicU64>)>,
+    /// Where the body's first bytes are copied, when they are captured.
+    tap: Option<SharedTap>,
 }
 
 impl<B> Counting<B> {
@@ -80,7 +91,14 @@ impl<B> Counting<B> {
             bytes,
             done,
             end_mark: None,
+            tap: None,
         }
+    }
+
+    /// Also copies the body's first bytes into `tap` (bounded by the tap's cap).
+    pub fn tapped(mut self, tap: Option<SharedTap>) -> Self {
+        self.tap = tap;
+        self
     }
 
     /// Also notes in `slot` when the body ends, as micros since `start` (a request's `send`).
@@ -111,6 +129,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if let Some(tap) = &self.tap
+                        && let Ok(mut tap) = tap.lock()
+                    {
+                        tap.feed(data);
+                    }
                 }
             }
             Poll::Ready(None | Some(Err(_))) => {

@@ -2,13 +2,11 @@
 //! (target `ward::flow`) and optionally appended as JSON lines to a file. Must never carry a
 //! credential's value, and must never block a connection on the disk.
 
-use std::fs;
-use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
@@ -16,7 +14,10 @@ use serde::Serialize;
 
 use super::error::MitmError;
 
+pub mod bodies;
 pub mod capture;
+pub mod ring;
+pub mod writer;
 
 /// Headers whose values are secrets (DESIGN: never in any log).
 const REDACTED_HEADERS: [&str; 5] = [
@@ -36,6 +37,8 @@ const QUEUE_DEPTH: usize = 4096;
 pub struct FlowRecord {
     /// RFC 3339, when the request head arrived.
     pub time: String,
+    /// The connection's id, as in its access record.
+    pub conn_id: String,
     /// The client's address.
     pub client: SocketAddr,
     /// The authenticated user, if any.
@@ -93,9 +96,54 @@ pub struct FlowRecord {
     pub response_cookies: Vec<String>,
     /// What ward measured of this exchange, in microseconds; `None` in records from before.
     pub timings: Option<capture::Timings>,
+    /// The request body's first bytes, when `flows.bodies` asks for its media type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<bodies::CapturedBody>,
+    /// The response body's first bytes, when `flows.bodies` asks for its media type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<bodies::CapturedBody>,
 }
 
 impl FlowRecord {
+    /// A record with nothing in it (allocates nothing): what a finished exchange leaves
+    /// behind when its record is moved out.
+    pub fn empty() -> FlowRecord {
+        FlowRecord {
+            time: String::new(),
+            conn_id: String::new(),
+            client: SocketAddr::from(([0, 0, 0, 0], 0)),
+            user: None,
+            sni: None,
+            connect: None,
+            mismatch: Vec::new(),
+            method: String::new(),
+            authority: None,
+            path: String::new(),
+            version: "HTTP/?",
+            status: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration_ms: 0,
+            rule: None,
+            error: None,
+            request_headers: Vec::new(),
+            tls_client: None,
+            cipher_client: None,
+            kx_client: None,
+            tls_upstream: None,
+            cipher_upstream: None,
+            kx_upstream: None,
+            request_cookies: Vec::new(),
+            response_version: None,
+            status_text: None,
+            response_headers: Vec::new(),
+            response_cookies: Vec::new(),
+            timings: None,
+            request_body: None,
+            response_body: None,
+        }
+    }
+
     /// The request-side half of a record, captured before the request is forwarded.
     pub fn from_request<B>(req: &http::Request<B>, started: SystemTime) -> FlowRecord {
         let uri = req.uri();
@@ -105,36 +153,15 @@ impl FlowRecord {
         });
         FlowRecord {
             time: humantime::format_rfc3339_millis(started).to_string(),
-            client: SocketAddr::from(([0, 0, 0, 0], 0)),
-            user: None,
-            sni: None,
-            connect: None,
-            mismatch: Vec::new(),
             method: req.method().to_string(),
             authority,
             path: uri
                 .path_and_query()
                 .map_or_else(|| "/".to_string(), |p| p.to_string()),
             version: version_name(req.version()),
-            status: None,
-            request_bytes: 0,
-            response_bytes: 0,
-            duration_ms: 0,
-            rule: None,
-            error: None,
             request_headers: redacted_headers(req.headers()),
-            tls_client: None,
-            cipher_client: None,
-            kx_client: None,
-            tls_upstream: None,
-            cipher_upstream: None,
-            kx_upstream: None,
             request_cookies: capture::cookie_names(req.headers()),
-            response_version: None,
-            status_text: None,
-            response_headers: Vec::new(),
-            response_cookies: Vec::new(),
-            timings: None,
+            ..FlowRecord::empty()
         }
     }
 
@@ -181,60 +208,99 @@ pub fn redacted_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Where finished records go: tracing always, the JSON-lines file when configured.
+/// What outlives an interceptor (a reload may build a new one) and is shared with the admin:
+/// the live ring of recent flows, and what the flows file's writers did.
+#[derive(Debug, Default)]
+pub struct FlowHub {
+    /// The last `flows.keep` records, for `/flows`.
+    pub ring: ring::FlowRing,
+    /// Records written, lost and dropped, and reopen requests, for every writer.
+    pub file: writer::FileStats,
+}
+
+impl FlowHub {
+    /// A hub whose ring keeps `keep` records (0: none, when no admin shows them).
+    pub fn new(keep: usize) -> FlowHub {
+        FlowHub {
+            ring: ring::FlowRing::new(keep),
+            file: writer::FileStats::default(),
+        }
+    }
+}
+
+/// Where finished records go: tracing always, the live ring, the JSON-lines file when
+/// configured.
 pub struct FlowSink {
     file: Option<SyncSender<String>>,
+    /// Records this sink dropped, for its one "cannot keep up" warning.
     dropped: AtomicU64,
+    hub: Arc<FlowHub>,
 }
 
 impl FlowSink {
     /// Opens (appending, 0600: paths and headers are private) and starts the writer thread.
     /// A thread rather than a task: this may run before the runtime exists, and file writes
     /// are blocking anyway.
-    pub fn open(path: Option<&Path>) -> Result<FlowSink, MitmError> {
+    pub fn open(path: Option<&Path>, hub: Arc<FlowHub>) -> Result<FlowSink, MitmError> {
         let Some(path) = path else {
-            return Ok(FlowSink::disabled());
+            return Ok(FlowSink::without_file(hub));
         };
         let io_err = |source| MitmError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err)?;
+        let file = writer::open_append(path).map_err(io_err)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
-        let shown = path.display().to_string();
+        let generation = hub.file.reopen.load(Ordering::Acquire);
+        let writer = writer::Writer::new(path.to_path_buf(), file, generation);
+        let stats = hub.clone();
         std::thread::Builder::new()
             .name("ward-flows".into())
-            .spawn(move || write_lines(rx, BufWriter::new(file), &shown))
+            .spawn(move || writer.run(rx, &stats.file))
             .map_err(io_err)?;
         Ok(FlowSink {
             file: Some(tx),
             dropped: AtomicU64::new(0),
+            hub,
         })
     }
 
-    /// A sink that writes no file (records still go to tracing).
-    pub fn disabled() -> FlowSink {
+    /// A sink that writes no file (records still go to tracing and the ring).
+    pub fn without_file(hub: Arc<FlowHub>) -> FlowSink {
         FlowSink {
             file: None,
             dropped: AtomicU64::new(0),
+            hub,
         }
     }
 
-    /// Records not written because the queue was full.
+    /// Records this sink did not queue because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Logs `rec` and queues it for the file; never blocks (a full queue drops and counts).
-    pub fn emit(&self, rec: &FlowRecord) {
+    /// Asks every writer to reopen the flows file at its path (SIGUSR1, after logrotate
+    /// renamed it away), and wakes this sink's writer to do it now.
+    pub fn reopen(&self) {
+        self.hub.file.reopen.fetch_add(1, Ordering::AcqRel);
+        if let Some(tx) = &self.file {
+            // An empty line is a wake-up; a full queue wakes the writer anyway.
+            let _ = tx.try_send(String::new());
+        }
+    }
+
+    /// Logs `rec`, queues it for the file and files it in the ring; never blocks (a full
+    /// queue drops and counts).
+    pub fn emit(&self, rec: FlowRecord) {
+        self.log_and_write(&rec);
+        self.hub.ring.push(rec);
+    }
+
+    fn log_and_write(&self, rec: &FlowRecord) {
         let mismatch = (!rec.mismatch.is_empty()).then(|| rec.mismatch.join(","));
         tracing::info!(
             target: "ward::flow",
+            conn_id = %rec.conn_id,
             client = %rec.client,
             user = rec.user.as_deref(),
             sni = rec.sni.as_deref(),
@@ -265,27 +331,12 @@ impl FlowSink {
         match tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.hub.file.dropped.fetch_add(1, Ordering::Relaxed);
                 if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!("flows file cannot keep up; dropping records");
                 }
             }
             Err(TrySendError::Disconnected(_)) => {}
-        }
-    }
-}
-
-/// Flushes whenever the queue runs dry, so a quiet proxy's file is always current.
-fn write_lines(rx: Receiver<String>, mut out: BufWriter<fs::File>, path: &str) {
-    while let Ok(line) = rx.recv() {
-        let mut next = Some(line);
-        while let Some(line) = next {
-            if let Err(e) = writeln!(out, "{line}") {
-                tracing::warn!(path, error = %e, "writing flows file failed");
-            }
-            next = rx.try_recv().ok();
-        }
-        if let Err(e) = out.flush() {
-            tracing::warn!(path, error = %e, "flushing flows file failed");
         }
     }
 }

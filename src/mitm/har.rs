@@ -1,13 +1,15 @@
 //! The flows file (JSON lines of flow records) as a HAR 1.2 log, for browsers' and other tools'
-//! viewers. Pure conversion over what the records hold: no bodies, headers exactly as recorded
-//! (secrets already redacted), cookies by name with a redacted value, and only the timings ward
-//! measured (the connection's set-up is shared by its requests, so `dns`/`connect`/`ssl` are
+//! viewers. Pure conversion over what the records hold: bodies only where `flows.bodies`
+//! captured them (`postData`, `content.text`; base64 for bytes that are not UTF-8, a comment
+//! when cut at the cap), headers exactly as recorded (secrets already redacted), cookies by
+//! name with a redacted value, and only the timings ward measured (the connection's set-up is shared by its requests, so `dns`/`connect`/`ssl` are
 //! HAR's -1, "does not apply to this request").
 
 use std::io::BufRead;
 
 use serde::Deserialize;
 
+use super::flows::bodies::CapturedBody;
 use super::flows::capture::Timings;
 use serde_json::{Value, json};
 
@@ -20,6 +22,7 @@ const UNKNOWN: i64 = -1;
 #[serde(default)]
 struct FlowLine {
     time: String,
+    conn_id: Option<String>,
     client: Option<String>,
     user: Option<String>,
     sni: Option<String>,
@@ -42,6 +45,8 @@ struct FlowLine {
     response_headers: Vec<(String, String)>,
     response_cookies: Vec<String>,
     timings: Option<Timings>,
+    request_body: Option<CapturedBody>,
+    response_body: Option<CapturedBody>,
 }
 
 /// What a redacted cookie value reads as, the same marker the headers carry.
@@ -71,15 +76,31 @@ pub fn har_from_lines(input: impl BufRead) -> std::io::Result<Har> {
             _ => skipped += 1,
         }
     }
-    let doc = json!({
+    Ok(Har {
+        doc: document(entries),
+        skipped,
+    })
+}
+
+/// The HAR of records held in memory (the admin's live ring), in the order given.
+pub fn har_from_records<'a>(records: impl Iterator<Item = &'a super::flows::FlowRecord>) -> Value {
+    let entries = records
+        .filter_map(|rec| serde_json::to_value(rec).ok())
+        .filter_map(|v| serde_json::from_value::<FlowLine>(v).ok())
+        .map(|rec| entry(&rec))
+        .collect();
+    document(entries)
+}
+
+fn document(entries: Vec<Value>) -> Value {
+    json!({
         "log": {
             "version": HAR_VERSION,
             "creator": { "name": "ward", "version": env!("CARGO_PKG_VERSION") },
             "pages": [],
             "entries": entries,
         }
-    });
-    Ok(Har { doc, skipped })
+    })
 }
 
 fn entry(rec: &FlowLine) -> Value {
@@ -98,26 +119,41 @@ fn entry(rec: &FlowLine) -> Value {
     });
     let (timings, time) = timings(rec);
     let mime = header(&rec.response_headers, "content-type").unwrap_or("");
+    let mut request = json!({
+        "method": rec.method,
+        "url": format!("https://{host}{}", rec.path),
+        "httpVersion": rec.version,
+        "cookies": cookies(&rec.request_cookies),
+        "headers": headers(&rec.request_headers),
+        "queryString": query_string(&rec.path),
+        "headersSize": UNKNOWN,
+        "bodySize": rec.request_bytes,
+    });
+    if let Some(body) = &rec.request_body {
+        let mime = header(&rec.request_headers, "content-type").unwrap_or("");
+        request["postData"] = post_data(body, mime);
+    }
+    let mut content = json!({ "size": rec.response_bytes, "mimeType": mime });
+    if let Some(body) = &rec.response_body {
+        content["text"] = body.text.clone().into();
+        if let Some(encoding) = &body.encoding {
+            content["encoding"] = encoding.clone().into();
+        }
+        if let Some(comment) = truncated(body) {
+            content["comment"] = comment.into();
+        }
+    }
     json!({
         "startedDateTime": rec.time,
         "time": time,
-        "request": {
-            "method": rec.method,
-            "url": format!("https://{host}{}", rec.path),
-            "httpVersion": rec.version,
-            "cookies": cookies(&rec.request_cookies),
-            "headers": headers(&rec.request_headers),
-            "queryString": query_string(&rec.path),
-            "headersSize": UNKNOWN,
-            "bodySize": rec.request_bytes,
-        },
+        "request": request,
         "response": {
             "status": status,
             "statusText": reason,
             "httpVersion": rec.response_version.as_deref().unwrap_or(&rec.version),
             "cookies": cookies(&rec.response_cookies),
             "headers": headers(&rec.response_headers),
-            "content": { "size": rec.response_bytes, "mimeType": mime },
+            "content": content,
             "redirectURL": header(&rec.response_headers, "location").unwrap_or(""),
             "headersSize": UNKNOWN,
             "bodySize": rec.response_bytes,
@@ -125,6 +161,7 @@ fn entry(rec: &FlowLine) -> Value {
         "cache": {},
         "timings": timings,
         "_ward": {
+            "conn_id": rec.conn_id,
             "client": rec.client,
             "user": rec.user,
             "sni": rec.sni,
@@ -149,6 +186,44 @@ fn timings(rec: &FlowLine) -> (Value, f64) {
         "send": send, "wait": wait, "receive": receive,
     });
     (doc, send + wait + receive)
+}
+
+/// HAR's `postData` for a captured request body. HAR 1.2 has no `encoding` here (only in
+/// `content`): base64 text says so in `_encoding` and in the comment.
+fn post_data(body: &CapturedBody, mime: &str) -> Value {
+    let mut doc = json!({ "mimeType": mime, "params": [], "text": body.text });
+    let mut notes = Vec::new();
+    if let Some(encoding) = &body.encoding {
+        doc["_encoding"] = encoding.clone().into();
+        notes.push(format!("text is {encoding} (the body is not UTF-8)"));
+    }
+    notes.extend(truncated(body));
+    if !notes.is_empty() {
+        doc["comment"] = notes.join("; ").into();
+    }
+    doc
+}
+
+/// The comment a body cut at `flows.bodies.max` carries.
+fn truncated(body: &CapturedBody) -> Option<String> {
+    body.truncated.then(|| {
+        format!(
+            "truncated by ward (flows.bodies.max): {} of {} bytes kept",
+            kept_bytes(body),
+            body.size
+        )
+    })
+}
+
+/// How many body bytes the capture holds (base64 decoded).
+fn kept_bytes(body: &CapturedBody) -> usize {
+    use base64::Engine as _;
+    match body.encoding.as_deref() {
+        Some("base64") => base64::engine::general_purpose::STANDARD
+            .decode(&body.text)
+            .map_or(0, |b| b.len()),
+        _ => body.text.len(),
+    }
 }
 
 fn headers(list: &[(String, String)]) -> Vec<Value> {
@@ -186,7 +261,7 @@ fn query_string(path: &str) -> Vec<Value> {
 }
 
 /// Percent-decoding that keeps a malformed escape as written, bytes read as lossy UTF-8.
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -275,6 +350,42 @@ mod tests {
         assert_eq!(e["timings"]["receive"], 6.0);
         assert_eq!(e["timings"]["dns"], -1);
         assert_eq!(e["time"], 10.0);
+        assert!(!har.doc.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn captured_bodies_become_post_data_and_content() {
+        use crate::mitm::flows::bodies::CapturedBody;
+        let req = http::Request::post("https://a.test/up")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer s3cret")
+            .body(())
+            .unwrap();
+        let mut rec = FlowRecord::from_request(&req, std::time::SystemTime::now());
+        rec.request_body = Some(CapturedBody::from_bytes(b"{\"a\":1}", 7));
+        rec.response_body = Some(CapturedBody::from_bytes(&[0xff, 0xfe], 10));
+        rec.response_bytes = 10;
+        let line = serde_json::to_string(&rec).unwrap();
+        let har = har_from_lines(line.as_bytes()).unwrap();
+        let e = &har.doc["log"]["entries"][0];
+        let post = &e["request"]["postData"];
+        assert_eq!(post["mimeType"], "application/json");
+        assert_eq!(post["text"], "{\"a\":1}");
+        assert!(post.get("comment").is_none());
+        let content = &e["response"]["content"];
+        assert_eq!(content["encoding"], "base64");
+        assert_eq!(content["text"], "//4=");
+        assert_eq!(content["size"], 10);
+        let comment = content["comment"].as_str().unwrap();
+        assert!(comment.contains("2 of 10 bytes"), "{comment}");
+        // No capture, no body fields.
+        rec.request_body = None;
+        rec.response_body = None;
+        let line = serde_json::to_string(&rec).unwrap();
+        let har = har_from_lines(line.as_bytes()).unwrap();
+        let e = &har.doc["log"]["entries"][0];
+        assert!(e["request"].get("postData").is_none());
+        assert!(e["response"]["content"].get("text").is_none());
         assert!(!har.doc.to_string().contains("s3cret"));
     }
 

@@ -179,6 +179,7 @@ impl Interceptor {
         Relay {
             upstream,
             meta: FlowMeta {
+                conn_id: ctx.conn_id.to_string(),
                 client: ctx.client,
                 user: ctx.user,
                 sni: Some(name.to_string()),
@@ -190,6 +191,7 @@ impl Interceptor {
                 legs,
             },
             sink: self.flows.clone(),
+            bodies: self.bodies.clone(),
             judge: ctx.judge,
             requests: AtomicU64::new(0),
             upgrades: TaskTracker::new(),

@@ -12,10 +12,11 @@ use rustls::server::ServerConfig;
 use super::ca::Ca;
 use super::certs::{self, LeafCache};
 use super::error::MitmError;
-use super::flows::FlowSink;
+use super::flows::{FlowHub, FlowSink};
 use super::pinning::{ClientId, Pinned, PinningSettings, PinningTracker};
 use super::requests::RequestJudge;
 use super::upstream;
+use crate::config::BodyCapture;
 use crate::target::{Host, Target};
 
 /// The policy file's interception settings, paths already resolved.
@@ -27,6 +28,8 @@ pub struct InterceptSettings {
     pub upstream_ca: Option<PathBuf>,
     /// Where flow records are appended as JSON lines, if anywhere.
     pub flows: Option<PathBuf>,
+    /// `flows.bodies`: which bodies the records capture, off when `None`.
+    pub bodies: Option<BodyCapture>,
     /// Each TLS handshake (client and origin) gets this long.
     pub handshake_timeout: Duration,
     /// An intercepted connection (upgrades included) ends after this long without a byte.
@@ -40,6 +43,8 @@ pub struct InterceptSettings {
 /// What the pipeline knows about the connection being intercepted.
 #[derive(Debug, Clone)]
 pub struct FlowContext {
+    /// The connection's id, for its flow records.
+    pub conn_id: crate::log::ConnId,
     /// The client's address.
     pub client: SocketAddr,
     /// The authenticated user, if any.
@@ -63,6 +68,7 @@ pub struct Interceptor {
     pub(super) client_base: Arc<ClientConfig>,
     pub(super) server_base: ServerConfig,
     pub(super) flows: Arc<FlowSink>,
+    pub(super) bodies: Option<Arc<BodyCapture>>,
     pub(super) pinning: Arc<PinningTracker>,
     pub(super) handshake_timeout: Duration,
     pub(super) idle: Duration,
@@ -74,8 +80,12 @@ pub struct Interceptor {
 
 impl Interceptor {
     /// Loads (or creates) the CA and builds the TLS configurations both sides start from.
-    /// `pinning` outlives the interceptor: a reload builds a new one around the same tracker.
-    pub fn new(s: &InterceptSettings, pinning: Arc<PinningTracker>) -> Result<Self, MitmError> {
+    /// `pinning` and `flows` outlive the interceptor: a reload builds a new one around them.
+    pub fn new(
+        s: &InterceptSettings,
+        pinning: Arc<PinningTracker>,
+        flows: Arc<FlowHub>,
+    ) -> Result<Self, MitmError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let ca = Arc::new(Ca::load_or_create(&s.ca_dir)?);
         let client_base = upstream::client_config(provider.clone(), s.upstream_ca.as_deref())?;
@@ -90,7 +100,8 @@ impl Interceptor {
             leaves,
             client_base: Arc::new(client_base),
             server_base,
-            flows: Arc::new(FlowSink::open(s.flows.as_deref())?),
+            flows: Arc::new(FlowSink::open(s.flows.as_deref(), flows)?),
+            bodies: s.bodies.clone().map(Arc::new),
             pinning,
             handshake_timeout: s.handshake_timeout,
             idle: s.idle,
@@ -112,6 +123,11 @@ impl Interceptor {
     /// (and its leaf cache).
     pub fn settings(&self) -> &InterceptSettings {
         &self.settings
+    }
+
+    /// Reopens the flows file at its path (SIGUSR1, for logrotate).
+    pub fn reopen_flows(&self) {
+        self.flows.reopen();
     }
 
     /// The CA that signs the forged leaves.

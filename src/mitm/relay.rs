@@ -23,12 +23,14 @@ use tokio_util::task::TaskTracker;
 
 use super::activity::Activity;
 use super::body::{ClientBody, Counting, FlowDone, NOT_YET, RelayBody};
+use super::flows::bodies::{BodyTap, SharedTap};
 use super::flows::capture;
 use super::flows::{FlowRecord, FlowSink};
 use super::handshake;
 use super::parked::ParkedHttp1;
 use super::requests::RequestJudge;
 use super::upstream::Origin;
+use crate::config::BodyCapture;
 use crate::error::{ErrorKind, ProxyError};
 use crate::outcome::Outcome;
 use crate::policy::names_differ;
@@ -218,6 +220,7 @@ where
 /// What every flow record of this connection shares.
 #[derive(Debug, Clone)]
 pub(crate) struct FlowMeta {
+    pub conn_id: String,
     pub client: SocketAddr,
     pub user: Option<String>,
     pub sni: Option<String>,
@@ -238,6 +241,8 @@ pub(crate) struct Relay {
     pub upstream: UpstreamSender,
     pub meta: FlowMeta,
     pub sink: Arc<FlowSink>,
+    /// `flows.bodies`: which bodies are captured, and how much of each.
+    pub bodies: Option<Arc<BodyCapture>>,
     /// Judges each request, when the policy has rules on requests.
     pub judge: Option<RequestJudge>,
     pub requests: AtomicU64,
@@ -270,9 +275,12 @@ impl Relay {
             .headers()
             .contains_key(header::UPGRADE)
             .then(|| hyper::upgrade::on(&mut req));
+        done.request_tap = tap_for(self.bodies.as_deref(), req.headers());
+        let request_tap = done.request_tap.clone();
         let req = req.map(|b| {
             Counting::new(b, done.request_bytes.clone(), None)
                 .marking_end(done.started, done.request_end_us.clone())
+                .tapped(request_tap)
         });
         let mut resp = match self.send(req).await {
             Ok(resp) => resp,
@@ -295,14 +303,16 @@ impl Relay {
         }
         done.response_head = Some(Instant::now());
         capture::record_response(&mut done.record, &resp);
-        let bytes = done.response_bytes.clone();
-        Ok(resp.map(|b| Either::Left(Counting::new(b, bytes, Some(done)))))
+        done.response_tap = tap_for(self.bodies.as_deref(), resp.headers());
+        let (bytes, tap) = (done.response_bytes.clone(), done.response_tap.clone());
+        Ok(resp.map(|b| Either::Left(Counting::new(b, bytes, Some(done)).tapped(tap))))
     }
 
     /// The request's flow record (emitted when dropped), and whether its Host / `:authority`
     /// names another site than this connection's TLS name.
     fn start_flow(&self, req: &Request<Incoming>) -> (Box<FlowDone>, bool) {
         let mut record = FlowRecord::from_request(req, SystemTime::now());
+        record.conn_id.clone_from(&self.meta.conn_id);
         record.client = self.meta.client;
         record.user.clone_from(&self.meta.user);
         record.sni.clone_from(&self.meta.sni);
@@ -326,6 +336,8 @@ impl Relay {
             response_bytes: Arc::new(AtomicU64::new(0)),
             request_end_us: Arc::new(AtomicU64::new(NOT_YET)),
             response_head: None,
+            request_tap: None,
+            response_tap: None,
             sink: self.sink.clone(),
         });
         (done, misdirected)
@@ -386,6 +398,12 @@ async fn splice(
     };
     let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
     relay_bytes(&mut client, &mut upstream, idle, shutdown, "upgraded").await;
+}
+
+/// A capture for a body with these headers, when `flows.bodies` wants its media type.
+fn tap_for(bodies: Option<&BodyCapture>, headers: &http::HeaderMap) -> Option<SharedTap> {
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+    BodyTap::for_type(bodies, content_type)
 }
 
 /// Whether a request's Host / `:authority` names another site than the connection's TLS name.

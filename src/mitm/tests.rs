@@ -67,13 +67,14 @@ fn ward_with(origin_ca_pem: &str, pinning: Option<PinningSettings>, require_pq: 
         ca_dir: dir.path().join("certs"),
         upstream_ca: Some(upstream_ca),
         flows: Some(dir.path().join("flows.jsonl")),
+        bodies: None,
         handshake_timeout: Duration::from_secs(10),
         idle: Duration::from_secs(30),
         pinning,
         require_pq,
     };
     Ward {
-        interceptor: Arc::new(Interceptor::new(&settings, Arc::default()).unwrap()),
+        interceptor: Arc::new(Interceptor::new(&settings, Arc::default(), Arc::default()).unwrap()),
         dir,
     }
 }
@@ -81,6 +82,7 @@ fn ward_with(origin_ca_pem: &str, pinning: Option<PinningSettings>, require_pq: 
 /// The facts conn.rs hands the interception for a test client.
 fn flow_context() -> FlowContext {
     FlowContext {
+        conn_id: crate::log::ConnId::next(),
         client: "127.0.0.1:40000".parse().unwrap(),
         user: Some("alice".into()),
         sni: None,

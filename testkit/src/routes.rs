@@ -37,7 +37,7 @@ pub(crate) async fn route(
     let reply = match path.as_str() {
         "/" => text(StatusCode::OK, INDEX_BODY.to_owned(), "text/html"),
         "/echo" if req.headers().contains_key(header::UPGRADE) => echo_upgrade(req),
-        "/echo" => Response::new(req.into_body().boxed()),
+        "/echo" => echo(req),
         "/headers" => text(StatusCode::OK, describe_request(&req), "text/plain"),
         "/hello" => text(StatusCode::OK, hello(&req), "text/plain"),
         "/cookie" => set_cookie(&req),
@@ -53,6 +53,17 @@ pub(crate) async fn route(
         },
     };
     Ok(reply)
+}
+
+/// `/echo`: the request body back, with the request's `Content-Type` (a typed body comes
+/// back as what it was, for recorders that capture by media type).
+fn echo(req: Request<Incoming>) -> Reply {
+    let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
+    let mut resp = Response::new(req.into_body().boxed());
+    if let Some(v) = content_type {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
 }
 
 /// The N of `/bytes/N`, when it is at most [`MAX_BODY`].

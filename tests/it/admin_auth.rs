@@ -54,7 +54,8 @@ fn start(extra: &[(&str, &str)]) -> (Ward, SocketAddr) {
 #[test]
 fn with_a_token_private_paths_answer_401_until_it_is_shown() {
     let (ward, admin) = start(&[("admin_token", TOKEN)]);
-    for path in ["/metrics", "/pinning"] {
+    // The live flow view and its HAR included: they show what clients browsed.
+    for path in ["/metrics", "/pinning", "/flows", "/flows.har"] {
         let none = ask(admin, "GET", path, None);
         assert_eq!(none.status, 401, "{path} without a token: {}", none.body);
         let challenge = none.challenge.expect("a WWW-Authenticate header");

@@ -14,6 +14,8 @@ mod deploy;
 mod deploy_files;
 mod ech;
 mod errors;
+mod flows_file;
+mod flows_view;
 mod har;
 mod harness;
 mod hostile;

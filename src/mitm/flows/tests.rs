@@ -1,5 +1,7 @@
 //! Unit tests of flow records: redaction and the JSON lines file.
 
+use std::fs;
+
 use super::*;
 
 #[test]
@@ -27,14 +29,14 @@ fn secrets_are_redacted() {
 fn file_gets_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flows.jsonl");
-    let sink = FlowSink::open(Some(&path)).unwrap();
+    let sink = FlowSink::open(Some(&path), Arc::default()).unwrap();
     let req = http::Request::get("/x")
         .header("host", "h.test")
         .body(())
         .unwrap();
     let rec = FlowRecord::from_request(&req, SystemTime::now());
-    sink.emit(&rec);
-    sink.emit(&rec);
+    sink.emit(rec.clone());
+    sink.emit(rec);
     drop(sink);
     let mut text = String::new();
     for _ in 0..100 {
