@@ -279,6 +279,7 @@ async fn intercept(
             }),
             hello,
         ),
+        setup: rec.setup,
     };
     let client = PrefixedStream::new(buf.freeze(), t.stream);
     let cancel = ctx.force_close.clone();

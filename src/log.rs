@@ -53,6 +53,20 @@ impl Stage {
     }
 }
 
+/// How long a connection's origin leg took to set up, in microseconds, each `None` where ward
+/// did not do that step: no lookup for an address, or for a name an upstream proxy resolves;
+/// no TLS handshake of its own for a tunnel. `connect` is the TCP connect to the origin, or to
+/// the upstream proxy and its answer to ward's CONNECT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Setup {
+    /// Looking the name up (hosts overrides, then DNS).
+    pub dns_us: Option<u64>,
+    /// Connecting (and, through an upstream proxy, its CONNECT exchange).
+    pub connect_us: Option<u64>,
+    /// The TLS handshake with the origin (interception only).
+    pub ssl_us: Option<u64>,
+}
+
 /// One connection's (or one forwarded request's) access record.
 #[derive(Debug)]
 pub struct AccessRecord {
@@ -106,6 +120,8 @@ pub struct AccessRecord {
     pub method: Option<String>,
     /// Plain HTTP forwarding: the response's status (ward's own, for a refusal).
     pub status: Option<u16>,
+    /// How long the origin leg took to set up, for the first flow record's HAR timings.
+    pub setup: Setup,
     metrics: Arc<Metrics>,
     emitted: bool,
 }
@@ -138,6 +154,7 @@ impl AccessRecord {
             error: None,
             method: None,
             status: None,
+            setup: Setup::default(),
             metrics,
             emitted: false,
         }

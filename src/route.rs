@@ -87,7 +87,11 @@ pub async fn route(
         }
     }
     let needs = early.err();
+    let looked_up = Instant::now();
     let addrs = resolve_for_decision(req, cfg, needs).await?;
+    if matches!(req.target.host, Host::Name(_)) {
+        rec.setup.dns_us = Some(micros(looked_up.elapsed()));
+    }
     let judged: Vec<(IpAddr, Judgement)> = addrs
         .iter()
         .map(|&ip| (ip, policy.judge_address(&facts, ip)))
@@ -185,6 +189,7 @@ async fn through(
         let (stream, early) = chain::open(stream, up, &req.target, cfg)
             .await
             .inspect_err(|_| rec.metrics().record_upstream_error(name))?;
+        rec.setup.connect_us = Some(micros(started.elapsed()));
         return Ok(Routed {
             stream,
             judgement,
@@ -210,6 +215,7 @@ async fn direct(
     let started = Instant::now();
     let (stream, addr) = dial::connect(&addrs, cfg.timeouts.connect).await?;
     rec.metrics().connect_origin.0.observe(started.elapsed());
+    rec.setup.connect_us = Some(micros(started.elapsed()));
     rec.upstream = Some(addr);
     let judgement = permitted
         .iter()
@@ -247,6 +253,10 @@ pub async fn resolve_for_decision(
             Err(err)
         }
     }
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Judges the target with each address it may reach. The upstream chooses among them, so the

@@ -96,6 +96,9 @@ pub struct FlowRecord {
     pub response_cookies: Vec<String>,
     /// What ward measured of this exchange, in microseconds; `None` in records from before.
     pub timings: Option<capture::Timings>,
+    /// The connection's set-up (lookup, connect, origin TLS), on its first exchange only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<crate::log::Setup>,
     /// The request body's first bytes, when `flows.bodies` asks for its media type.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<bodies::CapturedBody>,
@@ -139,6 +142,7 @@ impl FlowRecord {
             response_headers: Vec::new(),
             response_cookies: Vec::new(),
             timings: None,
+            setup: None,
             request_body: None,
             response_body: None,
         }

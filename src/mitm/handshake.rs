@@ -40,6 +40,8 @@ pub(super) struct Handshaken<IO> {
     pub name: Host,
     /// The ALPN protocol agreed with both sides.
     pub alpn: Option<Vec<u8>>,
+    /// How long the origin's TLS handshake took, in microseconds, when it succeeded.
+    pub ssl_us: Option<u64>,
 }
 
 /// How the client's handshake ended.
@@ -86,6 +88,10 @@ impl Interceptor {
             .await
             .inspect(|_| self.metrics.upstream_tls.0.observe(started.elapsed()))
             .and_then(|tls| upstream::check_pq(tls, &name, self.require_pq));
+        let ssl_us = origin
+            .as_ref()
+            .ok()
+            .map(|_| u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         let alpn = match &origin {
             Ok(tls) => tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
             Err(_) => fallback_alpn(&offered),
@@ -102,6 +108,7 @@ impl Interceptor {
             origin,
             name,
             alpn,
+            ssl_us,
         })
     }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::flows::bodies::CapturedBody;
 use super::flows::capture::Timings;
+use crate::log::Setup;
 use serde_json::{Value, json};
 
 const HAR_VERSION: &str = "1.2";
@@ -45,6 +46,7 @@ struct FlowLine {
     response_headers: Vec<(String, String)>,
     response_cookies: Vec<String>,
     timings: Option<Timings>,
+    setup: Option<Setup>,
     request_body: Option<CapturedBody>,
     response_body: Option<CapturedBody>,
 }
@@ -174,18 +176,30 @@ fn entry(rec: &FlowLine) -> Value {
 }
 
 /// HAR timings in milliseconds and their sum (HAR's `time`). A record from before timings
-/// were kept has only its whole duration, which is all `wait` then.
+/// were kept has only its whole duration, which is all `wait` then. The connection's set-up
+/// (`dns`, `connect`, `ssl`) is on its first exchange only, -1 on the others and for what ward
+/// did not do, as browsers write it; `connect` includes `ssl` (HAR 1.2), so `time` counts
+/// `ssl` once. `blocked` is -1: ward queues no request behind another.
 fn timings(rec: &FlowLine) -> (Value, f64) {
     let ms = |us: u64| us as f64 / 1000.0;
     let (send, wait, receive) = match rec.timings {
         Some(t) => (ms(t.send_us), ms(t.wait_us), ms(t.receive_us)),
         None => (0.0, rec.duration_ms as f64, 0.0),
     };
+    let setup = rec.setup.unwrap_or_default();
+    let dns = setup.dns_us.map(ms);
+    let ssl = setup.ssl_us.map(ms);
+    let connect = match (setup.connect_us.map(ms), ssl) {
+        (Some(c), s) => Some(c + s.unwrap_or(0.0)),
+        (None, _) => None,
+    };
+    let har = |t: Option<f64>| t.map_or(json!(UNKNOWN), |t| json!(t));
     let doc = json!({
-        "blocked": UNKNOWN, "dns": UNKNOWN, "connect": UNKNOWN, "ssl": UNKNOWN,
+        "blocked": UNKNOWN, "dns": har(dns), "connect": har(connect), "ssl": har(ssl),
         "send": send, "wait": wait, "receive": receive,
     });
-    (doc, send + wait + receive)
+    let time = dns.unwrap_or(0.0) + connect.unwrap_or(0.0) + send + wait + receive;
+    (doc, time)
 }
 
 /// HAR's `postData` for a captured request body. HAR 1.2 has no `encoding` here (only in
@@ -351,6 +365,47 @@ mod tests {
         assert_eq!(e["timings"]["dns"], -1);
         assert_eq!(e["time"], 10.0);
         assert!(!har.doc.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn a_connections_set_up_is_on_its_first_entry_and_connect_includes_ssl() {
+        let req = http::Request::get("https://a.test/").body(()).unwrap();
+        let mut first = FlowRecord::from_request(&req, std::time::SystemTime::now());
+        first.timings = Some(Timings::from_marks(Some(0), Some(1000), 2000));
+        let mut later = first.clone();
+        first.setup = Some(Setup {
+            dns_us: Some(500),
+            connect_us: Some(1500),
+            ssl_us: Some(4000),
+        });
+        let mut through_upstream = first.clone();
+        through_upstream.setup = Some(Setup {
+            dns_us: None,
+            ..first.setup.unwrap()
+        });
+        later.setup = None;
+        let lines: Vec<String> = [&first, &later, &through_upstream]
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        let har = har_from_lines(lines.join("\n").as_bytes()).unwrap();
+        let e = &har.doc["log"]["entries"];
+        let t = |i: usize, k: &str| e[i]["timings"][k].clone();
+        assert_eq!(
+            (t(0, "dns"), t(0, "connect"), t(0, "ssl")),
+            (0.5.into(), 5.5.into(), 4.0.into())
+        );
+        assert_eq!(t(0, "blocked"), -1);
+        assert_eq!(
+            e[0]["time"], 8.0,
+            "dns + connect (ssl inside it) + send/wait/receive"
+        );
+        for k in ["dns", "connect", "ssl"] {
+            assert_eq!(t(1, k), -1, "{k} on a later entry");
+        }
+        assert_eq!(e[1]["time"], 2.0);
+        assert_eq!((t(2, "dns"), t(2, "connect")), ((-1).into(), 5.5.into()));
+        assert_eq!(e[2]["time"], 7.5);
     }
 
     #[test]

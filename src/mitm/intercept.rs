@@ -62,7 +62,7 @@ impl Interceptor {
         &self,
         client: S,
         upstream: TcpStream,
-        ctx: FlowContext,
+        mut ctx: FlowContext,
         shutdown: CancellationToken,
     ) -> Result<Intercepted, ProxyError>
     where
@@ -78,7 +78,9 @@ impl Interceptor {
             origin,
             name,
             alpn,
+            ssl_us,
         } = shaken;
+        ctx.setup.ssl_us = ssl_us;
         let tls = match accepted {
             Accepted::Stream(tls) => tls,
             Accepted::EchRetry => {
@@ -189,6 +191,7 @@ impl Interceptor {
                 tls_name: name.clone(),
                 deny_host_mismatch: ctx.deny_host_mismatch,
                 legs,
+                setup: ctx.setup,
             },
             sink: self.flows.clone(),
             bodies: self.bodies.clone(),

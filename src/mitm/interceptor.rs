@@ -60,6 +60,8 @@ pub struct FlowContext {
     pub deny_host_mismatch: bool,
     /// Judges each request, when the policy has rules on requests (`methods`, `paths`).
     pub judge: Option<RequestJudge>,
+    /// How long the origin leg's lookup and connect took; the handshake adds its TLS time.
+    pub setup: crate::log::Setup,
 }
 
 /// Built once at start (and on reload) and shared by `Arc`.

@@ -235,6 +235,8 @@ pub(crate) struct FlowMeta {
     pub deny_host_mismatch: bool,
     /// What each TLS leg negotiated, copied into every record.
     pub legs: crate::tls::Legs,
+    /// How long the origin leg took to set up, for the first exchange's record.
+    pub setup: crate::log::Setup,
 }
 
 pub(crate) struct Relay {
@@ -259,8 +261,12 @@ impl Relay {
         self: Arc<Self>,
         mut req: Request<Incoming>,
     ) -> Result<Response<RelayBody>, Infallible> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        let first = self.requests.fetch_add(1, Ordering::Relaxed) == 0;
         let (mut done, misdirected) = self.start_flow(&req);
+        if first {
+            // HAR's convention: the connection's set-up belongs to its first exchange only.
+            done.record.setup = Some(self.meta.setup);
+        }
         if misdirected && self.meta.deny_host_mismatch {
             return Ok(self.misdirected(done));
         }

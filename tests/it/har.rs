@@ -50,7 +50,8 @@ for e in HarPage("unknown", har_parser=parser).entries:
         assert t[k] == -1 or t[k] >= 0, (k, t[k])
     for k in ["send", "wait", "receive"]:
         assert t[k] >= 0, k
-    total = sum(v for k, v in t.items() if k != "comment" and v != -1)
+    # HAR 1.2: `connect` includes `ssl`, so `time` counts it once.
+    total = sum(v for k, v in t.items() if k not in ("comment", "ssl") and v != -1)
     assert abs(total - e.time) < 0.01, (total, e.time)
     assert e.startTime is not None
     out.append({
@@ -97,9 +98,11 @@ fn har_export_reads_in_haralyzer_with_response_heads_cookies_and_timings() {
     let auth = format!("Authorization: Bearer {BEARER}");
     let cookie = format!("Cookie: session={COOKIE}; theme=dark");
     let url = o.https("site.lab.test", "/cookie?q=a%20b+c&flag");
+    // Two requests on one connection: only the first carries the connection's set-up.
+    let again = o.https("site.lab.test", "/cookie?again");
     let h1 = [
         &base[..],
-        &["--http1.1", "-H", &auth, "-H", &cookie, &url][..],
+        &["--http1.1", "-H", &auth, "-H", &cookie, &url, &again][..],
     ]
     .concat();
     curl(&h1).expect_ok(200);
@@ -114,7 +117,7 @@ fn har_export_reads_in_haralyzer_with_response_heads_cookies_and_timings() {
     let flows = ward.dir().join("flows.jsonl");
     wait_until(Duration::from_secs(5), "two flow records", || {
         let text = std::fs::read_to_string(&flows).unwrap_or_default();
-        (text.lines().count() >= 2).then_some(())
+        (text.lines().count() >= 3).then_some(())
     });
     let policy = ward.dir().join("policy.yaml");
     let har = ward_cli(
@@ -133,9 +136,10 @@ fn har_export_reads_in_haralyzer_with_response_heads_cookies_and_timings() {
     std::fs::write(&har_path, &har.stdout).expect("write HAR");
     let read = python(READ_HAR, &[har_path.to_str().expect("utf-8")]).ok("haralyzer");
     let entries: Vec<Value> = serde_json::from_str(read.stdout.trim()).expect("reader JSON");
-    assert_eq!(entries.len(), 2, "{entries:#?}");
+    assert_eq!(entries.len(), 3, "{entries:#?}");
 
-    let (e1, e2) = (&entries[0], &entries[1]);
+    let (e1, again, e2) = (&entries[0], &entries[1], &entries[2]);
+    assert!(again["url"].as_str().is_some_and(|u| u.ends_with("?again")));
     assert_eq!(e1["method"], "GET");
     assert_eq!(
         (&e1["req_version"], &e1["resp_version"]),
@@ -163,11 +167,26 @@ fn har_export_reads_in_haralyzer_with_response_heads_cookies_and_timings() {
         (&"HTTP/2".into(), &"HTTP/2".into())
     );
     assert_eq!(e2["status"], 200);
+    // A connection's first entry carries its set-up as measured; a reused connection's
+    // later entry has none of it. `site.lab.test` is a hosts override: looked up, quickly.
+    for e in [e1, e2] {
+        let t = &e["timings"];
+        let (dns, connect, ssl) = (&t["dns"], &t["connect"], &t["ssl"]);
+        let ms = |v: &Value| v.as_f64().filter(|v| *v >= 0.0);
+        let (Some(_), Some(connect), Some(ssl)) = (ms(dns), ms(connect), ms(ssl)) else {
+            panic!("the first entry on a connection has its set-up: {e}");
+        };
+        assert!(ssl > 0.0 && connect >= ssl, "connect includes ssl: {e}");
+    }
+    for k in ["blocked", "dns", "connect", "ssl"] {
+        assert_eq!(
+            again["timings"][k], -1,
+            "{k} on a reused connection: {again}"
+        );
+    }
     for e in &entries {
         let t = &e["timings"];
-        for k in ["blocked", "dns", "connect", "ssl"] {
-            assert_eq!(t[k], -1, "{k} is not measured per request: {e}");
-        }
+        assert_eq!(t["blocked"], -1, "ward queues no request: {e}");
         let time = e["time"].as_f64().expect("time");
         assert!(
             time > 0.0 && time < 10_000.0,
