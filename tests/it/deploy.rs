@@ -2,7 +2,8 @@
 //! one CA folder, with `send-proxy-v2`. Clients reach both replicas, policy and logs see the
 //! real client (not HAProxy), a leaf forged by either replica verifies with the one CA, a
 //! reload of both replicas under load drops nothing, and a replica stopped with SIGTERM
-//! finishes its open tunnels while HAProxy sends new clients to the other.
+//! finishes its open tunnels while HAProxy, checking each replica's `/readyz`, takes it out of
+//! the rotation and sends new clients to the other.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -163,6 +164,25 @@ fn pair(ca_dir: &Path) -> (Ward, Ward, Haproxy) {
     (a, b, lb)
 }
 
+/// Two replicas with their admins on, behind HAProxy checking each one's `/readyz`; returns
+/// once HAProxy sees both up.
+fn checked_pair(ca_dir: &Path) -> (Ward, Ward, Haproxy) {
+    let policy = replica_policy(ca_dir).set("admin", "\"127.0.0.1:0\"");
+    let a = Ward::start(&policy);
+    let b = Ward::start(&policy);
+    let lb = Haproxy::start_checked(&[a.addr, b.addr], &[a.admin_addr(), b.admin_addr()]);
+    let what = format_args!("HAProxy to see both replicas up");
+    testkit::wait_until(Duration::from_secs(10), what, || {
+        lb.server_states().iter().all(|(_, state)| state == "UP")
+    });
+    (a, b, lb)
+}
+
+/// The status code of a GET of `path` on an admin.
+fn admin_status(admin: SocketAddr, path: &str) -> u16 {
+    curl(&[&format!("http://{admin}{path}")]).http_code
+}
+
 /// How many times `ward` logged `msg`.
 fn logged(ward: &Ward, msg: &str) -> usize {
     ward.records()
@@ -225,7 +245,8 @@ fn a_replica_stopped_with_sigterm_finishes_its_tunnels_while_haproxy_uses_the_ot
         return;
     }
     let shared = tempfile::tempdir().expect("shared CA dir");
-    let (mut a, b, lb) = pair(&shared.path().join("ca"));
+    let (mut a, b, lb) = checked_pair(&shared.path().join("ca"));
+    let a_admin = a.admin_addr();
     // Round robin spreads them; the test reads from the records where each one went.
     let mut held: Vec<_> = (0..4).map(|_| open_tunnel(lb.addr)).collect();
     a.signal("TERM");
@@ -236,6 +257,17 @@ fn a_replica_stopped_with_sigterm_finishes_its_tunnels_while_haproxy_uses_the_ot
         });
     }
     assert!(a.alive(), "a waits for its open tunnels");
+    // What the load balancer acts on: not ready, yet alive (no restart of a draining replica).
+    assert_eq!(admin_status(a_admin, "/readyz"), 503);
+    assert_eq!(admin_status(a_admin, "/healthz"), 200);
+    {
+        let what = format_args!("HAProxy to take the draining replica out");
+        testkit::wait_until(Duration::from_secs(5), what, || {
+            let states = lb.server_states();
+            states.contains(&("ward0".into(), "DOWN".into()))
+                && states.contains(&("ward1".into(), "UP".into()))
+        });
+    }
     for i in 0..4 {
         assert!(
             fetch_ok(lb.addr),
