@@ -5,6 +5,7 @@
 //! codes, and on what the records say. (A failing flows file is tested in flows_file.rs.)
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -118,6 +119,7 @@ async fn fault_route(req: Request<Incoming>) -> Result<Response<Fill>, Infallibl
         sent: 0,
         stop_at,
         then,
+        fail_at: None,
     }))
 }
 
@@ -133,7 +135,13 @@ struct Fill {
     sent: u64,
     stop_at: u64,
     then: Then,
+    /// A failing body fails this long after its last bytes: a server resetting a stream drops
+    /// the frames it has not written yet, and the head and those bytes must reach the proxy.
+    fail_at: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// How long after its last bytes `/reset-stream` fails.
+const FAIL_DELAY: Duration = Duration::from_millis(300);
 
 impl Body for Fill {
     type Data = Bytes;
@@ -141,7 +149,7 @@ impl Body for Fill {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         if self.sent < self.stop_at {
             let n = (self.stop_at - self.sent).min(CHUNK as u64);
@@ -154,7 +162,13 @@ impl Body for Fill {
             Then::End => Poll::Ready(None),
             // Never woken: the origin goes silent with the connection open.
             Then::Stall => Poll::Pending,
-            Then::Fail => Poll::Ready(Some(Err(std::io::Error::other("origin gave up")))),
+            Then::Fail => {
+                let delay = self
+                    .fail_at
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(FAIL_DELAY)));
+                ready!(delay.as_mut().poll(cx));
+                Poll::Ready(Some(Err(std::io::Error::other("origin gave up"))))
+            }
         }
     }
 
@@ -358,29 +372,32 @@ fn inspected_origin_reset_mid_body_is_a_truncated_body_and_upstream_reset() {
     let ward = Ward::start(&inspecting_policy());
     let ca = ward_ca(&ward);
     let proxy = ward.http_url();
+    // A TCP reset right behind the bytes may overtake the response head on HTTP/2 (ward, like
+    // any h2 server, drops a reset stream's unsent frames): the client then sees only the reset.
     let cases = [
         // curl: 18 partial file, 56 receive failure, 92 HTTP/2 stream not closed cleanly.
-        ("--http1.1", "/big", RESET_AFTER),
-        ("--http2", "/big?h2", RESET_AFTER),
-        ("--http2", "/reset-stream", SENT_BEFORE_FAULT),
+        ("--http1.1", "/big", RESET_AFTER, true),
+        ("--http2", "/big-h2", RESET_AFTER, false),
+        ("--http2", "/reset-stream", SENT_BEFORE_FAULT, true),
     ];
-    for (flag, path, at_most) in cases {
+    for (flag, path, at_most, head_sure) in cases {
         let url = format!("https://reset.lab.test:{}{path}", origin.port());
         let (code, status, size, stderr) =
             curl_download(&[flag, "-x", &proxy, "--cacert", &ca, &url]);
-        assert_eq!(
-            status, 200,
-            "{flag} {path}: the head came through: {stderr}"
+        let flow = expect_flow(&ward, path);
+        assert_eq!(field(&flow, "status").as_deref(), Some("200"), "{flow}");
+        assert!(
+            status == 200 || !head_sure,
+            "{flag} {path}: the head came through: {stderr}\n{flow}"
         );
         assert!(
             matches!(code, Some(18 | 56 | 92)),
             "{flag} {path}: curl must report the lost bytes, got exit {code:?} after {size} bytes: {stderr}"
         );
         assert!(
-            size > 0 && size <= at_most,
+            (size > 0 || !head_sure) && size <= at_most,
             "{flag} {path}: {size} bytes received, the origin sent at most {at_most}"
         );
-        let flow = expect_flow(&ward, path.split('?').next().unwrap_or(path));
         assert_eq!(
             field(&flow, "error").as_deref(),
             Some("upstream_reset"),
