@@ -200,3 +200,32 @@ pub(crate) fn upstream_torn_down(err: &(dyn std::error::Error + 'static)) -> boo
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_torn_down;
+    use std::io;
+
+    /// An error whose cause is another, as hyper wraps the I/O error under it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("body failed")]
+    struct Wrapped(#[source] io::Error);
+
+    #[test]
+    fn resets_are_told_apart_from_other_failures() {
+        let reset = || io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(upstream_torn_down(&reset()));
+        assert!(upstream_torn_down(&Wrapped(reset())));
+        assert!(upstream_torn_down(&io::Error::from(
+            io::ErrorKind::ConnectionAborted
+        )));
+        // A body cut by a FIN is truncated, not reset; a reset ward itself chose is not the
+        // origin's.
+        assert!(!upstream_torn_down(&Wrapped(io::Error::from(
+            io::ErrorKind::UnexpectedEof
+        ))));
+        assert!(!upstream_torn_down(&h2::Error::from(
+            h2::Reason::INTERNAL_ERROR
+        )));
+    }
+}
