@@ -329,6 +329,12 @@ async fn relay(
             .0
             .observe(first.duration_since(sent));
     }
+    // A reset is passed on as one: a FIN would tell the other side it had everything.
+    match done.outcome {
+        Outcome::UpstreamReset => client.reset_on_close(),
+        Outcome::ClientReset => crate::io::reset_on_close(&upstream),
+        _ => {}
+    }
     rec.bytes_up = done.bytes_up + buffered_len;
     rec.bytes_down += done.bytes_down;
     rec.outcome.get_or_insert(done.outcome);

@@ -76,6 +76,8 @@ pub enum ErrorKind {
     ClientHelloTimeout,
     /// The client did not finish its request head or handshake in time.
     ClientTimeout,
+    /// Inspecting: the origin sent no response head while nothing moved for the idle timeout.
+    ResponseTimeout,
     /// An I/O error on an established connection.
     Io,
     /// A local resource ran out or a local invariant failed.
@@ -83,7 +85,7 @@ pub enum ErrorKind {
 }
 
 /// Every kind, in table order: for exhaustive tests and documentation.
-pub const ALL_KINDS: [ErrorKind; 24] = [
+pub const ALL_KINDS: [ErrorKind; 25] = [
     ErrorKind::PolicyDenied,
     ErrorKind::AuthRequired,
     ErrorKind::DnsError,
@@ -106,6 +108,7 @@ pub const ALL_KINDS: [ErrorKind; 24] = [
     ErrorKind::ClientHelloUnreadable,
     ErrorKind::ClientHelloTimeout,
     ErrorKind::ClientTimeout,
+    ErrorKind::ResponseTimeout,
     ErrorKind::Io,
     ErrorKind::Internal,
 ];
@@ -141,7 +144,7 @@ impl ErrorKind {
             AuthRequired => 407,
             DnsError | ConnectionRefused | Unreachable | UpstreamProxy | TlsCertificate
             | TlsHandshake | Io => 502,
-            DnsTimeout | ConnectionTimeout => 504,
+            DnsTimeout | ConnectionTimeout | ResponseTimeout => 504,
             MalformedRequest
             | UnsupportedCommand
             | UnsupportedAddressType
@@ -173,6 +176,7 @@ impl ErrorKind {
             TlsCertificate => Some("tls_certificate_error"),
             TlsHandshake | ClientHelloUnreadable => Some("tls_protocol_error"),
             ClientHelloTimeout | ClientTimeout => Some("http_request_error"),
+            ResponseTimeout => Some("http_response_timeout"),
             Io => Some("proxy_internal_error"),
             Internal => Some("proxy_internal_error"),
         }
@@ -190,7 +194,7 @@ impl ErrorKind {
             AuthRequired => None,
             DnsError | DnsTimeout => Some(r::HOST_UNREACHABLE),
             ConnectionRefused => Some(r::CONNECTION_REFUSED),
-            ConnectionTimeout => Some(r::TTL_EXPIRED),
+            ConnectionTimeout | ResponseTimeout => Some(r::TTL_EXPIRED),
             Unreachable => Some(r::NETWORK_UNREACHABLE),
             MalformedRequest | HeadTooLarge => Some(r::GENERAL_FAILURE),
             UnsupportedCommand => Some(r::COMMAND_NOT_SUPPORTED),
@@ -230,6 +234,7 @@ impl ErrorKind {
             ClientHelloUnreadable => "client_hello_unreadable",
             ClientHelloTimeout => "client_hello_timeout",
             ClientTimeout => "client_timeout",
+            ResponseTimeout => "http_response_timeout",
             Io => "io_error",
             Internal => "internal_error",
         }
@@ -261,6 +266,7 @@ impl ErrorKind {
             ClientHelloUnreadable => "The proxy could not read the TLS ClientHello.",
             ClientHelloTimeout => "No TLS ClientHello arrived in time.",
             ClientTimeout => "The request did not arrive in time.",
+            ResponseTimeout => "The destination did not answer in time.",
             Io => "A network error occurred.",
             Internal => "The proxy had an internal error.",
         }

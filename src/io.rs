@@ -12,6 +12,14 @@ use tokio::time::Instant;
 
 use crate::Parsed;
 
+/// Makes closing `stream` send a RST instead of a FIN (SO_LINGER 0): how a relay passes on a
+/// reset from the other side, which a FIN would turn into "that was everything".
+pub fn reset_on_close(stream: &tokio::net::TcpStream) {
+    if let Err(e) = socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO)) {
+        tracing::debug!(error = %e, "SO_LINGER 0 refused; the close will be a FIN");
+    }
+}
+
 /// The most one read asks for. Handshake messages are small; a bigger read would only make the
 /// buffer outgrow what the next stage needs to replay.
 const READ_CHUNK: usize = 8 * 1024;

@@ -33,6 +33,9 @@ mod sd_notify;
 
 /// After EMFILE/ENFILE, accepting again at once would spin: wait for descriptors to free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Out of descriptors, accept fails ten times a second: it is logged at most this often, with
+/// how many failures the line stands for.
+const EMFILE_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Editors save in bursts (write, rename, chmod): one reload per burst.
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -207,6 +210,8 @@ async fn accept_loop(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
+    // When out of descriptors was last logged, and the failures since.
+    let mut emfile: (Option<tokio::time::Instant>, u64) = (None, 0);
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -215,7 +220,13 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(ok) => ok,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                tracing::warn!(error = %e, "out of file descriptors: pausing accept");
+                emfile.1 += 1;
+                let now = tokio::time::Instant::now();
+                if emfile.0.is_none_or(|last| now >= last + EMFILE_LOG_EVERY) {
+                    let failures = std::mem::take(&mut emfile.1);
+                    tracing::warn!(error = %e, failures, "out of file descriptors: pausing accept");
+                    emfile.0 = Some(now);
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }

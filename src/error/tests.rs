@@ -67,6 +67,13 @@ fn design_error_table() {
             Some("tls_certificate_error"),
             Some(0x01),
         ),
+        // Not in DESIGN.md's table: inside interception only (an HTTP exchange's origin silent).
+        (
+            ResponseTimeout,
+            504,
+            Some("http_response_timeout"),
+            Some(0x06),
+        ),
     ];
     for &(kind, status, token, rep) in rows {
         assert_eq!(kind.http_status(), status, "{kind:?} status");

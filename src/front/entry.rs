@@ -211,6 +211,17 @@ macro_rules! delegate {
     };
 }
 
+impl ClientStream {
+    /// Makes closing this connection send a RST (see [`crate::io::reset_on_close`]).
+    pub fn reset_on_close(&self) {
+        let tcp = match self {
+            ClientStream::Plain(s) => s.get_ref(),
+            ClientStream::Tls(t) => t.get_ref().0.get_ref(),
+        };
+        crate::io::reset_on_close(tcp);
+    }
+}
+
 impl AsyncRead for ClientStream {
     fn poll_read(
         self: Pin<&mut Self>,

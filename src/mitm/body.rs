@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use super::flows::bodies::{self, SharedTap};
 use super::flows::capture::Timings;
 use super::flows::{FlowRecord, FlowSink, millis};
+use crate::error::ErrorKind;
+use crate::outcome::Outcome;
 
 /// A client's request body on its way upstream.
 pub(crate) type ClientBody = Counting<Incoming>;
@@ -116,7 +118,11 @@ impl<B> Counting<B> {
     }
 }
 
-impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
+impl<B> Body for Counting<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + 'static,
+{
     type Data = Bytes;
     type Error = B::Error;
 
@@ -136,7 +142,21 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
                     }
                 }
             }
-            Poll::Ready(None | Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(done) = &mut self.done {
+                    // The response body broke off: the record says who broke it.
+                    done.record.error = Some(if upstream_torn_down(e) {
+                        Outcome::UpstreamReset.log_name()
+                    } else {
+                        ErrorKind::Io.log_name()
+                    });
+                }
+                if let Some((start, slot)) = self.end_mark.take() {
+                    slot.store(micros_since(start, Instant::now()), Ordering::Relaxed);
+                }
+                self.done = None;
+            }
+            Poll::Ready(None) => {
                 if let Some((start, slot)) = self.end_mark.take() {
                     slot.store(micros_since(start, Instant::now()), Ordering::Relaxed);
                 }
@@ -153,5 +173,59 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counting<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Whether an error in a relayed exchange comes from the origin tearing it down: a reset or
+/// abort of the connection under its TLS, or an HTTP/2 RST_STREAM or GOAWAY it sent with an
+/// error. A body that merely ended early (a FIN mid-length) is not a reset.
+pub(crate) fn upstream_torn_down(err: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), K::ConnectionReset | K::ConnectionAborted)
+        {
+            return true;
+        }
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            // h2 keeps its I/O error to itself (no `source`).
+            let io_reset = h2
+                .get_io()
+                .is_some_and(|io| matches!(io.kind(), K::ConnectionReset | K::ConnectionAborted));
+            let remote_reset = h2.is_remote() && (h2.is_reset() || h2.is_go_away());
+            return io_reset || remote_reset;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_torn_down;
+    use std::io;
+
+    /// An error whose cause is another, as hyper wraps the I/O error under it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("body failed")]
+    struct Wrapped(#[source] io::Error);
+
+    #[test]
+    fn resets_are_told_apart_from_other_failures() {
+        let reset = || io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(upstream_torn_down(&reset()));
+        assert!(upstream_torn_down(&Wrapped(reset())));
+        assert!(upstream_torn_down(&io::Error::from(
+            io::ErrorKind::ConnectionAborted
+        )));
+        // A body cut by a FIN is truncated, not reset; a reset ward itself chose is not the
+        // origin's.
+        assert!(!upstream_torn_down(&Wrapped(io::Error::from(
+            io::ErrorKind::UnexpectedEof
+        ))));
+        assert!(!upstream_torn_down(&h2::Error::from(
+            h2::Reason::INTERNAL_ERROR
+        )));
     }
 }

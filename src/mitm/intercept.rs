@@ -48,7 +48,7 @@ type Ended = (Outcome, Option<ProxyError>);
 
 /// What one connection's relay needs to know, gathered during the handshakes.
 struct Session<'a> {
-    activity: &'a Activity,
+    activity: &'a Arc<Activity>,
     protocol: Protocol,
     name: &'a Host,
     shutdown: &'a CancellationToken,
@@ -155,7 +155,7 @@ impl Interceptor {
             origin => origin,
         };
         let (sender, failure) = upstream_sender(origin, protocol, name, ctx.client).await;
-        let relay = Arc::new(self.http_relay(sender, name, ctx, shutdown, legs));
+        let relay = Arc::new(self.http_relay(sender, name, ctx, (shutdown, activity), legs));
         let outcome =
             relay::serve_http(tls, protocol, relay.clone(), activity, idle, shutdown).await;
         if let UpstreamSender::Http1(parked) = &relay.upstream {
@@ -175,7 +175,7 @@ impl Interceptor {
         upstream: UpstreamSender,
         name: &Host,
         ctx: FlowContext,
-        shutdown: &CancellationToken,
+        (shutdown, activity): (&CancellationToken, &Arc<Activity>),
         legs: Legs,
     ) -> Relay {
         Relay {
@@ -200,6 +200,8 @@ impl Interceptor {
             upgrades: TaskTracker::new(),
             idle: self.idle,
             shutdown: shutdown.clone(),
+            activity: activity.clone(),
+            heads: relay::HeadWaits::default(),
         }
     }
 }

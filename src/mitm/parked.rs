@@ -21,14 +21,18 @@ use super::upstream::Origin;
 /// How long closing a parked stream may take (TLS close_notify, then FIN) when the client's
 /// connection ends: as long as hyper's own shutdown would, but bounded.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// When the client's connection ends with an exchange still busy, how long its stream may take
+/// to come back: a response read to its end hands it back at once; one abandoned mid-body (the
+/// client went away, the origin stalls) never does, and its task is ended instead.
+const HANDBACK_WAIT: Duration = Duration::from_millis(500);
 
 /// Where the origin's stream is between and during exchanges.
 enum Slot {
     /// No exchange in flight: the stream alone.
     Parked(Origin),
-    /// An exchange's connection is running; it hands the stream back when its response ends
-    /// (`None` if the origin closed it or broke HTTP/1.1).
-    Busy(oneshot::Receiver<Option<Origin>>),
+    /// An exchange's connection is running (its task, to end it when abandoned); it hands the
+    /// stream back when its response ends (`None` if the origin closed it or broke HTTP/1.1).
+    Busy(oneshot::Receiver<Option<Origin>>, tokio::task::AbortHandle),
     /// An `Upgrade` request was sent: that connection stays (and may become the tunnel).
     Kept(http1::SendRequest<ClientBody>),
     /// The origin closed the connection.
@@ -66,7 +70,7 @@ impl ParkedHttp1 {
         }
         let origin = match std::mem::replace(&mut *slot, Slot::Gone) {
             Slot::Parked(origin) => Some(origin),
-            Slot::Busy(back) => back.await.ok().flatten(),
+            Slot::Busy(back, _) => back.await.ok().flatten(),
             Slot::Kept(_) | Slot::Gone => None,
         };
         let Some(origin) = origin else {
@@ -84,7 +88,7 @@ impl ParkedHttp1 {
             return Ok(resp?);
         }
         let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             // Ends once the response is read and `sender` is gone: the stream comes back
             // unless bytes followed the response (not HTTP/1.1 any more: drop it).
             let back = match conn.without_shutdown().await {
@@ -100,7 +104,7 @@ impl ParkedHttp1 {
             };
             let _ = tx.send(back);
         });
-        *slot = Slot::Busy(rx);
+        *slot = Slot::Busy(rx, task.abort_handle());
         drop(slot);
         Ok(sender.send_request(req).await?)
     }
@@ -112,7 +116,13 @@ impl ParkedHttp1 {
             let slot = std::mem::replace(&mut *self.slot.lock().await, Slot::Gone);
             let origin = match slot {
                 Slot::Parked(origin) => Some(origin),
-                Slot::Busy(back) => back.await.ok().flatten(),
+                Slot::Busy(back, task) => {
+                    let back = tokio::time::timeout(HANDBACK_WAIT, back).await;
+                    // Abandoned mid-response: nothing will read the rest, so nothing may hold
+                    // the origin's connection open for it.
+                    task.abort();
+                    back.ok().and_then(Result::ok).flatten()
+                }
                 Slot::Kept(_) | Slot::Gone => None,
             };
             if let Some(mut origin) = origin {

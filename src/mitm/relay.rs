@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use http::{Request, Response, StatusCode, header};
@@ -17,6 +17,7 @@ use hyper::client::conn::http2;
 use hyper::server::conn::{http1 as server_h1, http2 as server_h2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -110,6 +111,8 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let upgrades = relay.upgrades.clone();
+    let heads = relay.clone();
+    let heads = &heads.heads;
     let service = hyper::service::service_fn(move |req| -> Forwarding {
         Box::pin(relay.clone().forward(req))
     });
@@ -122,17 +125,32 @@ where
             let mut builder = server_h2::Builder::new(TokioExecutor::new());
             builder.auto_date_header(false);
             let conn = Box::pin(builder.serve_connection(io, service));
-            drive(conn, |c| c.graceful_shutdown(), activity, idle, shutdown).await
+            drive(
+                conn,
+                |c| c.graceful_shutdown(),
+                (activity, heads),
+                idle,
+                shutdown,
+            )
+            .await
         }
         Protocol::Http1 | Protocol::Opaque => {
             let mut builder = server_h1::Builder::new();
             builder.preserve_header_case(true).auto_date_header(false);
             let conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
-            drive(conn, |c| c.graceful_shutdown(), activity, idle, shutdown).await
+            drive(
+                conn,
+                |c| c.graceful_shutdown(),
+                (activity, heads),
+                idle,
+                shutdown,
+            )
+            .await
         }
     };
     let draining = match drained {
         Driven::Idle => return Outcome::IdleTimeout,
+        Driven::UpstreamReset => return Outcome::UpstreamReset,
         Driven::EchRequired => return Outcome::EchRejected,
         Driven::Ended { draining } => draining,
     };
@@ -154,16 +172,20 @@ enum Driven {
     /// The client aborted with `ech_required` as the handshake ended (its Finished and the
     /// alert can arrive apart, so the alert may come only once the connection is served).
     EchRequired,
+    /// The origin tore down the exchange in flight (a reset under its TLS, an HTTP/2 reset),
+    /// and the client's connection died with it (HTTP/1.1 has no other way to say so).
+    UpstreamReset,
     /// It closed or failed; `draining` when shutdown had started its graceful end.
     Ended { draining: bool },
 }
 
 /// Polls a server connection until it ends, starting its graceful shutdown when `shutdown`
-/// fires.
+/// fires. While an exchange waits for its response head, the idle timeout is that exchange's
+/// to enforce (it answers 504): the connection is not closed under it.
 async fn drive<C>(
     mut conn: Pin<Box<C>>,
     drain: impl FnOnce(Pin<&mut C>),
-    activity: &Activity,
+    (activity, heads): (&Activity, &HeadWaits),
     idle: Duration,
     shutdown: &CancellationToken,
 ) -> Driven
@@ -171,6 +193,8 @@ where
     C: Future<Output = hyper::Result<()>>,
 {
     let mut drain = Some(drain);
+    // Idle, but an exchange awaits its head: wait for that wait to end instead.
+    let mut deferred = false;
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -179,6 +203,9 @@ where
                         return Driven::EchRequired;
                     }
                     tracing::debug!(error = %e, "intercepted client connection ended");
+                    if e.is_user() && super::body::upstream_torn_down(&e) {
+                        return Driven::UpstreamReset;
+                    }
                 }
                 return Driven::Ended { draining: drain.is_none() };
             }
@@ -187,8 +214,48 @@ where
                     drain(conn.as_mut());
                 }
             }
-            () = activity.idle_for(idle) => return Driven::Idle,
+            () = activity.idle_for(idle), if !deferred => {
+                if !heads.any() {
+                    return Driven::Idle;
+                }
+                deferred = true;
+            }
+            () = heads.one_ended(), if deferred => deferred = false,
         }
+    }
+}
+
+/// The exchanges of a connection waiting for their response head.
+#[derive(Debug, Default)]
+pub(crate) struct HeadWaits {
+    count: AtomicUsize,
+    ended: Notify,
+}
+
+impl HeadWaits {
+    /// Counts one wait until the guard is dropped.
+    fn start(&self) -> HeadWait<'_> {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        HeadWait(self)
+    }
+
+    fn any(&self) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+    }
+
+    /// Resolves after a wait has ended (a permit is kept if none was listening, so an end in
+    /// between is not missed; a stale one costs one more look).
+    async fn one_ended(&self) {
+        self.ended.notified().await;
+    }
+}
+
+struct HeadWait<'a>(&'a HeadWaits);
+
+impl Drop for HeadWait<'_> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_one();
     }
 }
 
@@ -254,6 +321,10 @@ pub(crate) struct Relay {
     pub idle: Duration,
     /// Ends spliced upgrades when the shutdown grace period is over.
     pub shutdown: CancellationToken,
+    /// The client connection's byte activity: an origin that sends no head while nothing
+    /// moves for `idle` is answered with 504.
+    pub activity: Arc<Activity>,
+    pub heads: HeadWaits,
 }
 
 impl Relay {
@@ -288,12 +359,21 @@ impl Relay {
                 .marking_end(done.started, done.request_end_us.clone())
                 .tapped(request_tap)
         });
-        let mut resp = match self.send(req).await {
+        let mut resp = match self.send_within_idle(req).await {
             Ok(resp) => resp,
             Err((kind, detail)) => {
                 let status =
                     StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                return Ok(error_response(kind, status, &detail, done));
+                let mut resp = error_response(kind, status, &detail, done);
+                if kind == ErrorKind::ResponseTimeout
+                    && matches!(self.upstream, UpstreamSender::Http1(_))
+                {
+                    // The origin may still answer this request: its stream cannot carry the
+                    // client's next one.
+                    let close = http::HeaderValue::from_static("close");
+                    resp.headers_mut().insert(header::CONNECTION, close);
+                }
+                return Ok(resp);
             }
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -360,6 +440,27 @@ impl Relay {
         );
         let status = StatusCode::MISDIRECTED_REQUEST;
         error_response(ErrorKind::SniMismatch, status, &detail, done)
+    }
+
+    /// Sends upstream and waits for the response head as long as bytes move on the client's
+    /// connection (an upload still arriving, other streams); after `idle` with nothing moving
+    /// and no head, ward answers 504 `http_response_timeout` rather than close in silence.
+    async fn send_within_idle(
+        &self,
+        req: Request<ClientBody>,
+    ) -> Result<Response<Incoming>, (ErrorKind, String)> {
+        let _waiting = self.heads.start();
+        tokio::select! {
+            sent = self.send(req) => sent,
+            () = self.activity.idle_for(self.idle) => {
+                let detail = format!(
+                    "{} sent no response head within {} (timeouts.idle)",
+                    self.meta.tls_name,
+                    humantime::format_duration(self.idle)
+                );
+                Err((ErrorKind::ResponseTimeout, detail))
+            }
+        }
     }
 
     /// Sends upstream; an error is what ward answers instead: its kind and details.

@@ -14,6 +14,7 @@ mod deploy;
 mod deploy_files;
 mod ech;
 mod errors;
+mod faults;
 mod flows_file;
 mod flows_view;
 mod har;

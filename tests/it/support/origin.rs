@@ -58,6 +58,12 @@ impl Origins {
         );
     }
 
+    /// A server config with a leaf for [`ORIGIN_NAMES`] from the test CA: for origins a test
+    /// writes itself (ones that fail on purpose), which clients must trust like the others.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        Arc::new(self.ca.issue(ORIGIN_NAMES).server_config(alpn))
+    }
+
     /// `https://HOST:PORT/PATH` on the trusted TLS origin.
     pub fn https(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.tls.port())
