@@ -59,6 +59,9 @@ impl Kind {
     }
 }
 
+/// Failed connections: (kind, stage) → (count, first message).
+pub type ErrorsByKind = BTreeMap<(Kind, &'static str), (u64, String)>;
+
 /// Counts shared by every client task.
 #[derive(Default)]
 pub struct Tally {
@@ -66,8 +69,7 @@ pub struct Tally {
     /// Connections that ended their set-up, opened or failed.
     pub settled: AtomicU64,
     exchanges: [AtomicU64; 3],
-    /// (kind, stage) → (count, first message).
-    errors: Mutex<BTreeMap<(Kind, &'static str), (u64, String)>>,
+    errors: Mutex<ErrorsByKind>,
 }
 
 impl Tally {
@@ -87,7 +89,7 @@ impl Tally {
         entry.0 += 1;
     }
 
-    pub fn errors(&self) -> BTreeMap<(Kind, &'static str), (u64, String)> {
+    pub fn errors(&self) -> ErrorsByKind {
         self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())

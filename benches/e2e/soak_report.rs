@@ -1,12 +1,11 @@
 //! The soak's figures and their Markdown: RSS slope by least squares over the steady part,
 //! errors by kind, the open-connection gauge before, during and after. Pure: no I/O.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::opts::Soak;
 use crate::soak::{BACK_TO_BASELINE, SETUP_CONCURRENCY};
-use crate::soak_load::{Kind, REQUEST_BODY, REQUEST_EVERY, TRICKLE, TUNNEL_EVERY};
+use crate::soak_load::{ErrorsByKind, Kind, REQUEST_BODY, REQUEST_EVERY, TRICKLE, TUNNEL_EVERY};
 
 pub struct KindFigures {
     pub kind: Kind,
@@ -41,8 +40,7 @@ pub struct Figures {
     pub ward_errors_before: Option<u64>,
     pub ward_errors_after: Option<u64>,
     pub kinds: Vec<KindFigures>,
-    /// (kind, stage) → (count, first message).
-    pub errors: BTreeMap<(Kind, &'static str), (u64, String)>,
+    pub errors: ErrorsByKind,
     pub ward_cpu_secs: Option<f64>,
     pub bench_cpu_secs: Option<f64>,
     pub load_start: String,
@@ -163,7 +161,7 @@ fn summary(out: &mut String, f: &Figures) {
          | failed connections (client side, all kinds) | {errors} | 0 |\n\
          | ward's `ward_errors_total`, change over the run | {ward_errors} | 0 |\n\
          | `ward_open_connections`: before / during the hold (min–max) / after the clients went | {} / {}–{} / {back} | back to the baseline |\n\
-         | ward RSS (MiB): baseline / after the ramp-up / end of the hold / max / {:.0} s after the clients went | {} / {} / {} / {} / {} | |\n\
+         | ward RSS (MiB): baseline / start of the steady part / end of the hold / max / {:.0} s after the clients went | {} / {} / {} / {} / {} | |\n\
          | CPU during the hold: ward / this process (client and origins) | {} / {} | |\n",
         f.steady_start,
         f.hold_end,
@@ -176,7 +174,7 @@ fn summary(out: &mut String, f: &Figures) {
         show(gmax),
         f.rss.last().map_or(0.0, |r| r.0 - f.clients_gone),
         f.rss_baseline.map_or("?".into(), mib),
-        rss_at(f, f.ramp_end).map_or("?".into(), mib),
+        rss_at(f, f.steady_start).map_or("?".into(), mib),
         rss_at(f, f.hold_end).map_or("?".into(), mib),
         mib(max),
         f.rss.last().map_or("?".into(), |r| mib(r.1)),
