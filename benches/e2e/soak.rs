@@ -40,8 +40,10 @@ const STEADY_AFTER: Duration = Duration::from_secs(60);
 const STOP_CAP: Duration = Duration::from_secs(20);
 /// The gauge must be back at its baseline within this long after the clients have gone.
 pub const BACK_TO_BASELINE: Duration = Duration::from_secs(30);
-/// RSS is still sampled this long after the clients have gone.
-const AFTER_SAMPLES: Duration = Duration::from_secs(5);
+/// ward's RSS is read this long after the clients have gone.
+pub const AFTER_SAMPLES: Duration = Duration::from_secs(5);
+/// The second opening of the same connections is held this long before its RSS is read.
+pub const REOPEN_HOLD: Duration = Duration::from_secs(20);
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Inputs<'a> {
@@ -96,12 +98,13 @@ pub async fn run(i: Inputs<'_>) -> Result<Figures> {
         tally: tally.clone(),
         stop: stop.clone(),
     };
-    let mut set = JoinSet::new();
     f.ramp_start = t0.elapsed().as_secs_f64();
-    let inspect = client(routes.1);
-    soak_load::spawn(&mut set, &inspect, Kind::H1, intercepts.div_ceil(2));
-    soak_load::spawn(&mut set, &inspect, Kind::H2, intercepts / 2);
-    soak_load::spawn(&mut set, &client(routes.0), Kind::Tunnel, tunnels);
+    let set = open_all(
+        &client(routes.0.clone()),
+        &client(routes.1.clone()),
+        tunnels,
+        intercepts,
+    );
     ramp(&tally, (tunnels + intercepts) as u64, t0).await;
     f.ramp_end = t0.elapsed().as_secs_f64();
     f.load_ramp_end = crate::load_average();
@@ -154,8 +157,28 @@ pub async fn run(i: Inputs<'_>) -> Result<Figures> {
     }
     f.errors = tally.errors();
     back_to_baseline(admin, &mut f, t0).await;
-    let after_until = Instant::now() + AFTER_SAMPLES;
-    sleep(after_until - Instant::now()).await;
+    sleep(AFTER_SAMPLES).await;
+    f.rss_after = crate::process::rss_kib(pid);
+
+    // The same connections once more, briefly: memory the first round freed but kept (the
+    // allocator's) is reused, where memory it leaked would add to the peak.
+    let again = Arc::new(Tally::default());
+    let stop_again = CancellationToken::new();
+    let client = |route| Client {
+        route,
+        setup: setup.clone(),
+        tally: again.clone(),
+        stop: stop_again.clone(),
+    };
+    f.reopen_start = t0.elapsed().as_secs_f64();
+    let set = open_all(&client(routes.0), &client(routes.1), tunnels, intercepts);
+    ramp(&again, (tunnels + intercepts) as u64, t0).await;
+    sleep(REOPEN_HOLD).await;
+    f.reopen_peak = crate::process::rss_kib(pid);
+    stop_again.cancel();
+    stop_clients(set).await;
+    f.reopen_opened = Kind::ALL.map(|k| again.opened(k)).iter().sum();
+    f.reopen_errors = again.errors().values().map(|(n, _)| n).sum();
     stop_sampler.cancel();
     f.rss = sampler.await.unwrap_or_default();
     if let Ok(m) = scrape(admin).await {
@@ -182,6 +205,20 @@ fn routes(
     tunnel.raw_origin = echo;
     let inspect = subject("ward inspect")?.route(i.origin, Some(running), i.pki)?;
     Ok((tunnel, inspect))
+}
+
+/// One client task per connection: the interceptions (half HTTP/1.1, half HTTP/2), the tunnels.
+fn open_all(
+    tunnel: &Client,
+    inspect: &Client,
+    tunnels: usize,
+    intercepts: usize,
+) -> JoinSet<(Kind, Latencies)> {
+    let mut set = JoinSet::new();
+    soak_load::spawn(&mut set, inspect, Kind::H1, intercepts.div_ceil(2));
+    soak_load::spawn(&mut set, inspect, Kind::H2, intercepts / 2);
+    soak_load::spawn(&mut set, tunnel, Kind::Tunnel, tunnels);
+    set
 }
 
 /// Waits until every client has opened its connection or failed to (or the cap).

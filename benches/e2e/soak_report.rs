@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::opts::Soak;
-use crate::soak::{BACK_TO_BASELINE, SETUP_CONCURRENCY};
+use crate::soak::{AFTER_SAMPLES, BACK_TO_BASELINE, REOPEN_HOLD, SETUP_CONCURRENCY};
 use crate::soak_load::{ErrorsByKind, Kind, REQUEST_BODY, REQUEST_EVERY, TRICKLE, TUNNEL_EVERY};
 
 pub struct KindFigures {
@@ -33,6 +33,14 @@ pub struct Figures {
     pub rss: Vec<(f64, u64)>,
     /// VmRSS before the first client connected.
     pub rss_baseline: Option<u64>,
+    /// VmRSS a few seconds after the clients went.
+    pub rss_after: Option<u64>,
+    /// The same connections opened a second time and held briefly: when, how many, how many
+    /// failed, and VmRSS at the end.
+    pub reopen_start: f64,
+    pub reopen_opened: u64,
+    pub reopen_errors: u64,
+    pub reopen_peak: Option<u64>,
     pub gauge_before: Option<u64>,
     pub gauge_during: Vec<(f64, u64)>,
     pub gauge_after: Option<u64>,
@@ -172,14 +180,22 @@ fn summary(out: &mut String, f: &Figures) {
         show(f.gauge_before),
         show(gmin),
         show(gmax),
-        f.rss.last().map_or(0.0, |r| r.0 - f.clients_gone),
+        AFTER_SAMPLES.as_secs_f64(),
         f.rss_baseline.map_or("?".into(), mib),
         rss_at(f, f.steady_start).map_or("?".into(), mib),
         rss_at(f, f.hold_end).map_or("?".into(), mib),
         mib(max),
-        f.rss.last().map_or("?".into(), |r| mib(r.1)),
+        f.rss_after.map_or("?".into(), mib),
         cpu(f.ward_cpu_secs, f.hold_end - f.ramp_end),
         cpu(f.bench_cpu_secs, f.hold_end - f.ramp_end),
+    );
+    let _ = writeln!(
+        out,
+        "| the same connections opened again after the gauge was back, held {} s: opened / failed / ward RSS (MiB) | {} / {} / {} | RSS near the first round's: freed memory reused, not leaked |",
+        REOPEN_HOLD.as_secs(),
+        f.reopen_opened,
+        f.reopen_errors,
+        f.reopen_peak.map_or("?".into(), mib),
     );
     let _ = writeln!(
         out,
