@@ -20,7 +20,8 @@ cargo bench --bench e2e [-- OPTIONS]
                    trickle of traffic; ward's RSS slope, errors, open-connection gauge)
 Environment: E2E_QUICK=1, E2E_REPS=N, E2E_ONLY=A,B, E2E_NO_MEMORY=1, WARD_BIN=PATH, E2E_LB=1,
   E2E_SOAK=1; the soak's size: E2E_SOAK_SECS=N (default 600), E2E_SOAK_TUNNELS=N (9900),
-  E2E_SOAK_INTERCEPTS=N (1000; half HTTP/1.1, half HTTP/2);
+  E2E_SOAK_INTERCEPTS=N (1000; half HTTP/1.1, half HTTP/2), E2E_SOAK_REOPENS=N (2: later rounds of the
+  same connections, 20 s each);
   for narrowing a measurement: E2E_CASES=Raw1,Raw8,Tls1,Tls8,Rate (speed scenarios),
   E2E_SUBJECTS='ward,ward socks5,ward inspect' (rows by name), E2E_RATE_MS=N (window),
   E2E_RATE_CONC=N (new-connection concurrency)";
@@ -59,6 +60,8 @@ pub struct Soak {
     pub hold: Duration,
     pub tunnels: usize,
     pub intercepts: usize,
+    /// Later rounds of the same connections, each held briefly, after the gauge is back.
+    pub reopens: usize,
 }
 
 const GIB: u64 = 1 << 30;
@@ -66,6 +69,10 @@ const GIB: u64 = 1 << 30;
 const SOAK_SECS: u64 = 600;
 const SOAK_TUNNELS: usize = 9_900;
 const SOAK_INTERCEPTS: usize = 1_000;
+/// Rounds of the same connections after the first: the second shows reuse, a third that a
+/// second round's growth does not repeat.
+const SOAK_REOPENS: usize = 2;
+const SOAK_MAX_REOPENS: usize = 10;
 /// The test kit's origin ends any connection after 20 minutes: a longer hold would count
 /// the origin's cut as the proxy's error.
 const SOAK_MAX_SECS: u64 = 18 * 60;
@@ -102,6 +109,7 @@ fn soak_env() -> Result<Soak> {
         hold: Duration::from_secs(secs),
         tunnels: number_env("E2E_SOAK_TUNNELS", SOAK_TUNNELS)?,
         intercepts: number_env("E2E_SOAK_INTERCEPTS", SOAK_INTERCEPTS)?,
+        reopens: number_env("E2E_SOAK_REOPENS", SOAK_REOPENS)?.min(SOAK_MAX_REOPENS),
     })
 }
 

@@ -160,25 +160,38 @@ pub async fn run(i: Inputs<'_>) -> Result<Figures> {
     sleep(AFTER_SAMPLES).await;
     f.rss_after = crate::process::rss_kib(pid);
 
-    // The same connections once more, briefly: memory the first round freed but kept (the
-    // allocator's) is reused, where memory it leaked would add to the peak.
-    let again = Arc::new(Tally::default());
-    let stop_again = CancellationToken::new();
-    let client = |route| Client {
-        route,
-        setup: setup.clone(),
-        tally: again.clone(),
-        stop: stop_again.clone(),
-    };
-    f.reopen_start = t0.elapsed().as_secs_f64();
-    let set = open_all(&client(routes.0), &client(routes.1), tunnels, intercepts);
-    ramp(&again, (tunnels + intercepts) as u64, t0).await;
-    sleep(REOPEN_HOLD).await;
-    f.reopen_peak = crate::process::rss_kib(pid);
-    stop_again.cancel();
-    stop_clients(set).await;
-    f.reopen_opened = Kind::ALL.map(|k| again.opened(k)).iter().sum();
-    f.reopen_errors = again.errors().values().map(|(n, _)| n).sum();
+    // The same connections again, briefly: memory the first round freed but kept (the
+    // allocator's) is reused, where memory it leaked adds to each round's peak.
+    for _ in 0..i.soak.reopens {
+        let again = Arc::new(Tally::default());
+        let stop_again = CancellationToken::new();
+        let client = |route| Client {
+            route,
+            setup: setup.clone(),
+            tally: again.clone(),
+            stop: stop_again.clone(),
+        };
+        let set = open_all(
+            &client(routes.0.clone()),
+            &client(routes.1.clone()),
+            tunnels,
+            intercepts,
+        );
+        ramp(&again, (tunnels + intercepts) as u64, t0).await;
+        sleep(REOPEN_HOLD).await;
+        let peak = crate::process::rss_kib(pid);
+        stop_again.cancel();
+        stop_clients(set).await;
+        let opened = Kind::ALL.map(|k| again.opened(k)).iter().sum();
+        let failed = again.errors().values().map(|(n, _)| n).sum();
+        let mut f2 = Figures {
+            gauge_before: f.gauge_before,
+            ..Figures::default()
+        };
+        back_to_baseline(admin, &mut f2, Instant::now()).await;
+        f.reopens
+            .push((opened, failed, peak, f2.back_after_secs.is_some()));
+    }
     stop_sampler.cancel();
     f.rss = sampler.await.unwrap_or_default();
     if let Ok(m) = scrape(admin).await {

@@ -35,12 +35,9 @@ pub struct Figures {
     pub rss_baseline: Option<u64>,
     /// VmRSS a few seconds after the clients went.
     pub rss_after: Option<u64>,
-    /// The same connections opened a second time and held briefly: when, how many, how many
-    /// failed, and VmRSS at the end.
-    pub reopen_start: f64,
-    pub reopen_opened: u64,
-    pub reopen_errors: u64,
-    pub reopen_peak: Option<u64>,
+    /// Each later round of the same connections, held briefly: opened, failed, VmRSS at its
+    /// end, and whether the gauge was back at its baseline after it.
+    pub reopens: Vec<(u64, u64, Option<u64>, bool)>,
     pub gauge_before: Option<u64>,
     pub gauge_during: Vec<(f64, u64)>,
     pub gauge_after: Option<u64>,
@@ -189,14 +186,16 @@ fn summary(out: &mut String, f: &Figures) {
         cpu(f.ward_cpu_secs, f.hold_end - f.ramp_end),
         cpu(f.bench_cpu_secs, f.hold_end - f.ramp_end),
     );
-    let _ = writeln!(
-        out,
-        "| the same connections opened again after the gauge was back, held {} s: opened / failed / ward RSS (MiB) | {} / {} / {} | RSS near the first round's: freed memory reused, not leaked |",
-        REOPEN_HOLD.as_secs(),
-        f.reopen_opened,
-        f.reopen_errors,
-        f.reopen_peak.map_or("?".into(), mib),
-    );
+    for (n, (opened, failed, peak, back)) in f.reopens.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| round {} of the same connections (after the gauge was back), held {} s: opened / failed / ward RSS (MiB) / gauge back | {opened} / {failed} / {} / {} | RSS near the first round's: freed memory reused, not leaked |",
+            n + 2,
+            REOPEN_HOLD.as_secs(),
+            peak.map_or("?".into(), mib),
+            if *back { "yes" } else { "**no**" },
+        );
+    }
     let _ = writeln!(
         out,
         "\nThe ramp-up (all connections opened, {SETUP_CONCURRENCY} at a time) took {:.1} s; the steady part starts {:.0} s after it.",
