@@ -5,10 +5,13 @@
 //! process it started when it ends (also on panic and Ctrl-C).
 //!
 //! `cargo bench --bench e2e` (about 15 minutes on 2 cores), `cargo bench --bench e2e -- --quick`
-//! (about 3), `-- --help` for the rest.
+//! (about 3), `-- --lb` (ward behind HAProxy), `-- --soak` (issue 15's soak, to
+//! target/soak-report.md), `-- --help` for the rest.
 // These time real processes and real sockets, where tokio's pausable clock has no say.
 #![allow(clippy::disallowed_types)]
 
+#[path = "e2e/balancer.rs"]
+mod balancer;
 #[path = "e2e/client.rs"]
 mod client;
 #[path = "e2e/opts.rs"]
@@ -27,6 +30,12 @@ mod report;
 mod run;
 #[path = "e2e/scenarios.rs"]
 mod scenarios;
+#[path = "e2e/soak.rs"]
+mod soak;
+#[path = "e2e/soak_load.rs"]
+mod soak_load;
+#[path = "e2e/soak_report.rs"]
+mod soak_report;
 #[path = "e2e/subjects.rs"]
 mod subjects;
 
@@ -74,8 +83,17 @@ async fn bench(opts: &Options) -> Result<()> {
     let pki = pki::Pki::generate();
     let origin = origin::Origin::start(pki.origin_server_config()).await;
 
+    if let Some(soak) = opts.soak {
+        return run_soak(opts, soak, &pki, &origin, nofile, started, &load_at_start).await;
+    }
+
     let (mut found, mut missing) = (Vec::new(), Vec::new());
-    for kind in PeerKind::ALL.into_iter().filter(|k| opts.wants(k.name())) {
+    let kinds: &[PeerKind] = if opts.lb {
+        &PeerKind::LB
+    } else {
+        &PeerKind::ALL
+    };
+    for &kind in kinds.iter().filter(|k| opts.wants(k.name())) {
         match kind.find_program(opts.ward_bin.as_deref()) {
             Some(program) => found.push((kind, program)),
             None => missing.push(kind),
@@ -119,13 +137,73 @@ async fn bench(opts: &Options) -> Result<()> {
     ));
     let text = report::render(&Meta { lines }, &results);
     println!("{text}");
-    let path = report_path();
+    write_report(&report_path("bench-report.md"), &text)
+}
+
+fn write_report(path: &std::path::Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&path, &text)?;
+    std::fs::write(path, text)?;
     eprintln!("report written to {}", path.display());
     Ok(())
+}
+
+async fn run_soak(
+    opts: &Options,
+    soak: opts::Soak,
+    pki: &pki::Pki,
+    origin: &origin::Origin,
+    nofile: u64,
+    started: Instant,
+    load_at_start: &str,
+) -> Result<()> {
+    let ward = PeerKind::Ward
+        .find_program(opts.ward_bin.as_deref())
+        .ok_or_else(|| anyhow::anyhow!("no ward binary: {}", PeerKind::Ward.install_hint()))?;
+    let mut lines = vec![
+        format!("date: {}", utc_now()),
+        format!("machine: {}", machine()),
+        format!("command: `{}`", soak_command(opts, soak)),
+        format!(
+            "ward: {} ({}), RUST_LOG=warn, one process, fresh; the clients and both origins (TLS for the \
+             interceptions, echo for the tunnels) run in this one process; all on 127.0.0.1",
+            PeerKind::Ward.version(&ward),
+            ward.display()
+        ),
+        format!("RLIMIT_NOFILE of the bench and of ward (inherited): {nofile}"),
+    ];
+    for line in &lines {
+        eprintln!("{line}");
+    }
+    let figures = soak::run(soak::Inputs {
+        soak,
+        pki,
+        origin,
+        nofile,
+        fit: idle_limit(nofile),
+        ward: &ward,
+    })
+    .await?;
+    lines.push(format!(
+        "wall time of the run: {:.0} s; load average at start {load_at_start}, at end {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    ));
+    let text = soak_report::render(&lines, &figures);
+    println!("{text}");
+    write_report(&report_path("soak-report.md"), &text)
+}
+
+/// The command that reproduces this soak, its size spelled out.
+fn soak_command(opts: &Options, soak: opts::Soak) -> String {
+    format!(
+        "E2E_SOAK_SECS={} E2E_SOAK_TUNNELS={} E2E_SOAK_INTERCEPTS={} {}",
+        soak.hold.as_secs(),
+        soak.tunnels,
+        soak.intercepts,
+        opts.command
+    )
 }
 
 /// Idle connections that fit: the proxy (and this process: client side plus origin side)
@@ -137,12 +215,12 @@ fn idle_limit(nofile: u64) -> usize {
     usize::try_from(fit / ROUND_TO * ROUND_TO).unwrap_or(usize::MAX)
 }
 
-/// `target/bench-report.md`, under CARGO_TARGET_DIR when that is set.
-fn report_path() -> PathBuf {
+/// `target/NAME`, under CARGO_TARGET_DIR when that is set.
+fn report_path(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));
-    target.join("bench-report.md")
+    target.join(name)
 }
 
 fn meta(
@@ -188,6 +266,17 @@ fn meta(
         .map(|(k, p)| format!("{} = {} ({})", k.name(), k.version(p), p.display()))
         .collect();
     lines.push(format!("proxies: {}", versions.join("; ")));
+    if opts.lb {
+        lines.push(format!(
+            "load balancer: {} in TCP mode, round robin, `send-proxy-v2` to each replica, one thread; each replica \
+             is ward with a `proxy_protocol: v2, trusted: [127.0.0.1/32]` listener, and the two of \"haproxy → 2 wards\" \
+             share one `ca_dir`; \"(×N of ward)\": median of per-repetition ratios to the same ward reached directly. \
+             On {} cores shared by the client, the origin, HAProxy and the replicas, two replicas cannot show \
+             scale-out: these rows show what HAProxy and the PROXY header cost",
+            balancer::haproxy_version().unwrap_or_else(|| "HAProxy".to_owned()),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ));
+    }
     if !missing.is_empty() {
         let hints: Vec<String> = missing
             .iter()

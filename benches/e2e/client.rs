@@ -251,7 +251,7 @@ pub async fn h2_session(
 }
 
 /// Drains an h2 response body, counting its bytes.
-async fn drain_body(mut body: hyper::body::Incoming) -> Result<u64> {
+pub async fn drain_body(mut body: hyper::body::Incoming) -> Result<u64> {
     let mut total = 0u64;
     while let Some(frame) = body.frame().await {
         if let Some(data) = frame?.data_ref() {

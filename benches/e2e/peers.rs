@@ -14,10 +14,10 @@ use tempfile::TempDir;
 use crate::pki::{INSPECT_NAME, ORIGIN_NAME, Pki};
 use crate::process::{ChildGuard, free_port, log_tail, wait_listening};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// ward writes its CA at start; give it this long to appear after the port opens.
 const CA_WAIT: Duration = Duration::from_secs(10);
-const LOG_TAIL_LINES: usize = 15;
+pub(crate) const LOG_TAIL_LINES: usize = 15;
 /// Where Debian's squid-openssl puts its certificate generator.
 const SQUID_CERTGEN: &str = "/usr/lib/squid/security_file_certgen";
 const SQUID_USER: &str = "proxy";
@@ -32,6 +32,10 @@ pub enum PeerKind {
     Dante,
     MitmTunnel,
     MitmIntercept,
+    /// HAProxy (TCP mode, send-proxy-v2) in front of one ward with a PROXY v2 listener.
+    WardBehindLb,
+    /// The same in front of two wards sharing one CA folder.
+    WardPairBehindLb,
 }
 
 impl PeerKind {
@@ -45,6 +49,13 @@ impl PeerKind {
         PeerKind::MitmIntercept,
     ];
 
+    /// The `--lb` comparison: ward alone, then behind HAProxy with one and two replicas.
+    pub const LB: [PeerKind; 3] = [
+        PeerKind::Ward,
+        PeerKind::WardBehindLb,
+        PeerKind::WardPairBehindLb,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             PeerKind::Ward => "ward",
@@ -54,12 +65,17 @@ impl PeerKind {
             PeerKind::Dante => "dante",
             PeerKind::MitmTunnel => "mitmproxy-tunnel",
             PeerKind::MitmIntercept => "mitmproxy-intercept",
+            PeerKind::WardBehindLb => "ward-haproxy",
+            PeerKind::WardPairBehindLb => "ward-haproxy-2",
         }
     }
 
     fn program_name(self) -> &'static str {
         match self {
-            PeerKind::Ward | PeerKind::WardLogs => "ward",
+            PeerKind::Ward
+            | PeerKind::WardLogs
+            | PeerKind::WardBehindLb
+            | PeerKind::WardPairBehindLb => "ward",
             PeerKind::Squid => "squid",
             PeerKind::Tinyproxy => "tinyproxy",
             PeerKind::Dante => "danted",
@@ -70,6 +86,7 @@ impl PeerKind {
     pub fn install_hint(self) -> &'static str {
         match self {
             PeerKind::Ward | PeerKind::WardLogs => "cargo bench builds it; or pass --ward PATH",
+            PeerKind::WardBehindLb | PeerKind::WardPairBehindLb => "apt-get install -y haproxy",
             PeerKind::Squid => "apt-get install -y squid-openssl",
             PeerKind::Tinyproxy => "apt-get install -y tinyproxy",
             PeerKind::Dante => "apt-get install -y dante-server",
@@ -80,6 +97,10 @@ impl PeerKind {
     /// The program to run, if installed (`ward` is given by the caller).
     pub fn find_program(self, ward: Option<&Path>) -> Option<PathBuf> {
         if matches!(self, PeerKind::Ward | PeerKind::WardLogs) {
+            return ward.filter(|p| p.is_file()).map(Path::to_path_buf);
+        }
+        if matches!(self, PeerKind::WardBehindLb | PeerKind::WardPairBehindLb) {
+            crate::balancer::haproxy_program()?;
             return ward.filter(|p| p.is_file()).map(Path::to_path_buf);
         }
         if self == PeerKind::Squid && !Path::new(SQUID_CERTGEN).is_file() {
@@ -123,36 +144,54 @@ pub struct PeerEnv<'a> {
 
 /// A started proxy; dropping it stops the process group and removes its temp dir.
 pub struct Running {
-    // Field order matters: the process stops before its files go.
-    child: ChildGuard,
+    // Field order matters: the processes stop before their files go.
+    pub(crate) child: ChildGuard,
+    /// The wards behind a load balancer (`child` is then HAProxy).
+    pub(crate) replicas: Vec<ChildGuard>,
     pub port: u16,
+    /// ward's admin endpoint (/metrics), for the soak.
+    pub admin_port: Option<u16>,
     /// The CA a client must trust when this proxy intercepts.
     pub intercept_ca_pem: String,
-    _dir: TempDir,
+    pub(crate) _dir: TempDir,
 }
 
 impl Running {
     pub fn pid(&self) -> u32 {
         self.child.pid()
     }
+
+    /// Every process that serves this subject: the proxy, or HAProxy and its replicas.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(self.child.pid())
+            .chain(self.replicas.iter().map(ChildGuard::pid))
+            .collect()
+    }
 }
 
 /// Fills `{{KEY}}` placeholders.
-fn render(template: &str, vars: &[(&str, String)]) -> String {
+pub(crate) fn render(template: &str, vars: &[(&str, String)]) -> String {
     vars.iter().fold(template.to_owned(), |text, (key, value)| {
         text.replace(&format!("{{{{{key}}}}}"), value)
     })
 }
 
 pub fn start(kind: PeerKind, program: &Path, env: &PeerEnv<'_>) -> Result<Running> {
+    match kind {
+        PeerKind::WardBehindLb => return crate::balancer::start(program, env, 1),
+        PeerKind::WardPairBehindLb => return crate::balancer::start(program, env, 2),
+        _ => {}
+    }
     let dir = tempfile::Builder::new().prefix("ward-e2e-").tempdir()?;
     // Squid drops to its own user and must read its files.
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
     let d = dir.path();
     fs::write(d.join("bench-ca.pem"), &env.pki.bench_ca_pem)?;
     let port = free_port()?;
+    let admin_port = free_port()?;
     let vars = [
         ("PORT", port.to_string()),
+        ("ADMIN_PORT", admin_port.to_string()),
         ("DIR", d.display().to_string()),
         ("MAX_CONNECTIONS", env.nofile.to_string()),
         ("MAX_FDS", env.nofile.to_string()),
@@ -169,7 +208,9 @@ pub fn start(kind: PeerKind, program: &Path, env: &PeerEnv<'_>) -> Result<Runnin
     match ready {
         Ok(intercept_ca_pem) => Ok(Running {
             child,
+            replicas: Vec::new(),
             port,
+            admin_port: matches!(kind, PeerKind::Ward | PeerKind::WardLogs).then_some(admin_port),
             intercept_ca_pem,
             _dir: dir,
         }),
@@ -196,6 +237,9 @@ fn command(
 ) -> Result<Command> {
     let mut cmd = Command::new(program);
     match kind {
+        PeerKind::WardBehindLb | PeerKind::WardPairBehindLb => {
+            anyhow::bail!("{} is started by balancer::start", kind.name())
+        }
         PeerKind::Ward | PeerKind::WardLogs => {
             let policy = d.join("policy.yaml");
             fs::write(&policy, render(include_str!("../peers/ward.yaml"), vars))?;
@@ -273,19 +317,24 @@ fn command(
 /// The CA a client trusts for this proxy's forged leaves (empty for pure tunnels).
 fn intercept_ca(kind: PeerKind, d: &Path, env: &PeerEnv<'_>) -> Result<String> {
     match kind {
-        PeerKind::Ward | PeerKind::WardLogs => {
-            let path = d.join("certs").join("ca.pem");
-            let written = || {
-                fs::read_to_string(&path)
-                    .ok()
-                    .filter(|pem| pem.contains("END CERTIFICATE"))
-            };
-            testkit::poll_until(CA_WAIT, written)
-                .with_context(|| format!("ward wrote no {}", path.display()))
-        }
+        PeerKind::Ward | PeerKind::WardLogs => ward_ca(&d.join("certs")),
         PeerKind::Squid | PeerKind::MitmIntercept => Ok(env.pki.peer_ca_cert_pem.clone()),
         PeerKind::Tinyproxy | PeerKind::Dante | PeerKind::MitmTunnel => Ok(String::new()),
+        // balancer::start reads the shared CA itself.
+        PeerKind::WardBehindLb | PeerKind::WardPairBehindLb => Ok(String::new()),
     }
+}
+
+/// The CA ward writes into `ca_dir` at start, once it is there.
+pub(crate) fn ward_ca(ca_dir: &Path) -> Result<String> {
+    let path = ca_dir.join("ca.pem");
+    let written = || {
+        fs::read_to_string(&path)
+            .ok()
+            .filter(|pem| pem.contains("END CERTIFICATE"))
+    };
+    testkit::poll_until(CA_WAIT, written)
+        .with_context(|| format!("ward wrote no {}", path.display()))
 }
 
 fn chown_tree(root: &Path, user: &str) -> Result<()> {

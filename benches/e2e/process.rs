@@ -111,6 +111,11 @@ pub fn group_memory(leader: u32) -> Mem {
     total
 }
 
+/// VmRSS of one process, from /proc/PID/status.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    kib_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
 /// The fields of /proc/PID/stat after the command name, numbered from 0 (state, ppid, pgrp,
 /// ...). The name may hold spaces and parentheses: fields start after the last ')'.
 fn stat_fields(pid: u32) -> Option<Vec<u64>> {

@@ -88,7 +88,12 @@ impl Results {
     /// Median over repetitions of subject / direct, each pair measured seconds apart in the
     /// same repetition: robust to load that drifts between repetitions.
     fn paired_ratio(&self, subject: &str, metric: Metric) -> Option<f64> {
-        let direct = self.values("direct", metric);
+        self.paired_ratio_to(subject, "direct", metric)
+    }
+
+    /// The same against any reference row (ward alone for the rows behind HAProxy).
+    fn paired_ratio_to(&self, subject: &str, reference: &str, metric: Metric) -> Option<f64> {
+        let direct = self.values(reference, metric);
         let ratios: Vec<f64> = self
             .values(subject, metric)
             .iter()
@@ -175,7 +180,20 @@ fn cell(r: &Results, subject: &str, metric: Metric) -> String {
         Some(x) if subject != "direct" => format!(" ×{x:.2}"),
         _ => String::new(),
     };
-    format!("{}{spread}{ratio}", num(s.median))
+    let to_ward = lb_reference(subject)
+        .and_then(|w| Some((w, r.paired_ratio_to(subject, w, metric)?)))
+        .map_or(String::new(), |(w, x)| format!(" (×{x:.2} of {w})"));
+    format!("{}{spread}{ratio}{to_ward}", num(s.median))
+}
+
+/// The row a `--lb` row is also compared with: the same ward, reached without HAProxy.
+fn lb_reference(subject: &str) -> Option<&'static str> {
+    let behind = subject.strip_prefix("haproxy → ")?;
+    Some(if behind.ends_with("inspect") {
+        "ward inspect"
+    } else {
+        "ward"
+    })
 }
 
 fn throughput_table(out: &mut String, r: &Results) {

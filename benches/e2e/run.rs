@@ -91,6 +91,9 @@ impl Bench<'_> {
                 {
                     continue;
                 }
+                if self.opts.lb && !s.in_lb_comparison() {
+                    continue;
+                }
                 let proxy = match s.peer {
                     None => None,
                     Some(kind) => match running.iter().find(|(k, _)| *k == kind) {
@@ -101,7 +104,7 @@ impl Bench<'_> {
                 match s.route(self.origin, proxy, self.pki) {
                     Ok(route) => {
                         routes.push((s, route));
-                        pids.push(proxy.map(Running::pid));
+                        pids.push(proxy.map(Running::pids));
                     }
                     Err(e) => results.notes.push(format!("{}: {e:#}", s.name)),
                 }
@@ -116,7 +119,7 @@ impl Bench<'_> {
                 let mut line = format!("  {case:?}:");
                 for i in 0..routes.len() {
                     let (s, route) = &routes[(i + rep) % routes.len()];
-                    let pid = pids[(i + rep) % routes.len()];
+                    let pid = pids[(i + rep) % routes.len()].as_deref();
                     if !case.applies(s) {
                         continue;
                     }
@@ -341,10 +344,12 @@ struct ProxyCost {
 }
 
 impl ProxyCost {
-    fn now(pid: u32) -> ProxyCost {
+    /// Summed over the processes of a subject (HAProxy and its replicas for the `--lb` rows).
+    fn now(pids: &[u32]) -> ProxyCost {
+        let sum = |f: fn(u32) -> Option<u64>| pids.iter().map(|&p| f(p)).sum::<Option<u64>>();
         ProxyCost {
-            cpu_ticks: crate::process::cpu_ticks(pid),
-            switches: crate::process::ctx_switches(pid),
+            cpu_ticks: sum(crate::process::cpu_ticks),
+            switches: sum(crate::process::ctx_switches),
         }
     }
 

@@ -128,9 +128,65 @@ pub const SUBJECTS: &[Subject] = &[
         false,
         true,
     ),
+    // The `--lb` rows: the client connects to HAProxy, which hands the bytes to a replica.
+    Subject {
+        memory: false,
+        ..subject(
+            "haproxy → ward",
+            Some(PeerKind::WardBehindLb),
+            Via::Connect,
+            true,
+            false,
+        )
+    },
+    Subject {
+        memory: false,
+        ..subject(
+            "haproxy → 2 wards",
+            Some(PeerKind::WardPairBehindLb),
+            Via::Connect,
+            true,
+            false,
+        )
+    },
+    Subject {
+        memory: false,
+        ..subject(
+            "haproxy → ward inspect",
+            Some(PeerKind::WardBehindLb),
+            Via::Connect,
+            true,
+            true,
+        )
+    },
+    Subject {
+        memory: false,
+        ..subject(
+            "haproxy → 2 wards inspect",
+            Some(PeerKind::WardPairBehindLb),
+            Via::Connect,
+            true,
+            true,
+        )
+    },
+];
+
+/// The rows of the `--lb` comparison; the other rows of ward (SOCKS5, logs) stay out of it.
+const LB_ROWS: &[&str] = &[
+    "direct",
+    "ward",
+    "ward inspect",
+    "haproxy → ward",
+    "haproxy → 2 wards",
+    "haproxy → ward inspect",
+    "haproxy → 2 wards inspect",
 ];
 
 impl Subject {
+    pub fn in_lb_comparison(&self) -> bool {
+        LB_ROWS.contains(&self.name)
+    }
+
     pub fn sni(&self) -> &'static str {
         if self.intercept {
             INSPECT_NAME
