@@ -279,6 +279,7 @@ async fn intercept(
             }),
             hello,
         ),
+        hello: Some(Arc::new(hello.clone())),
     };
     let client = PrefixedStream::new(buf.freeze(), t.stream);
     let cancel = ctx.force_close.clone();

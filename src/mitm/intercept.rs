@@ -78,18 +78,20 @@ impl Interceptor {
             origin,
             name,
             alpn,
+            ja4_upstream,
         } = shaken;
+        let legs = |client| Legs {
+            client,
+            upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
+            ja4_upstream,
+        };
         let tls = match accepted {
             Accepted::Stream(tls) => tls,
             Accepted::EchRetry => {
-                let legs = Legs {
-                    client: None,
-                    upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
-                };
                 return Ok(finish(
                     &activity,
                     0,
-                    (alpn, legs),
+                    (alpn, legs(None)),
                     (Outcome::EchRejected, None),
                 ));
             }
@@ -101,18 +103,16 @@ impl Interceptor {
                         "client rejected the forged certificate for {name} (alert {alert}): it does not trust ward's CA, or pins"
                     ),
                 );
-                let legs = Legs {
-                    client: None,
-                    upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
-                };
-                return Ok(finish(&activity, 0, (alpn, legs), (outcome, Some(err))));
+                return Ok(finish(
+                    &activity,
+                    0,
+                    (alpn, legs(None)),
+                    (outcome, Some(err)),
+                ));
             }
         };
         let protocol = Protocol::from_alpn(alpn.as_deref());
-        let legs = Legs {
-            client: TlsLeg::of(tls.get_ref().1),
-            upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
-        };
+        let legs = legs(TlsLeg::of(tls.get_ref().1));
         let session = Session {
             activity: &activity,
             protocol,
@@ -189,6 +189,7 @@ impl Interceptor {
                 tls_name: name.clone(),
                 deny_host_mismatch: ctx.deny_host_mismatch,
                 legs,
+                ja4: ctx.hello.as_ref().map(|h| h.ja4),
             },
             sink: self.flows.clone(),
             bodies: self.bodies.clone(),

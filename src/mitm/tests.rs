@@ -90,6 +90,7 @@ fn flow_context() -> FlowContext {
         rule: Some("inspect-lab".into()),
         deny_host_mismatch: false,
         judge: None,
+        hello: None,
     }
 }
 
