@@ -19,6 +19,8 @@ use crate::tls::Ja4;
 use reason::describe_certificate_error;
 
 mod configs;
+#[cfg(test)]
+mod fixture_table;
 mod reason;
 mod tap;
 
