@@ -48,14 +48,16 @@ fn parse(bytes: &[u8]) -> ClientHelloFacts {
 /// RFC 5746: the signalling suite rustls appends to a hello that offers TLS 1.2.
 const EMPTY_RENEGOTIATION_INFO_SCSV: u16 = 0x00ff;
 
-/// The hello ward sends an origin for a client whose hello is `client`, and the choice behind it.
+/// The hello ward sends an origin for a client whose hello is `client`, and the choice behind
+/// it; with `follow` false, the hello of ward's own choices (what it sent before it mirrored).
 fn upstream_hello(
     configs: &UpstreamConfigs,
     client: &ClientHelloFacts,
+    follow: bool,
 ) -> (Mirror, ClientHelloFacts) {
     let m = mirror::choose(client, configs.capabilities(), false);
     let key = HelloKey {
-        mirror: Some(m.clone()),
+        mirror: follow.then(|| m.clone()),
         alpn: client.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
         // rustls's acceptor, like the origin, sees no SNI in an IP literal.
         sni: matches!(client.sni, Some(Host::Name(_))),
