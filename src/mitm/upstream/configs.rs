@@ -186,3 +186,73 @@ fn add_pem_bundle(roots: &mut RootCertStore, path: &Path) -> Result<(), MitmErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs() -> UpstreamConfigs {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        UpstreamConfigs::new(provider, None).expect("configs")
+    }
+
+    fn key(i: usize) -> HelloKey {
+        HelloKey {
+            mirror: None,
+            alpn: vec![format!("p{i}").into_bytes()],
+            sni: true,
+        }
+    }
+
+    #[test]
+    fn one_config_per_hello_and_the_least_recently_used_goes_at_capacity() {
+        let configs = configs();
+        let first = configs.get(&key(0));
+        assert!(Arc::ptr_eq(&first, &configs.get(&key(0))), "a hit");
+        let second = configs.get(&key(1));
+        for i in 2..=CONFIG_CAPACITY {
+            configs.get(&key(i));
+            // Kept in use, so never the least recently used, though the oldest.
+            configs.get(&key(0));
+        }
+        assert_eq!(configs.cached(), CONFIG_CAPACITY);
+        assert!(Arc::ptr_eq(&first, &configs.get(&key(0))), "still cached");
+        assert!(
+            !Arc::ptr_eq(&second, &configs.get(&key(1))),
+            "evicted, rebuilt"
+        );
+    }
+
+    #[test]
+    fn a_mirrored_config_offers_exactly_the_choice() {
+        let configs = configs();
+        let mirror = Mirror {
+            versions: vec![0x0303],
+            suites: vec![0xcca9, 0xc02b],
+            groups: vec![0x0017],
+            defaulted: Default::default(),
+            for_require_pq: false,
+        };
+        let key = HelloKey {
+            mirror: Some(mirror),
+            alpn: vec![b"http/1.1".to_vec()],
+            sni: false,
+        };
+        let config = configs.get(&key);
+        let provider = config.crypto_provider();
+        let suites: Vec<u16> = provider
+            .cipher_suites
+            .iter()
+            .map(|s| u16::from(s.suite()))
+            .collect();
+        assert_eq!(suites, [0xcca9, 0xc02b]);
+        let groups: Vec<u16> = provider
+            .kx_groups
+            .iter()
+            .map(|g| u16::from(g.name()))
+            .collect();
+        assert_eq!(groups, [0x0017]);
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert!(!config.enable_sni);
+    }
+}
