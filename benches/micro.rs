@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use ward::Parsed;
 use ward::config;
-use ward::mitm::{Ca, LeafCache};
+use ward::mitm::{Ca, HelloKey, LeafCache, UpstreamConfigs};
 use ward::policy::{Action, Facts, HelloFact, Policy, RequestFact, Verdict};
 use ward::target::Host;
-use ward::tls::{Ja4, MAX_HELLO_RECORDS, Transport, parse_client_hello};
+use ward::tls::{Ja4, MAX_HELLO_RECORDS, Transport, mirror, parse_client_hello};
 
 /// Short runs: the whole suite must stay within a few minutes on a shared 2-core machine.
 const WARM_UP: Duration = Duration::from_millis(500);
@@ -96,6 +96,7 @@ fn main() {
     bench_list_files(&mut c);
     bench_config_parse(&mut c);
     bench_leaf(&mut c);
+    bench_upstream_config(&mut c);
     c.final_summary();
 }
 
@@ -736,4 +737,34 @@ fn bench_leaf(c: &mut Criterion) {
     g.finish();
     // Every forge is still cached: the cold runs measured signing, never eviction.
     assert_eq!(cache.len() as u64, cache.forged(), "cold forges evicted");
+}
+
+// ---- the upstream hello -------------------------------------------------------------------
+
+/// What following the client's hello costs an inspected connection: the choice (pure), then
+/// the rustls config for it, cached (every connection after the first of its kind) or built
+/// (the first one, or a client varying its hello past the cache).
+fn bench_upstream_config(c: &mut Criterion) {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let configs = UpstreamConfigs::new(provider, None).expect("upstream configs");
+    let Ok(Parsed::Done { value: hello, .. }) = parse_client_hello(CHROMIUM) else {
+        panic!("chromium does not parse");
+    };
+    let key = |hello: &ward::tls::ClientHelloFacts| HelloKey {
+        mirror: Some(mirror::choose(hello, configs.capabilities(), false)),
+        alpn: hello.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        sni: true,
+    };
+    let mut g = c.benchmark_group("upstream/config");
+    g.bench_function("choose", |b| {
+        b.iter(|| mirror::choose(black_box(&hello), configs.capabilities(), false))
+    });
+    let chromium = key(&hello);
+    configs.get(&chromium);
+    g.bench_function("cached", |b| b.iter(|| configs.get(black_box(&chromium))));
+    g.bench_function("choose_and_cached", |b| {
+        b.iter(|| configs.get(&key(black_box(&hello))))
+    });
+    g.bench_function("built", |b| b.iter(|| configs.build(black_box(&chromium))));
+    g.finish();
 }

@@ -280,6 +280,7 @@ async fn intercept(
             hello,
         ),
         setup: rec.setup,
+        hello: Some(Arc::new(hello.clone())),
     };
     let client = PrefixedStream::new(buf.freeze(), t.stream);
     let cancel = ctx.force_close.clone();

@@ -244,6 +244,7 @@ impl AccessRecord {
             ech_outer_sni = %opt(self.ech_outer_sni.as_ref().map(Host::to_string)),
             ech_unverifiable_destination = self.ech_unverifiable_destination,
             ja4 = %opt(self.ja4.map(|j| j.to_string())),
+            ja4_upstream = %opt(self.legs.ja4_upstream.map(|j| j.to_string())),
             action = %action_name(self.action, outcome),
             rule = %opt(self.rule.clone()),
             upstream = %opt(self.upstream.map(|a| a.to_string())),

@@ -33,6 +33,7 @@ pub use intercept::Intercepted;
 pub use interceptor::{FlowContext, InterceptSettings, Interceptor};
 pub use pinning::{PinningSettings, PinningTracker};
 pub use requests::RequestJudge;
+pub use upstream::{CONFIG_CAPACITY, HelloKey, UpstreamConfigs};
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@
 //! The record layer is read by hand (`records`), because tls-parser 0.12 parses one record at a
 //! time and cannot join a hello split over records; tls-parser then reads the joined message
 //! body and each extension (`body`), the ECH extension's form (`ech`). `facts` holds what both produce, `ja4` fingerprints the
-//! hello, `alert` the refusal.
+//! hello, `mirror` picks what ward's own hello to an inspected origin offers, `alert` the refusal.
 
 mod alert;
 mod body;
@@ -13,6 +13,7 @@ mod ech;
 mod facts;
 pub mod ja4;
 mod legs;
+pub mod mirror;
 mod records;
 #[cfg(test)]
 mod tests;

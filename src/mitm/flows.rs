@@ -84,6 +84,10 @@ pub struct FlowRecord {
     pub cipher_upstream: Option<String>,
     /// See `tls_upstream`.
     pub kx_upstream: Option<String>,
+    /// The JA4 of the client's ClientHello, as in the access record.
+    pub ja4: Option<String>,
+    /// The JA4 of the ClientHello ward sent the origin for this connection.
+    pub ja4_upstream: Option<String>,
     /// Names of the cookies the request sent (values are secrets and never kept).
     pub request_cookies: Vec<String>,
     /// The response's HTTP version; `None` when ward answered itself or nothing came.
@@ -136,6 +140,8 @@ impl FlowRecord {
             tls_upstream: None,
             cipher_upstream: None,
             kx_upstream: None,
+            ja4: None,
+            ja4_upstream: None,
             request_cookies: Vec::new(),
             response_version: None,
             status_text: None,
@@ -181,6 +187,7 @@ impl FlowRecord {
         };
         (self.tls_client, self.cipher_client, self.kx_client) = split(&legs.client);
         (self.tls_upstream, self.cipher_upstream, self.kx_upstream) = split(&legs.upstream);
+        self.ja4_upstream = legs.ja4_upstream.map(|j| j.to_string());
     }
 }
 
@@ -326,6 +333,8 @@ impl FlowSink {
             tls_upstream = rec.tls_upstream.as_deref(),
             cipher_upstream = rec.cipher_upstream.as_deref(),
             kx_upstream = rec.kx_upstream.as_deref(),
+            ja4 = rec.ja4.as_deref(),
+            ja4_upstream = rec.ja4_upstream.as_deref(),
             "flow"
         );
         let Some(tx) = &self.file else { return };

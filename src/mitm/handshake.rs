@@ -19,9 +19,11 @@ use super::certs;
 use super::der;
 use super::interceptor::{FlowContext, Interceptor};
 use super::pinning::ClientId;
-use super::upstream::{self, Origin};
+use super::upstream::{self, HelloKey, Origin};
 use crate::error::{ErrorKind, ProxyError};
 use crate::target::{Host, normalize_name};
+use crate::tls::Ja4;
+use crate::tls::mirror::{self, Defaulted, Mirror};
 
 /// What the client's side of the handshake presents.
 struct LeafRequest<'a> {
@@ -42,6 +44,8 @@ pub(super) struct Handshaken<IO> {
     pub alpn: Option<Vec<u8>>,
     /// How long the origin's TLS handshake took, in microseconds, when it succeeded.
     pub ssl_us: Option<u64>,
+    /// The JA4 of the hello ward sent the origin.
+    pub ja4_upstream: Option<Ja4>,
 }
 
 /// How the client's handshake ended.
@@ -82,10 +86,16 @@ impl Interceptor {
             .map(Host::Name)
             .or_else(|| ctx.sni.clone())
             .unwrap_or_else(|| ctx.connect_target.host.clone());
+        let key = HelloKey {
+            mirror: self.mirror(ctx),
+            alpn: offered.clone(),
+            sni: hello.server_name().is_some(),
+        };
+        let config = self.upstream.get(&key);
         let timeout = self.handshake_timeout;
         let started = tokio::time::Instant::now();
-        let origin = upstream::handshake(&self.client_base, upstream, &name, &offered, timeout)
-            .await
+        let (origin, ja4_upstream) = upstream::handshake(config, upstream, &name, timeout).await;
+        let origin = origin
             .inspect(|_| self.metrics.upstream_tls.0.observe(started.elapsed()))
             .and_then(|tls| upstream::check_pq(tls, &name, self.require_pq));
         let ssl_us = origin
@@ -109,7 +119,24 @@ impl Interceptor {
             name,
             alpn,
             ssl_us,
+            ja4_upstream,
         })
+    }
+
+    /// What ward's hello to the origin takes from the client's; `None` (ward's own choices)
+    /// when the pipeline read no hello.
+    fn mirror(&self, ctx: &FlowContext) -> Option<Mirror> {
+        let hello = ctx.hello.as_deref()?;
+        let m = mirror::choose(hello, self.upstream.capabilities(), self.require_pq);
+        if m.defaulted != Defaulted::default() || m.for_require_pq {
+            tracing::debug!(
+                conn_id = %ctx.conn_id,
+                defaulted = %m.defaulted.names(),
+                for_require_pq = m.for_require_pq,
+                "upstream hello does not follow the client everywhere"
+            );
+        }
+        Some(m)
     }
 
     async fn read_hello<IO>(&self, client: IO) -> Result<StartHandshake<IO>, ProxyError>

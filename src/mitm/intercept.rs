@@ -79,19 +79,21 @@ impl Interceptor {
             name,
             alpn,
             ssl_us,
+            ja4_upstream,
         } = shaken;
         ctx.setup.ssl_us = ssl_us;
+        let legs = |client| Legs {
+            client,
+            upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
+            ja4_upstream,
+        };
         let tls = match accepted {
             Accepted::Stream(tls) => tls,
             Accepted::EchRetry => {
-                let legs = Legs {
-                    client: None,
-                    upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
-                };
                 return Ok(finish(
                     &activity,
                     0,
-                    (alpn, legs),
+                    (alpn, legs(None)),
                     (Outcome::EchRejected, None),
                 ));
             }
@@ -103,18 +105,16 @@ impl Interceptor {
                         "client rejected the forged certificate for {name} (alert {alert}): it does not trust ward's CA, or pins"
                     ),
                 );
-                let legs = Legs {
-                    client: None,
-                    upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
-                };
-                return Ok(finish(&activity, 0, (alpn, legs), (outcome, Some(err))));
+                return Ok(finish(
+                    &activity,
+                    0,
+                    (alpn, legs(None)),
+                    (outcome, Some(err)),
+                ));
             }
         };
         let protocol = Protocol::from_alpn(alpn.as_deref());
-        let legs = Legs {
-            client: TlsLeg::of(tls.get_ref().1),
-            upstream: origin.as_ref().ok().and_then(|o| TlsLeg::of(o.get_ref().1)),
-        };
+        let legs = legs(TlsLeg::of(tls.get_ref().1));
         let session = Session {
             activity: &activity,
             protocol,
@@ -192,6 +192,7 @@ impl Interceptor {
                 deny_host_mismatch: ctx.deny_host_mismatch,
                 legs,
                 setup: ctx.setup,
+                ja4: ctx.hello.as_ref().map(|h| h.ja4),
             },
             sink: self.flows.clone(),
             bodies: self.bodies.clone(),

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rustls::ClientConfig;
 use rustls::server::ServerConfig;
 
 use super::ca::Ca;
@@ -18,6 +17,7 @@ use super::requests::RequestJudge;
 use super::upstream;
 use crate::config::BodyCapture;
 use crate::target::{Host, Target};
+use crate::tls::ClientHelloFacts;
 
 /// The policy file's interception settings, paths already resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +62,16 @@ pub struct FlowContext {
     pub judge: Option<RequestJudge>,
     /// How long the origin leg's lookup and connect took; the handshake adds its TLS time.
     pub setup: crate::log::Setup,
+    /// The client's ClientHello as the pipeline read it: ward's hello to the origin follows
+    /// it. `None` offers ward's own choices.
+    pub hello: Option<Arc<ClientHelloFacts>>,
 }
 
 /// Built once at start (and on reload) and shared by `Arc`.
 pub struct Interceptor {
     pub(super) leaves: LeafCache,
-    pub(super) client_base: Arc<ClientConfig>,
+    /// The origin leg's configs, one per kind of client hello.
+    pub(super) upstream: upstream::UpstreamConfigs,
     pub(super) server_base: ServerConfig,
     pub(super) flows: Arc<FlowSink>,
     pub(super) bodies: Option<Arc<BodyCapture>>,
@@ -90,7 +94,7 @@ impl Interceptor {
     ) -> Result<Self, MitmError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let ca = Arc::new(Ca::load_or_create(&s.ca_dir)?);
-        let client_base = upstream::client_config(provider.clone(), s.upstream_ca.as_deref())?;
+        let upstream = upstream::UpstreamConfigs::new(provider.clone(), s.upstream_ca.as_deref())?;
         let leaves = LeafCache::new(ca, certs::DEFAULT_CAPACITY)?;
         // The resolver is replaced per connection; this empty one only satisfies the builder.
         let placeholder = rustls::server::ResolvesServerCertUsingSni::new();
@@ -100,7 +104,7 @@ impl Interceptor {
             .with_cert_resolver(Arc::new(placeholder));
         Ok(Interceptor {
             leaves,
-            client_base: Arc::new(client_base),
+            upstream,
             server_base,
             flows: Arc::new(FlowSink::open(s.flows.as_deref(), flows)?),
             bodies: s.bodies.clone().map(Arc::new),

@@ -304,6 +304,8 @@ pub(crate) struct FlowMeta {
     pub legs: crate::tls::Legs,
     /// How long the origin leg took to set up, for the first exchange's record.
     pub setup: crate::log::Setup,
+    /// The client's ClientHello JA4, copied into every record beside `legs.ja4_upstream`.
+    pub ja4: Option<crate::tls::Ja4>,
 }
 
 pub(crate) struct Relay {
@@ -405,6 +407,7 @@ impl Relay {
         record.rule.clone_from(&self.meta.rule);
         record.connect = Some(self.meta.connect.clone());
         record.set_legs(&self.meta.legs);
+        record.ja4 = self.meta.ja4.map(|j| j.to_string());
         if self.meta.connect_mismatch {
             record.mismatch.push("connect_sni");
         }

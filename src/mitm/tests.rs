@@ -91,6 +91,7 @@ fn flow_context() -> FlowContext {
         deny_host_mismatch: false,
         judge: None,
         setup: Default::default(),
+        hello: None,
     }
 }
 

@@ -1,107 +1,76 @@
 //! The origin side of interception: which roots we trust, the TLS handshake offering what the
-//! client offered, and failures described in words a user can act on. Must never accept a
+//! client offered (`configs` holds one rustls config per kind of client hello, `tap` reads back
+//! the hello ward sent), and failures described in words a user can act on. Must never accept a
 //! certificate that fails verification.
 
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::error::MitmError;
 use crate::error::{ErrorKind, ProxyError, describe_io};
 use crate::target::Host;
+use crate::tls::Ja4;
 use reason::describe_certificate_error;
 
+mod configs;
+#[cfg(test)]
+mod fixture_table;
 mod reason;
+mod tap;
+
+pub use configs::{CONFIG_CAPACITY, HelloKey, UpstreamConfigs};
+use tap::HelloTap;
 
 /// The origin's TLS stream, boxed so that moving it through the relay's futures moves a
 /// pointer, not a kilobyte.
-pub(crate) type Origin = Box<TlsStream<TcpStream>>;
+pub(crate) type Origin = Box<TlsStream<HelloTap<TcpStream>>>;
 
-/// Roots: webpki-roots (a known baseline), the system store (what the user's other tools
-/// trust) and `upstream_ca` (private origins). One config per interceptor so that rustls's
-/// session cache resumes upstream sessions across connections.
-pub(crate) fn client_config(
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    upstream_ca: Option<&Path>,
-) -> Result<ClientConfig, MitmError> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let native = rustls_native_certs::load_native_certs();
-    let (_, unusable) = roots.add_parsable_certificates(native.certs);
-    if unusable > 0 || !native.errors.is_empty() {
-        tracing::debug!(
-            unusable,
-            errors = native.errors.len(),
-            "some system roots skipped"
-        );
-    }
-    if let Some(path) = upstream_ca {
-        add_pem_bundle(&mut roots, path)?;
-    }
-    Ok(ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-fn add_pem_bundle(roots: &mut RootCertStore, path: &Path) -> Result<(), MitmError> {
-    let bad = |why: String| MitmError::UpstreamCa {
-        path: path.to_path_buf(),
-        why,
-    };
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?;
-    let mut added = 0;
-    for cert in certs {
-        let cert = cert.map_err(|e| bad(e.to_string()))?;
-        roots.add(cert).map_err(|e| bad(e.to_string()))?;
-        added += 1;
-    }
-    if added == 0 {
-        return Err(bad("no PEM certificates in the file".into()));
-    }
-    Ok(())
-}
-
-/// Handshakes with the origin, offering `alpn` (the client's list) and verifying the chain for
-/// `name`. A client without SNI that asked for a name still gets that name verified.
-/// Boxed: the stream outlives the handshake and is moved along the relay's futures.
+/// Handshakes with the origin under `config` (the client's hello mirrored, see `configs`),
+/// verifying the chain for `name`. A client without SNI that asked for a name still gets that
+/// name verified, though none is sent. Also returns the JA4 of the hello ward sent, which a
+/// failed handshake has too (not one that timed out). Boxed: the stream outlives the handshake
+/// and is moved along the relay's futures.
 pub(crate) async fn handshake(
-    base: &Arc<ClientConfig>,
+    config: Arc<ClientConfig>,
     upstream: TcpStream,
     name: &Host,
-    alpn: &[Vec<u8>],
     timeout: Duration,
-) -> Result<Origin, ProxyError> {
+) -> (Result<Origin, ProxyError>, Option<Ja4>) {
     let server_name = match name {
         Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
-        Host::Name(n) => ServerName::try_from(n.clone()).map_err(|e| {
-            ProxyError::client(ErrorKind::MalformedRequest, format!("server name {n}: {e}"))
-        })?,
+        Host::Name(n) => match ServerName::try_from(n.clone()) {
+            Ok(n) => n,
+            Err(e) => {
+                let detail = format!("server name {n}: {e}");
+                return (
+                    Err(ProxyError::client(ErrorKind::MalformedRequest, detail)),
+                    None,
+                );
+            }
+        },
     };
-    let config = if alpn == base.alpn_protocols.as_slice() {
-        base.clone()
-    } else {
-        // A clone shares the session store (an Arc), so resumption still spans connections.
-        let mut config = ClientConfig::clone(base);
-        config.alpn_protocols = alpn.to_vec();
-        Arc::new(config)
-    };
-    let connect = TlsConnector::from(config).connect(server_name, upstream);
+    let connect = TlsConnector::from(config)
+        .connect(server_name, HelloTap::new(upstream))
+        .into_fallible();
     match tokio::time::timeout(timeout, connect).await {
-        Ok(Ok(tls)) => Ok(Box::new(tls)),
-        Ok(Err(e)) => Err(classify(name, &e)),
-        Err(_) => Err(ProxyError::upstream(
-            ErrorKind::TlsHandshake,
-            format!("TLS handshake with {name} timed out after {timeout:?}"),
-        )),
+        Ok(Ok(tls)) => {
+            let ja4 = tls.get_ref().0.ja4();
+            (Ok(Box::new(tls)), ja4)
+        }
+        Ok(Err((e, tap))) => (Err(classify(name, &e)), tap.ja4()),
+        Err(_) => (
+            Err(ProxyError::upstream(
+                ErrorKind::TlsHandshake,
+                format!("TLS handshake with {name} timed out after {timeout:?}"),
+            )),
+            None,
+        ),
     }
 }
 

@@ -30,6 +30,7 @@ pub(super) fn read_hello_body(body: &[u8]) -> Result<ClientHelloFacts, HelloErro
         sni: None,
         alpn: Vec::new(),
         versions: Vec::new(),
+        groups: Vec::new(),
         ech: EchOffer::None,
         has_pq_key_share: false,
         ja4: Ja4::of(&Ja4Input::default(), Transport::Tcp),
@@ -89,6 +90,13 @@ fn read_extension(
             ja4.supported_versions = Some(versions.iter().map(|v| v.0).collect());
         }
         TlsExtension::SignatureAlgorithms(schemes) => ja4.signature_algorithms = schemes,
+        TlsExtension::EllipticCurves(groups) => {
+            facts.groups = groups
+                .iter()
+                .map(|g| g.0)
+                .filter(|&g| !is_grease(g))
+                .collect();
+        }
         TlsExtension::KeyShare(shares) => {
             facts.has_pq_key_share = key_share_offers(shares, GROUP_X25519_MLKEM768)?;
         }

@@ -23,6 +23,8 @@ pub struct ClientHelloFacts {
     pub versions: Vec<u16>,
     /// The encrypted_client_hello extension's form (real ECH and ECH GREASE look alike).
     pub ech: EchOffer,
+    /// supported_groups in the client's order, GREASE left out (empty when absent).
+    pub groups: Vec<u16>,
     /// key_share carries an X25519MLKEM768 share.
     pub has_pq_key_share: bool,
     /// The hello's JA4 fingerprint (over TCP: ward reads hellos from TCP tunnels only).

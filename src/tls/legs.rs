@@ -1,6 +1,6 @@
 //! What each TLS leg of an interception negotiated (version, cipher suite, key-exchange
-//! group), for the access and flow records: `kx_client=X25519MLKEM768` says the client's leg is
-//! post-quantum hybrid. Pure: reads a finished handshake's state only, never a socket.
+//! group) and the JA4 of the hello ward sent upstream, for the access and flow records:
+//! `kx_client=X25519MLKEM768` says the client's leg is post-quantum hybrid. Pure: reads a finished handshake's state only, never a socket.
 
 use rustls::{CommonState, NamedGroup};
 use serde::Serialize;
@@ -54,4 +54,7 @@ pub struct Legs {
     pub client: Option<TlsLeg>,
     /// Ward to the origin.
     pub upstream: Option<TlsLeg>,
+    /// The JA4 of the ClientHello ward sent the origin (set also when that handshake failed
+    /// after the hello went out), beside the client's `ja4` in the records.
+    pub ja4_upstream: Option<super::Ja4>,
 }

@@ -29,6 +29,7 @@ mod ja4;
 mod lifecycle;
 mod listeners;
 mod lists;
+mod mirror;
 mod onboarding;
 mod ops;
 mod pinning;
