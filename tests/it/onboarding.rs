@@ -373,6 +373,7 @@ fn no_page_shows_a_secret() {
         "the page is behind the proxy's login: {refused:#?}"
     );
     let mut pages = Vec::new();
+    let user = format!("alice:{PASSWORD}");
     for path in ["/", "/proxy.pac", "/ca.mobileconfig", "/ca.pem", "/nope"] {
         let headers = [
             "-H",
@@ -383,7 +384,7 @@ fn no_page_shows_a_secret() {
         pages.push(curl(
             &[&headers[..], &[&format!("http://{admin}{path}")]].concat(),
         ));
-        let via = [&headers[..], &["-x", &proxy, "-U", &format!("alice:{PASSWORD}")]].concat();
+        let via = [&headers[..], &["-x", &proxy, "-U", &user]].concat();
         pages.push(curl(
             &[&via[..], &[&format!("http://ward.setup{path}")]].concat(),
         ));
