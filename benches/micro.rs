@@ -781,9 +781,13 @@ fn bench_auth(c: &mut Criterion) {
         password: password.into(),
     };
     let mut g = c.benchmark_group("auth");
-    for (name, user, good) in [("bcrypt10", "bob", "b-pass"), ("argon2id_19m_t2", "ann", "a-pass")] {
+    for (name, user, good) in [
+        ("bcrypt10", "bob", "b-pass"),
+        ("argon2id_19m_t2", "ann", "a-pass"),
+    ] {
         let ok = creds(user, good);
-        rt.block_on(auth.authenticate(&users, Some(&ok))).expect("good password");
+        rt.block_on(auth.authenticate(&users, Some(&ok)))
+            .expect("good password");
         g.sample_size(SAMPLES);
         g.bench_function(format!("{name}/cached"), |b| {
             b.iter(|| rt.block_on(auth.authenticate(&users, Some(black_box(&ok)))))

@@ -75,9 +75,7 @@ impl Authenticator {
             ));
         };
         let ok = match users.get(&creds.user) {
-            Some(user) if user.secret.is_hashed() => {
-                self.verify_hashed(creds, &user.secret).await
-            }
+            Some(user) if user.secret.is_hashed() => self.verify_hashed(creds, &user.secret).await,
             Some(user) => user.secret.verify(&creds.password),
             None => {
                 if let Some(decoy) = users.decoy() {
@@ -124,7 +122,11 @@ impl Authenticator {
     fn cache_key(&self, creds: &Credentials, secret: &Secret) -> Key {
         let mut h = Sha256::new();
         h.update(self.key);
-        for part in [creds.user.as_bytes(), creds.password.as_bytes(), secret.stored().as_bytes()] {
+        for part in [
+            creds.user.as_bytes(),
+            creds.password.as_bytes(),
+            secret.stored().as_bytes(),
+        ] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
         }

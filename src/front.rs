@@ -16,11 +16,11 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::{ErrorKind, ProxyError, socks5_reply};
 use crate::io::{ReadError, read_message, read_until};
 use crate::reply::encode_error_response;
-use crate::auth::Authenticator;
 use crate::request::{Request, Via};
 
 pub use self::entry::ClientStream;

@@ -312,14 +312,22 @@ fn check_files(config: &Config, key_access: KeyAccess) -> anyhow::Result<()> {
 /// which Apache's htpasswd writes too, so the file stays usable by both.
 fn passwd(user: &str, cost: u32) -> anyhow::Result<ExitCode> {
     use std::io::BufRead;
-    if user.is_empty() || user.contains(':') || user.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        anyhow::bail!("user {user:?}: a name is not empty and holds no ':', blank or control character");
+    if user.is_empty()
+        || user.contains(':')
+        || user.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        anyhow::bail!(
+            "user {user:?}: a name is not empty and holds no ':', blank or control character"
+        );
     }
     if std::io::stdin().is_terminal() {
         eprintln!("password for {user} (the input is shown; pipe it in to hide it):");
     }
     let mut password = String::new();
-    std::io::stdin().lock().read_line(&mut password).context("read the password from stdin")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("read the password from stdin")?;
     let password = password.strip_suffix('\n').unwrap_or(&password);
     let password = password.strip_suffix('\r').unwrap_or(password);
     if password.is_empty() {
@@ -332,7 +340,11 @@ fn passwd(user: &str, cost: u32) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn ca_command(config: &Config, action: CaAction, key_access: KeyAccess) -> anyhow::Result<ExitCode> {
+fn ca_command(
+    config: &Config,
+    action: CaAction,
+    key_access: KeyAccess,
+) -> anyhow::Result<ExitCode> {
     let dir = &config.ca_dir;
     let setup_url = ward::onboarding::Site::setup_url(&config.setup_host);
     match action {

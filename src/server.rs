@@ -26,8 +26,8 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::front::entry::Entry;
 use crate::front::refuse;
 use crate::metrics::Metrics;
-use crate::mitm::pinning::{self, PinningSettings, PinningTracker};
 use crate::mitm::ca::{KeyAccess, check_key};
+use crate::mitm::pinning::{self, PinningSettings, PinningTracker};
 use crate::mitm::{FlowHub, InterceptSettings, Interceptor};
 
 mod cert_watch;

@@ -70,8 +70,11 @@ impl Secret {
             Secret::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
             Secret::Argon2(h) => {
                 use argon2::{Argon2, PasswordHash, PasswordVerifier};
-                PasswordHash::new(h)
-                    .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                PasswordHash::new(h).is_ok_and(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
             }
         }
     }

@@ -25,18 +25,42 @@ fn creds(user: &str, password: &str) -> Credentials {
 #[tokio::test]
 async fn plaintext_and_hashed_users_authenticate_and_wrong_ones_do_not() {
     let auth = Authenticator::default();
-    assert_eq!(auth.authenticate(&Users::default(), None).await.unwrap(), None);
+    assert_eq!(
+        auth.authenticate(&Users::default(), None).await.unwrap(),
+        None
+    );
     let u = users();
     let ok = |r: Result<Option<String>, ProxyError>| r.unwrap();
     let kind = |r: Result<Option<String>, ProxyError>| r.unwrap_err().kind;
-    assert_eq!(ok(auth.authenticate(&u, Some(&creds("alice", "s3cret"))).await), Some("alice".into()));
-    assert_eq!(ok(auth.authenticate(&u, Some(&creds("bob", "b-pass"))).await), Some("bob".into()));
-    assert_eq!(kind(auth.authenticate(&u, None).await), ErrorKind::AuthRequired);
-    assert_eq!(kind(auth.authenticate(&u, Some(&creds("alice", "s3cre"))).await), ErrorKind::AuthRequired);
-    assert_eq!(kind(auth.authenticate(&u, Some(&creds("bob", "b-pasS"))).await), ErrorKind::AuthRequired);
+    assert_eq!(
+        ok(auth.authenticate(&u, Some(&creds("alice", "s3cret"))).await),
+        Some("alice".into())
+    );
+    assert_eq!(
+        ok(auth.authenticate(&u, Some(&creds("bob", "b-pass"))).await),
+        Some("bob".into())
+    );
+    assert_eq!(
+        kind(auth.authenticate(&u, None).await),
+        ErrorKind::AuthRequired
+    );
+    assert_eq!(
+        kind(auth.authenticate(&u, Some(&creds("alice", "s3cre"))).await),
+        ErrorKind::AuthRequired
+    );
+    assert_eq!(
+        kind(auth.authenticate(&u, Some(&creds("bob", "b-pasS"))).await),
+        ErrorKind::AuthRequired
+    );
     // The password of one user is no good for another, nor the plaintext path for a hash.
-    assert_eq!(kind(auth.authenticate(&u, Some(&creds("bob", "s3cret"))).await), ErrorKind::AuthRequired);
-    let err = auth.authenticate(&u, Some(&creds("bob", "b-pasS"))).await.unwrap_err();
+    assert_eq!(
+        kind(auth.authenticate(&u, Some(&creds("bob", "s3cret"))).await),
+        ErrorKind::AuthRequired
+    );
+    let err = auth
+        .authenticate(&u, Some(&creds("bob", "b-pasS")))
+        .await
+        .unwrap_err();
     assert!(!err.to_string().contains("b-pasS"), "{err}");
 }
 
@@ -45,25 +69,36 @@ async fn a_success_is_cached_and_a_failure_never_is() {
     let auth = Authenticator::default();
     let u = users();
     for _ in 0..3 {
-        auth.authenticate(&u, Some(&creds("bob", "wrong"))).await.unwrap_err();
+        auth.authenticate(&u, Some(&creds("bob", "wrong")))
+            .await
+            .unwrap_err();
     }
     assert_eq!((auth.hashes_computed(), auth.cached()), (3, 0));
     for _ in 0..3 {
-        auth.authenticate(&u, Some(&creds("bob", "b-pass"))).await.unwrap();
+        auth.authenticate(&u, Some(&creds("bob", "b-pass")))
+            .await
+            .unwrap();
     }
     assert_eq!((auth.hashes_computed(), auth.cached()), (4, 1));
     // A cached success does not let a wrong password in.
-    auth.authenticate(&u, Some(&creds("bob", "b-pas"))).await.unwrap_err();
+    auth.authenticate(&u, Some(&creds("bob", "b-pas")))
+        .await
+        .unwrap_err();
     assert_eq!(auth.hashes_computed(), 5);
     // Plaintext users never reach the hash pool.
-    auth.authenticate(&u, Some(&creds("alice", "s3cret"))).await.unwrap();
+    auth.authenticate(&u, Some(&creds("alice", "s3cret")))
+        .await
+        .unwrap();
     assert_eq!(auth.hashes_computed(), 5);
 }
 
 #[tokio::test]
 async fn an_unknown_name_costs_a_decoy_hash() {
     let auth = Authenticator::default();
-    let err = auth.authenticate(&users(), Some(&creds("mallory", "b-pass"))).await.unwrap_err();
+    let err = auth
+        .authenticate(&users(), Some(&creds("mallory", "b-pass")))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AuthRequired);
     assert_eq!((auth.hashes_computed(), auth.cached()), (1, 0));
 }
@@ -71,14 +106,20 @@ async fn an_unknown_name_costs_a_decoy_hash() {
 #[tokio::test]
 async fn a_new_hash_for_the_user_voids_the_cached_success() {
     let auth = Authenticator::default();
-    auth.authenticate(&users(), Some(&creds("bob", "b-pass"))).await.unwrap();
+    auth.authenticate(&users(), Some(&creds("bob", "b-pass")))
+        .await
+        .unwrap();
     let changed = Users::new(vec![User {
         name: "bob".into(),
         secret: Secret::Bcrypt(bcrypt::hash("new-pass", 4).unwrap()),
     }]);
-    let err = auth.authenticate(&changed, Some(&creds("bob", "b-pass"))).await;
+    let err = auth
+        .authenticate(&changed, Some(&creds("bob", "b-pass")))
+        .await;
     assert!(err.is_err());
-    auth.authenticate(&changed, Some(&creds("bob", "new-pass"))).await.unwrap();
+    auth.authenticate(&changed, Some(&creds("bob", "new-pass")))
+        .await
+        .unwrap();
 }
 
 #[test]

@@ -73,7 +73,10 @@ pub fn parse_htpasswd(text: &str) -> HtpasswdParse {
             }
         };
         if let Some(first) = seen.get(name) {
-            out.bad(line, format!("user {name:?} is already defined on line {first}"));
+            out.bad(
+                line,
+                format!("user {name:?} is already defined on line {first}"),
+            );
             continue;
         }
         seen.insert(name, line);

@@ -33,7 +33,10 @@ fn bcrypt_and_argon2_lines_load_and_verify() {
     assert!(users.get("alice").unwrap().secret.verify("a-pass"));
     assert!(!users.get("alice").unwrap().secret.verify("a-pasS"));
     assert!(users.get("bob").unwrap().secret.verify("b-pass"));
-    assert!(matches!(users.get("carol").unwrap().secret, Secret::Argon2(_)));
+    assert!(matches!(
+        users.get("carol").unwrap().secret,
+        Secret::Argon2(_)
+    ));
     assert!(users.get("carol").unwrap().secret.verify("c-pass"));
     assert!(!users.get("carol").unwrap().secret.verify("b-pass"));
     // The weak cost of the test hashes is flagged, line by line.
@@ -49,13 +52,22 @@ fn weak_and_unsupported_schemes_are_refused_at_their_line_with_the_reason() {
         ("u:$1$saltsalt$abcdefghijklmnopqrstuv", "MD5-crypt"),
         ("u:rqXexS6ZhobKA", "DES crypt"),
         ("u:$5$rounds=5000$salt$hash", "SHA-crypt"),
-        ("u:$argon2d$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA", "argon2d"),
-        ("u:$2x$05$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui", "crypt_blowfish"),
+        (
+            "u:$argon2d$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+            "argon2d",
+        ),
+        (
+            "u:$2x$05$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui",
+            "crypt_blowfish",
+        ),
         ("u:hunter2-plain", "plaintext password"),
         ("u:$9$what", "unknown hash scheme"),
         ("u:", "no hash"),
         ("no-colon-here", "no ':'"),
-        (":$2y$05$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui", "empty user name"),
+        (
+            ":$2y$05$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui",
+            "empty user name",
+        ),
         ("u:$2y$05$short", "not a valid bcrypt hash"),
         ("u:$argon2id$v=19$m=1024,t=1,p=1", "no salt or no hash"),
     ];
@@ -90,7 +102,9 @@ fn every_bad_line_is_reported_with_its_number_and_duplicates_name_the_first() {
     let lines: Vec<u32> = parsed.issues.iter().map(|i| i.line).collect();
     assert_eq!(lines, [2, 5, 6, 8]);
     assert!(
-        parsed.issues[2].message.contains("already defined on line 1"),
+        parsed.issues[2]
+            .message
+            .contains("already defined on line 1"),
         "{:?}",
         parsed.issues
     );
@@ -106,7 +120,10 @@ fn debug_never_shows_a_secret() {
     };
     let plain = Secret::Plain("pw-in-clear".into());
     let shown = format!("{user:?} {plain:?} {:?}", Users::new(vec![user.clone()]));
-    assert!(!shown.contains(&hash) && !shown.contains("pw-in-clear"), "{shown}");
+    assert!(
+        !shown.contains(&hash) && !shown.contains("pw-in-clear"),
+        "{shown}"
+    );
 }
 
 #[test]

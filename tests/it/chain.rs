@@ -3,10 +3,10 @@
 
 use crate::support::net::http_connect;
 use crate::support::origin::INDEX_BODY;
+use crate::support::secrets::UPSTREAM_PASSWORD;
 use crate::support::tinyproxy::Tinyproxy;
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, curl, curl_index_via, have, origins, refused_port};
-use crate::support::secrets::UPSTREAM_PASSWORD;
 
 /// The proxy in front: no rules of its own that need `dst` (so ward never resolves),
 /// everything allowed, no hosts overrides (the upstream resolves).
@@ -21,7 +21,10 @@ fn front(upstream: &str) -> Ward {
 }
 
 fn back_with_users() -> Ward {
-    Ward::start(&Policy::new().set("users", &format!("[{{name: bob, password: \"{UPSTREAM_PASSWORD}\"}}]")))
+    Ward::start(&Policy::new().set(
+        "users",
+        &format!("[{{name: bob, password: \"{UPSTREAM_PASSWORD}\"}}]"),
+    ))
 }
 
 fn assert_tunnel_works(front: &Ward) {

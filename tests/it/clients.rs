@@ -9,11 +9,10 @@ use serde_json::Value;
 
 use crate::support::chromium;
 use crate::support::origin::{INDEX_BODY, PAGE_MARKER};
+use crate::support::secrets::{PASSWORD, WRONG_PASSWORD, alice_inline};
 use crate::support::tools::run;
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, have, origins};
-use crate::support::secrets::{PASSWORD, WRONG_PASSWORD, alice_inline};
-
 
 pub fn python_client(proxy: &str, url: &str) -> Value {
     python_client_trusting(proxy, origins().ca(), url)
@@ -71,7 +70,10 @@ fn python_requests_through_http_and_socks5_proxies() {
         assert_eq!(got["second_status"], 200, "{scheme}: {got}");
         assert_eq!(got["body"], INDEX_BODY, "{scheme}: {got}");
     }
-    let got = python_client(&format!("http://alice:{WRONG_PASSWORD}@{}", ward.addr), &url);
+    let got = python_client(
+        &format!("http://alice:{WRONG_PASSWORD}@{}", ward.addr),
+        &url,
+    );
     assert_eq!(got["error"], "proxy", "wrong password: {got}");
     assert!(
         got["detail"].as_str().unwrap_or("").contains("407"),

@@ -13,9 +13,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::inspect::{inspecting_policy, ward_ca};
+use crate::support::secrets::{BEARER, COOKIE, PASSWORD};
 use crate::support::tools::run;
 use crate::support::{Policy, Ward, chromium, curl, have, origins};
-use crate::support::secrets::{BEARER, COOKIE, PASSWORD};
 
 const SECRETS: [&str; 3] = [BEARER, COOKIE, PASSWORD];
 const CDP: &str = include_str!("flows_view/cdp.py");

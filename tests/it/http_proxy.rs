@@ -5,10 +5,9 @@ use std::io::Write;
 
 use crate::support::net::{self, basic_auth, http_connect};
 use crate::support::origin::INDEX_BODY;
+use crate::support::secrets::{PASSWORD, WRONG_PASSWORD, alice_inline};
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, curl, curl_index_via, have, origins, ws};
-use crate::support::secrets::{PASSWORD, WRONG_PASSWORD, alice_inline};
-
 
 #[test]
 fn curl_connect_tunnels_https_h1_and_h2() {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::inspect::{expect_flow, inspected_tls, inspecting_policy, ward_ca};
+use crate::support::secrets::{BEARER, COOKIE, PASSWORD as PROXY_PASSWORD};
 use crate::support::ward::{field, ward_cli};
 use crate::support::{Ward, curl, have, net, origins, wait_until};
-use crate::support::secrets::{BEARER, COOKIE, PASSWORD as PROXY_PASSWORD};
 
 /// Secrets the flow test sends; none may appear in any record or log line.
 /// The writer thread flushes as soon as its queue runs dry; this bounds the wait for it.

@@ -11,10 +11,10 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::support::origin::PAGE_MARKER;
+use crate::support::secrets::{BEARER, COOKIE, PASSWORD, UPSTREAM_PASSWORD, alice_inline, known};
 use crate::support::tools::{Output, run};
 use crate::support::ward::{field, is_access, message, ward_cli};
 use crate::support::{Policy, Ward, chromium, curl, have, origins};
-use crate::support::secrets::{BEARER, COOKIE, PASSWORD, UPSTREAM_PASSWORD, alice_inline, known};
 
 /// A policy that inspects (so ward makes its CA at start), with the admin on an OS port.
 fn onboarding_policy() -> Policy {
@@ -361,9 +361,10 @@ fn no_page_shows_a_secret() {
     if !have("curl") {
         return;
     }
-    let policy = onboarding_policy()
-        .set("users", &alice_inline())
-        .set("upstream", &format!("\"http://bob:{UPSTREAM_PASSWORD}@127.0.0.1:9\""));
+    let policy = onboarding_policy().set("users", &alice_inline()).set(
+        "upstream",
+        &format!("\"http://bob:{UPSTREAM_PASSWORD}@127.0.0.1:9\""),
+    );
     let (ward, admin) = start(&policy);
     let proxy = ward.http_url();
     let secrets = known();

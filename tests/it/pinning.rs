@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::inspect::inspecting_policy;
 use crate::support::origin::INDEX_BODY;
+use crate::support::secrets::{PASSWORD, PASSWORD_BOB};
 use crate::support::ward::{field, is_access, message, ward_cli};
 use crate::support::{Ward, curl, have, origins, wait_until};
-use crate::support::secrets::{PASSWORD, PASSWORD_BOB};
 
 const HOST: &str = "pinned.lab.test";
 
@@ -35,7 +35,11 @@ fn start(ca_dir: &std::path::Path) -> (Ward, SocketAddr) {
 /// curl as `user`, trusting only the origin's CA: exit 60 when ward forges, 200 when tunnelled.
 fn as_user(ward: &Ward, user: &str) -> crate::support::tools::Curl {
     let o = origins();
-    let password = if user == "alice" { PASSWORD } else { PASSWORD_BOB };
+    let password = if user == "alice" {
+        PASSWORD
+    } else {
+        PASSWORD_BOB
+    };
     let creds = format!("{user}:{password}");
     curl(&[
         "-x",

@@ -92,7 +92,15 @@ fn fetch_as(ward: &Ward, scheme: &str, user: &str, password: &str) -> (u16, u16)
     let proxy = format!("{scheme}://{}", ward.addr);
     let creds = format!("{user}:{password}");
     let url = o.https("origin.test", "/");
-    let r = curl(&["-x", &proxy, "--proxy-user", &creds, "--cacert", o.ca(), &url]);
+    let r = curl(&[
+        "-x",
+        &proxy,
+        "--proxy-user",
+        &creds,
+        "--cacert",
+        o.ca(),
+        &url,
+    ]);
     if r.http_code == 200 {
         assert_eq!(r.body, INDEX_BODY);
     }
@@ -153,8 +161,19 @@ fn an_edited_users_file_reloads_and_a_bad_line_keeps_the_previous_users() {
     let out = ward_cli(&["check", "-c", policy.to_str().expect("utf-8")], dir);
     assert_eq!(out.code, Some(1), "{out:#?}");
     let file = users_path.display().to_string();
-    assert!(out.stderr.contains(&format!("{file}:3: user \"carol\": {{SHA}} is unsalted SHA-1")), "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("{file}:5: user \"dave\": MD5-crypt")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{file}:3: user \"carol\": {{SHA}} is unsalted SHA-1"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("{file}:5: user \"dave\": MD5-crypt")),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -173,15 +192,28 @@ fn ward_check_lists_the_users_file_and_warns_about_plaintext_passwords() {
         .lines()
         .find(|l| l.starts_with("warning: "))
         .unwrap_or_else(|| panic!("no warning: {out:#?}"));
-    assert!(warning.contains(&format!("{}:", laid.policy())), "{warning}");
-    assert!(warning.contains("users[0].password: a plaintext password"), "{warning}");
-    assert!(warning.contains("users_file") && warning.contains("htpasswd -nB"), "{warning}");
+    assert!(
+        warning.contains(&format!("{}:", laid.policy())),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("users[0].password: a plaintext password"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("users_file") && warning.contains("htpasswd -nB"),
+        "{warning}"
+    );
 
     // The same name inline and in the file is an error at the file's line.
     laid.write_users(&format!("{}\n", argon2id_line("alice", PASSWORD_BOB)));
     let out = ward_cli(&["check", "-c", laid.policy()], laid.dir.path());
     assert_eq!(out.code, Some(1), "{out:#?}");
-    let at = format!("{}:1: user \"alice\" is already defined at {}:", laid.users_path().display(), laid.policy());
+    let at = format!(
+        "{}:1: user \"alice\" is already defined at {}:",
+        laid.users_path().display(),
+        laid.policy()
+    );
     assert!(out.stderr.contains(&at), "{}", out.stderr);
 }
 
@@ -201,8 +233,17 @@ fn a_ca_key_others_can_read_stops_ward_unless_allow_insecure_key() {
     let shown = key.display().to_string();
     let expect_refusal = |what: &str, out: &crate::support::tools::Output| {
         assert_eq!(out.code, Some(1), "{what}: {out:#?}");
-        for part in [shown.as_str(), "mode 0644", "chmod 600", "--allow-insecure-key"] {
-            assert!(out.stderr.contains(part), "{what} must name {part:?}: {}", out.stderr);
+        for part in [
+            shown.as_str(),
+            "mode 0644",
+            "chmod 600",
+            "--allow-insecure-key",
+        ] {
+            assert!(
+                out.stderr.contains(part),
+                "{what} must name {part:?}: {}",
+                out.stderr
+            );
         }
         assert!(!out.stderr.contains("PRIVATE KEY"), "{}", out.stderr);
     };
@@ -210,17 +251,28 @@ fn a_ca_key_others_can_read_stops_ward_unless_allow_insecure_key() {
     expect_refusal("run", &run);
     let check = ward_cli(&["-c", laid.policy(), "check"], laid.dir.path());
     expect_refusal("check", &check);
-    let checked = ward_cli(&["-c", laid.policy(), "--allow-insecure-key", "check"], laid.dir.path());
+    let checked = ward_cli(
+        &["-c", laid.policy(), "--allow-insecure-key", "check"],
+        laid.dir.path(),
+    );
     assert_eq!(checked.code, Some(0), "{checked:#?}");
     assert!(checked.stderr.contains("warning: ") && checked.stderr.contains("chmod 600"));
 
     let mut cmd = Command::new(ward_bin());
-    cmd.args(["--log-format", "json", "--allow-insecure-key", "-c", laid.policy(), "run"])
-        .current_dir(laid.dir.path());
+    cmd.args([
+        "--log-format",
+        "json",
+        "--allow-insecure-key",
+        "-c",
+        laid.policy(),
+        "run",
+    ])
+    .current_dir(laid.dir.path());
     let policy = laid.policy.clone();
     let ward = Ward::spawn(laid.dir, policy, cmd);
     let warned = ward.records().into_iter().any(|v| {
-        v["level"] == "WARN" && message(&v).is_some_and(|m| m.contains("mode 0644") && m.contains(&shown))
+        v["level"] == "WARN"
+            && message(&v).is_some_and(|m| m.contains("mode 0644") && m.contains(&shown))
     });
     assert!(warned, "a warning naming the key: {}", ward.log());
 }
@@ -265,7 +317,10 @@ fn no_admin_or_setup_page_path_serves_the_ca_key() {
     let ward = Ward::start(&inspecting_policy().set("admin", "\"127.0.0.1:0\""));
     let admin = ward.admin_addr();
     let key_pem = std::fs::read_to_string(ward.dir().join("certs/ca.key")).expect("ca.key");
-    let body: String = key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let body: String = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     let key_der = base64::engine::general_purpose::STANDARD
         .decode(&body)
         .expect("PEM body");
@@ -278,10 +333,16 @@ fn no_admin_or_setup_page_path_serves_the_ca_key() {
         .expect("an ECPrivateKey")
         + EC_PRIVATE_KEY_START.len();
     let scalar = &key_der[at..at + 32];
-    let key_lines: Vec<&str> = key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let key_lines: Vec<&str> = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     let mut served = 0;
     let proxy = ward.http_url();
-    for path in KEY_PATHS.iter().chain(&["/", "/ca.der", "/ca.crt", "/ca.mobileconfig"]) {
+    for path in KEY_PATHS
+        .iter()
+        .chain(&["/", "/ca.der", "/ca.crt", "/ca.mobileconfig"])
+    {
         let direct = format!("http://{admin}{path}");
         let setup = format!("http://ward.setup{path}");
         let asks: [Vec<&str>; 2] = [
@@ -307,7 +368,10 @@ fn no_admin_or_setup_page_path_serves_the_ca_key() {
 /// The users file's path is relative to the policy file, wherever ward is started from.
 #[test]
 fn the_users_file_path_is_relative_to_the_policy_file() {
-    let laid = Laid::new(&with_users_file(), &format!("{}\n", argon2id_line("bob", PASSWORD_BOB)));
+    let laid = Laid::new(
+        &with_users_file(),
+        &format!("{}\n", argon2id_line("bob", PASSWORD_BOB)),
+    );
     let out = ward_cli(&["check", "-c", laid.policy()], Path::new("/"));
     assert_eq!(out.code, Some(0), "{out:#?}");
     assert!(out.stdout.contains("1 user"), "{}", out.stdout);

@@ -5,9 +5,9 @@ use std::io::Write;
 
 use crate::support::net::{self, SocksAddr, socks5_auth, socks5_greet};
 use crate::support::origin::INDEX_BODY;
+use crate::support::secrets::{PASSWORD, WRONG_PASSWORD, alice_inline};
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, curl, curl_index_via, have, origins};
-use crate::support::secrets::{PASSWORD, WRONG_PASSWORD, alice_inline};
 
 #[test]
 fn curl_socks5h_tunnels_https() {
@@ -105,7 +105,11 @@ fn socks5_authentication() {
 
     let mut s = net::connect(ward.addr);
     assert_eq!(socks5_greet(&mut s, &[0x02]), 0x02);
-    assert_eq!(socks5_auth(&mut s, "mallory", PASSWORD), 0x01, "unknown user");
+    assert_eq!(
+        socks5_auth(&mut s, "mallory", PASSWORD),
+        0x01,
+        "unknown user"
+    );
 
     let target = SocksAddr::Domain("origin.test", o.tls.port());
     let s = net::socks5_open(ward.addr, &target, Some(("alice", PASSWORD)))

@@ -8,8 +8,8 @@ use super::super::raw::{RawRule, S};
 use super::super::values::{parse_action, parse_bool, parse_net};
 use super::{Checker, MAX_RULES, join};
 use crate::policy::{HostPattern, PathPattern, PortRange, RuleInfo, parse_method};
-use crate::users::Users;
 use crate::tls::Ja4;
+use crate::users::Users;
 
 impl Checker<'_> {
     pub(super) fn rules(

@@ -25,7 +25,12 @@ impl Checker<'_> {
     ) -> Users {
         let mut seen: HashMap<String, Place> = HashMap::new();
         let mut out = Vec::new();
-        for (i, raw) in inline.map(|l| l.value).unwrap_or_default().into_iter().enumerate() {
+        for (i, raw) in inline
+            .map(|l| l.value)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             let prefix = format!("users[{i}]");
             self.unknown(&prefix, &raw.value.unknown, RawUser::KEYS);
             let name = self.credential(&raw, raw.value.name.as_ref(), &prefix, "name");
@@ -98,8 +103,12 @@ impl Checker<'_> {
             let msg = format!("{} more bad lines not listed", parsed.more_issues);
             issues.push(at(0, msg));
         }
-        self.warnings
-            .extend(parsed.warnings.iter().map(|w| at(w.line, w.message.clone())));
+        self.warnings.extend(
+            parsed
+                .warnings
+                .iter()
+                .map(|w| at(w.line, w.message.clone())),
+        );
         let mut users = Vec::with_capacity(parsed.users.len());
         for (line, user) in parsed.users {
             if let Some(first) = seen.get(&user.name) {

@@ -63,7 +63,9 @@ fn half_present_or_mismatched_ca_is_refused() {
     let other = tempfile::tempdir().unwrap();
     Ca::init(other.path(), false).unwrap();
     fs::copy(other.path().join(KEY_FILE), dir.path().join(KEY_FILE)).unwrap();
-    let err = Ca::load(dir.path(), KeyAccess::Private).unwrap_err().to_string();
+    let err = Ca::load(dir.path(), KeyAccess::Private)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("does not match"), "{err}");
     assert!(!err.contains("PRIVATE KEY"));
     fs::remove_file(dir.path().join(CERT_FILE)).unwrap();
@@ -107,17 +109,25 @@ fn a_key_others_can_read_is_refused_unless_allowed() {
         if mode == 0o640 && root_owned {
             continue;
         }
-        let err = Ca::load(dir.path(), KeyAccess::Private).unwrap_err().to_string();
+        let err = Ca::load(dir.path(), KeyAccess::Private)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
         assert!(err.contains("chmod 600") && err.contains(KEY_FILE), "{err}");
         assert!(!err.contains("PRIVATE KEY"), "{err}");
         assert!(check_key(dir.path(), KeyAccess::Private).is_err());
-        let warned = check_key(dir.path(), KeyAccess::AllowInsecure).unwrap().unwrap();
+        let warned = check_key(dir.path(), KeyAccess::AllowInsecure)
+            .unwrap()
+            .unwrap();
         assert!(warned.contains("chmod 600"), "{warned}");
         Ca::load(dir.path(), KeyAccess::AllowInsecure).unwrap();
     }
     fs::set_permissions(&key, fs::Permissions::from_mode(0o400)).unwrap();
     Ca::load(dir.path(), KeyAccess::Private).unwrap();
     let empty = tempfile::tempdir().unwrap();
-    assert!(check_key(empty.path(), KeyAccess::Private).unwrap().is_none());
+    assert!(
+        check_key(empty.path(), KeyAccess::Private)
+            .unwrap()
+            .is_none()
+    );
 }

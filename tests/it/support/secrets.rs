@@ -79,11 +79,17 @@ pub fn assert_none_in(text: &str, stream: &str) {
 
 #[test]
 fn the_scan_finds_each_secret_and_its_basic_token_and_nothing_else() {
-    assert_eq!(find_in("policy reloaded\nuser=alice password=<redacted>"), None);
+    assert_eq!(
+        find_in("policy reloaded\nuser=alice password=<redacted>"),
+        None
+    );
     for secret in known() {
         let log = format!("{{\"a\":1}}\nx {secret} y\n");
         assert_eq!(find_in(&log).map(|(s, _)| s), Some(secret.as_str()));
     }
-    let header = format!("Proxy-Authorization: Basic {}", basic_token("alice", PASSWORD));
+    let header = format!(
+        "Proxy-Authorization: Basic {}",
+        basic_token("alice", PASSWORD)
+    );
     assert!(find_in(&header).is_some());
 }
