@@ -1,5 +1,5 @@
 //! Micro-benchmarks of ward's pure hot paths: ClientHello parsing, policy decisions at 10 to
-//! 100k rules, leaf forging and policy reload. No sockets: it must not measure I/O (that is
+//! 100k rules, leaf forging, policy reload and password checks (cached and not). No sockets: it must not measure I/O (that is
 //! `benches/e2e.rs`).
 //!
 //! `cargo bench --bench micro` (about two minutes on two cores); one group:
@@ -97,6 +97,7 @@ fn main() {
     bench_config_parse(&mut c);
     bench_leaf(&mut c);
     bench_upstream_config(&mut c);
+    bench_auth(&mut c);
     c.final_summary();
 }
 
@@ -766,5 +767,67 @@ fn bench_upstream_config(c: &mut Criterion) {
         b.iter(|| configs.get(&key(black_box(&hello))))
     });
     g.bench_function("built", |b| b.iter(|| configs.build(black_box(&chromium))));
+    g.finish();
+}
+
+// ---- proxy passwords -----------------------------------------------------------------------
+
+/// bcrypt's cost as `htpasswd -B -C 10` and `ward passwd --cost 10` write it: OWASP's floor.
+const BENCH_BCRYPT_COST: u32 = 10;
+/// Each uncached check is tens of milliseconds: criterion's minimum sample count.
+const HASH_SAMPLES: usize = 10;
+
+/// One client's credentials checked by the proxy's `Authenticator`: a success it remembers
+/// (what a browser's second and later connections cost) against a password it must hash (a
+/// wrong one, which is never remembered, so every iteration pays), for a bcrypt and an argon2
+/// user.
+fn bench_auth(c: &mut Criterion) {
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+    use ward::auth::Authenticator;
+    use ward::request::Credentials;
+    use ward::users::{Secret, User, Users};
+    let bcrypt = bcrypt::hash("b-pass", BENCH_BCRYPT_COST).expect("bcrypt");
+    // OWASP's first argon2id suggestion: 19 MiB, 2 passes, 1 lane.
+    let params = Params::new(19 * 1024, 2, 1, None).expect("params");
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_with_salt(b"a-pass", b"ward-bench-salt!")
+        .expect("argon2")
+        .to_string();
+    let users = Users::new(vec![
+        User {
+            name: "bob".into(),
+            secret: Secret::Bcrypt(bcrypt),
+        },
+        User {
+            name: "ann".into(),
+            secret: Secret::Argon2(argon2),
+        },
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let auth = Authenticator::default();
+    let creds = |user: &str, password: &str| Credentials {
+        user: user.into(),
+        password: password.into(),
+    };
+    let mut g = c.benchmark_group("auth");
+    for (name, user, good) in [
+        ("bcrypt10", "bob", "b-pass"),
+        ("argon2id_19m_t2", "ann", "a-pass"),
+    ] {
+        let ok = creds(user, good);
+        rt.block_on(auth.authenticate(&users, Some(&ok)))
+            .expect("good password");
+        g.sample_size(SAMPLES);
+        g.bench_function(format!("{name}/cached"), |b| {
+            b.iter(|| rt.block_on(auth.authenticate(&users, Some(black_box(&ok)))))
+        });
+        let wrong = creds(user, "wrong");
+        g.sample_size(HASH_SAMPLES);
+        g.bench_function(format!("{name}/uncached"), |b| {
+            b.iter(|| rt.block_on(auth.authenticate(&users, Some(black_box(&wrong)))))
+        });
+    }
     g.finish();
 }

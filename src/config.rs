@@ -26,6 +26,7 @@ use crate::policy::Policy;
 pub use crate::policy::Toggle;
 use crate::request::Credentials;
 use crate::target::{Host, Target};
+use crate::users::Users;
 pub use admin_token::AdminToken;
 
 pub use flows::{BodyCapture, DEFAULT_KEEP, Flows, MAX_BODY_CAPTURE, MAX_KEEP, MediaRange};
@@ -59,8 +60,9 @@ pub struct Config {
     pub ca_dir: PathBuf,
     /// Extra PEM roots trusted for upstream servers.
     pub upstream_ca: Option<PathBuf>,
-    /// When non-empty, every client must authenticate with one of these.
-    pub users: Vec<Credentials>,
+    /// When non-empty, every client must authenticate as one of these (`users`, and
+    /// `users_file`).
+    pub users: Users,
     /// The upstream proxies (`upstreams`, `upstream`) and which one each decision takes.
     pub upstreams: Upstreams,
     /// `hosts:` name overrides, consulted before DNS.
@@ -85,8 +87,11 @@ pub struct Config {
     pub require_pq: bool,
     /// The rules and checks, judged by [`Policy`].
     pub policy: Policy,
-    /// The rule list files the rules read, in rule order: watched with the policy file.
+    /// The list files the policy reads (the rules' lists, `users_file`): watched with it.
     pub lists: Vec<ListFile>,
+    /// What loads but deserves attention (a plaintext password, a weak hash): `ward check`
+    /// prints them, `ward run` logs them.
+    pub warnings: Vec<ConfigIssue>,
     /// What `/proxy.pac` advertises and bypasses (`pac`).
     pub pac: Pac,
     /// The reserved name ward answers its onboarding page on (`setup_host`, default
@@ -94,7 +99,8 @@ pub struct Config {
     pub setup_host: Host,
 }
 
-/// One rule list file (`hosts_file`, `dst_file`, `clients_file`) and what it gave.
+/// One list file (`hosts_file`, `dst_file`, `clients_file`, `ja4_file`, `users_file`) and
+/// what it gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListFile {
     /// The file, resolved against the policy file's folder.

@@ -41,7 +41,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, entry: Arc<Entry>, ctx:
         return over_share(stream, client, peer, &ctx).await;
     };
     let mut rec = AccessRecord::new(client, ctx.metrics.clone());
-    match front::accept(stream, client, &ctx.config, deadline).await {
+    match front::accept(stream, client, (&ctx.config, &ctx.auth), deadline).await {
         Err(err) => rec.set_error(&err),
         Ok(Accepted::Tunnel(t)) => {
             rec.set_request(&t.request);

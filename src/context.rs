@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::mitm::Interceptor;
@@ -30,4 +31,6 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Open connections per client address, for `max_connections_per_client`.
     pub shares: Arc<ClientShares>,
+    /// Checks proxy credentials, remembering recent successes across connections and reloads.
+    pub auth: Arc<Authenticator>,
 }

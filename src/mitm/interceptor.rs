@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use rustls::server::ServerConfig;
 
-use super::ca::Ca;
+use super::ca::{Ca, KeyAccess};
 use super::certs::{self, LeafCache};
 use super::error::MitmError;
 use super::flows::{FlowHub, FlowSink};
@@ -38,6 +38,8 @@ pub struct InterceptSettings {
     pub pinning: Option<PinningSettings>,
     /// `upstream_tls.require_pq`: an origin that does not agree a hybrid group is refused.
     pub require_pq: bool,
+    /// Whether a CA key readable by others is refused (`--allow-insecure-key` allows it).
+    pub key_access: KeyAccess,
 }
 
 /// What the pipeline knows about the connection being intercepted.
@@ -93,7 +95,7 @@ impl Interceptor {
         flows: Arc<FlowHub>,
     ) -> Result<Self, MitmError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let ca = Arc::new(Ca::load_or_create(&s.ca_dir)?);
+        let ca = Arc::new(Ca::load_or_create(&s.ca_dir, s.key_access)?);
         let upstream = upstream::UpstreamConfigs::new(provider.clone(), s.upstream_ca.as_deref())?;
         let leaves = LeafCache::new(ca, certs::DEFAULT_CAPACITY)?;
         // The resolver is replaced per connection; this empty one only satisfies the builder.

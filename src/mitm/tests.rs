@@ -72,6 +72,7 @@ fn ward_with(origin_ca_pem: &str, pinning: Option<PinningSettings>, require_pq: 
         idle: Duration::from_secs(30),
         pinning,
         require_pq,
+        key_access: Default::default(),
     };
     Ward {
         interceptor: Arc::new(Interceptor::new(&settings, Arc::default(), Arc::default()).unwrap()),

@@ -10,7 +10,7 @@ use crate::support::tools::Output;
 use crate::support::ward::ward_cli;
 use crate::support::{Policy, Ward, curl};
 
-const TOKEN: &str = "it-admin-token-5b1c0e9a77d2";
+const TOKEN: &str = crate::support::secrets::ADMIN_TOKEN;
 
 /// curl's status, the `WWW-Authenticate` header (if any) and the body of one admin request.
 struct Answer {

@@ -3,6 +3,7 @@
 
 use crate::support::net::http_connect;
 use crate::support::origin::INDEX_BODY;
+use crate::support::secrets::UPSTREAM_PASSWORD;
 use crate::support::tinyproxy::Tinyproxy;
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, curl, curl_index_via, have, origins, refused_port};
@@ -20,7 +21,10 @@ fn front(upstream: &str) -> Ward {
 }
 
 fn back_with_users() -> Ward {
-    Ward::start(&Policy::new().set("users", r#"[{name: bob, password: "up"}]"#))
+    Ward::start(&Policy::new().set(
+        "users",
+        &format!("[{{name: bob, password: \"{UPSTREAM_PASSWORD}\"}}]"),
+    ))
 }
 
 fn assert_tunnel_works(front: &Ward) {
@@ -38,7 +42,7 @@ fn assert_tunnel_works(front: &Ward) {
 #[test]
 fn chain_through_a_second_ward_over_http() {
     let back = back_with_users();
-    let a = front(&format!("http://bob:up@{}", back.addr));
+    let a = front(&format!("http://bob:{UPSTREAM_PASSWORD}@{}", back.addr));
     assert_tunnel_works(&a);
     let rec = a.expect_access("at the front", |v| {
         field(v, "via").as_deref() == Some("http-connect")
@@ -61,7 +65,7 @@ fn chain_through_a_second_ward_over_http() {
 #[test]
 fn chain_through_a_second_ward_over_socks5h() {
     let back = back_with_users();
-    let a = front(&format!("socks5h://bob:up@{}", back.addr));
+    let a = front(&format!("socks5h://bob:{UPSTREAM_PASSWORD}@{}", back.addr));
     assert_tunnel_works(&a);
     back.expect_access("at the back", |v| {
         field(v, "via").as_deref() == Some("socks5") && field(v, "user").as_deref() == Some("bob")
@@ -91,7 +95,7 @@ fn upstream_failures_are_502_proxy_internal_error() {
         });
     }
     // The upstream's own refusal carries through as a failure too.
-    let a = front(&format!("http://bob:up@{}", back.addr));
+    let a = front(&format!("http://bob:{UPSTREAM_PASSWORD}@{}", back.addr));
     let (_, head) = http_connect(a.addr, &format!("origin.test:{}", refused_port()), &[]);
     assert_eq!(head.status, 502, "{head:#?}");
 }
@@ -127,7 +131,7 @@ fn chain_through_tinyproxy() {
 fn dst_rules_are_judged_through_an_upstream() {
     let o = origins();
     let back = back_with_users();
-    let upstream = format!("\"http://bob:up@{}\"", back.addr);
+    let upstream = format!("\"http://bob:{UPSTREAM_PASSWORD}@{}\"", back.addr);
     let a =
         Ward::start(&Policy::new().set("upstream", &upstream).rule(
             r#"{name: no-echo, action: deny, hosts: ["echo.lab.test"], dst: ["127.0.0.0/8"]}"#,
@@ -187,7 +191,7 @@ fn rules_choose_their_upstream_and_fail_over() {
     let back = back_with_users();
     let tp = Tinyproxy::start();
     let upstreams = format!(
-        "{{back: \"http://bob:up@{}\", tiny: \"http://{}\", dead: \"http://127.0.0.1:{}\"}}",
+        "{{back: \"http://bob:{UPSTREAM_PASSWORD}@{}\", tiny: \"http://{}\", dead: \"http://127.0.0.1:{}\"}}",
         back.addr,
         tp.addr,
         refused_port()
@@ -231,7 +235,7 @@ fn rules_choose_their_upstream_and_fail_over() {
     // The default upstream for the rest, and a rule that goes direct past it.
     let b = Ward::start(
         &Policy::new()
-            .set("upstream", &format!("\"http://bob:up@{}\"", back.addr))
+            .set("upstream", &format!("\"http://bob:{UPSTREAM_PASSWORD}@{}\"", back.addr))
             .rule(r#"{name: straight, action: allow, hosts: ["origin.test"], dst: ["127.0.0.0/8"], upstream: direct}"#),
     );
     let (s, head) = http_connect(b.addr, &format!("origin.test:{}", o.tls.port()), &[]);

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::support::chromium;
 use crate::support::origin::{INDEX_BODY, PAGE_MARKER};
+use crate::support::secrets::{PASSWORD, WRONG_PASSWORD, alice_inline};
 use crate::support::tools::run;
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, have, origins};
@@ -61,15 +62,18 @@ fn python_requests_through_http_and_socks5_proxies() {
         return;
     }
     let o = origins();
-    let ward = Ward::start(&Policy::new().set("users", r#"[{name: alice, password: "pw"}]"#));
+    let ward = Ward::start(&Policy::new().set("users", &alice_inline()));
     let url = o.https("origin.test", "/");
     for scheme in ["http", "socks5h"] {
-        let got = python_client(&format!("{scheme}://alice:pw@{}", ward.addr), &url);
+        let got = python_client(&format!("{scheme}://alice:{PASSWORD}@{}", ward.addr), &url);
         assert_eq!(got["status"], 200, "{scheme}: {got}");
         assert_eq!(got["second_status"], 200, "{scheme}: {got}");
         assert_eq!(got["body"], INDEX_BODY, "{scheme}: {got}");
     }
-    let got = python_client(&format!("http://alice:wrong@{}", ward.addr), &url);
+    let got = python_client(
+        &format!("http://alice:{WRONG_PASSWORD}@{}", ward.addr),
+        &url,
+    );
     assert_eq!(got["error"], "proxy", "wrong password: {got}");
     assert!(
         got["detail"].as_str().unwrap_or("").contains("407"),
@@ -77,7 +81,7 @@ fn python_requests_through_http_and_socks5_proxies() {
     );
 
     let got = python_client(
-        &format!("http://alice:pw@{}", ward.addr),
+        &format!("http://alice:{PASSWORD}@{}", ward.addr),
         &o.http("origin.test", "/headers"),
     );
     assert_eq!(got["status"], 200, "{got}");

@@ -13,12 +13,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::inspect::{inspecting_policy, ward_ca};
+use crate::support::secrets::{BEARER, COOKIE, PASSWORD};
 use crate::support::tools::run;
 use crate::support::{Policy, Ward, chromium, curl, have, origins};
 
-const BEARER: &str = "tok-SECRET-view-7d21";
-const COOKIE: &str = "ck-SECRET-view-93ab";
-const PASSWORD: &str = "pw-SECRET-view-51fe";
 const SECRETS: [&str; 3] = [BEARER, COOKIE, PASSWORD];
 const CDP: &str = include_str!("flows_view/cdp.py");
 

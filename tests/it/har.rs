@@ -8,12 +8,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::inspect::{inspecting_policy, ward_ca};
+use crate::support::secrets::{BEARER, COOKIE};
 use crate::support::tools::{Output, run};
 use crate::support::ward::ward_cli;
 use crate::support::{Ward, curl, have, origins, wait_until};
-
-const BEARER: &str = "tok-SECRET-har-51d0";
-const COOKIE: &str = "ck-SECRET-har-0c3a";
 
 /// haralyzer reads every entry; then each is checked against HAR 1.2's required fields and
 /// types (a schema check by hand: the spec has no official JSON schema), and the timings rule

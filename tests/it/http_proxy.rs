@@ -5,10 +5,9 @@ use std::io::Write;
 
 use crate::support::net::{self, basic_auth, http_connect};
 use crate::support::origin::INDEX_BODY;
+use crate::support::secrets::{PASSWORD, WRONG_PASSWORD, alice_inline};
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, curl, curl_index_via, have, origins, ws};
-
-const USERS: &str = r#"[{name: alice, password: "pw"}]"#;
 
 #[test]
 fn curl_connect_tunnels_https_h1_and_h2() {
@@ -88,8 +87,8 @@ fn plain_forwarding_adds_via_and_strips_proxy_authorization() {
         return;
     }
     let o = origins();
-    let ward = Ward::start(&Policy::new().set("users", USERS));
-    let proxy = format!("http://alice:pw@{}", ward.addr);
+    let ward = Ward::start(&Policy::new().set("users", &alice_inline()));
+    let proxy = format!("http://alice:{PASSWORD}@{}", ward.addr);
     let r = curl(&[
         "-x",
         &proxy,
@@ -174,10 +173,10 @@ fn plain_forwarding_keeps_the_client_connection_alive() {
 #[test]
 fn plain_forwarding_checks_every_request_not_only_the_first() {
     let o = origins();
-    let ward = Ward::start(&Policy::new().set("users", USERS));
+    let ward = Ward::start(&Policy::new().set("users", &alice_inline()));
     let url = o.http("origin.test", "/");
     let host = format!("origin.test:{}", o.plain.port());
-    let auth = basic_auth("alice", "pw");
+    let auth = basic_auth("alice", PASSWORD);
     let mut s = net::connect(ward.addr);
     let good = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n\r\n");
     assert_eq!(exchange(&mut s, &good).0.status, 200, "first request");
@@ -221,7 +220,7 @@ fn proxy_authentication_407_then_success() {
         return;
     }
     let o = origins();
-    let ward = Ward::start(&Policy::new().set("users", USERS));
+    let ward = Ward::start(&Policy::new().set("users", &alice_inline()));
     let target = format!("origin.test:{}", o.tls.port());
 
     let (_, head) = http_connect(ward.addr, &target, &[]);
@@ -231,10 +230,10 @@ fn proxy_authentication_407_then_success() {
         Some(r#"Basic realm="ward""#)
     );
 
-    let (_, head) = http_connect(ward.addr, &target, &[&basic_auth("alice", "wrong")]);
+    let (_, head) = http_connect(ward.addr, &target, &[&basic_auth("alice", WRONG_PASSWORD)]);
     assert_eq!(head.status, 407, "wrong password: {head:?}");
 
-    let (_, head) = http_connect(ward.addr, &target, &[&basic_auth("alice", "pw")]);
+    let (_, head) = http_connect(ward.addr, &target, &[&basic_auth("alice", PASSWORD)]);
     assert_eq!(head.status, 200, "right password: {head:?}");
 
     let url = o.https("origin.test", "/");
@@ -244,7 +243,7 @@ fn proxy_authentication_407_then_success() {
         "-x",
         &ward.http_url(),
         "--proxy-user",
-        "alice:N0pe-S3cret",
+        &format!("alice:{WRONG_PASSWORD}"),
         "--cacert",
         o.ca(),
         &url,
@@ -254,13 +253,13 @@ fn proxy_authentication_407_then_success() {
         "-x",
         &ward.http_url(),
         "--proxy-user",
-        "alice:pw",
+        &format!("alice:{PASSWORD}"),
         "--cacert",
         o.ca(),
         &url,
     ]);
     assert_eq!(r.expect_ok(200).body, INDEX_BODY);
-    let proxy = format!("http://alice:pw@{}", ward.addr);
+    let proxy = format!("http://alice:{PASSWORD}@{}", ward.addr);
     let r = curl(&["-x", &proxy, "--cacert", o.ca(), &url]);
     assert_eq!(r.expect_ok(200).body, INDEX_BODY);
 
@@ -273,7 +272,7 @@ fn proxy_authentication_407_then_success() {
         field(v, "error").as_deref() == Some("auth_required")
     });
     assert!(
-        !ward.stderr_text().contains("N0pe-S3cret"),
+        !ward.stderr_text().contains(WRONG_PASSWORD),
         "passwords never logged"
     );
 }

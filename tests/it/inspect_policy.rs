@@ -8,13 +8,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::inspect::{expect_flow, inspected_tls, inspecting_policy, ward_ca};
+use crate::support::secrets::{BEARER, COOKIE, PASSWORD as PROXY_PASSWORD};
 use crate::support::ward::{field, ward_cli};
 use crate::support::{Ward, curl, have, net, origins, wait_until};
 
 /// Secrets the flow test sends; none may appear in any record or log line.
-const BEARER: &str = "tok-SECRET-4f1c";
-const COOKIE: &str = "ck-SECRET-9b2e";
-const PROXY_PASSWORD: &str = "pw-SECRET-77aa";
 /// The writer thread flushes as soon as its queue runs dry; this bounds the wait for it.
 const FLOWS_WAIT: Duration = Duration::from_secs(5);
 

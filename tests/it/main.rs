@@ -34,6 +34,7 @@ mod onboarding;
 mod ops;
 mod pinning;
 mod requests;
+mod secrets;
 mod shares;
 mod socks;
 mod supervision;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::support::origin::PAGE_MARKER;
+use crate::support::secrets::{BEARER, COOKIE, PASSWORD, UPSTREAM_PASSWORD, alice_inline, known};
 use crate::support::tools::{Output, run};
 use crate::support::ward::{field, is_access, message, ward_cli};
 use crate::support::{Policy, Ward, chromium, curl, have, origins};
@@ -360,36 +361,31 @@ fn no_page_shows_a_secret() {
     if !have("curl") {
         return;
     }
-    let policy = onboarding_policy()
-        .set("users", r#"[{name: alice, password: "pw-s3cret-XYZ"}]"#)
-        .set("upstream", "\"http://bob:up-s3cret-QQ@127.0.0.1:9\"");
+    let policy = onboarding_policy().set("users", &alice_inline()).set(
+        "upstream",
+        &format!("\"http://bob:{UPSTREAM_PASSWORD}@127.0.0.1:9\""),
+    );
     let (ward, admin) = start(&policy);
     let proxy = ward.http_url();
-    let secrets = [
-        "pw-s3cret-XYZ",
-        "up-s3cret-QQ",
-        "cookie-s3cret",
-        "auth-s3cret",
-        // Basic alice:pw-s3cret-XYZ, as the client sends it.
-        "YWxpY2U6cHctczNjcmV0LVhZWg",
-    ];
+    let secrets = known();
     let refused = curl(&["-x", &proxy, "http://ward.setup/"]);
     assert_eq!(
         refused.http_code, 407,
         "the page is behind the proxy's login: {refused:#?}"
     );
     let mut pages = Vec::new();
+    let user = format!("alice:{PASSWORD}");
     for path in ["/", "/proxy.pac", "/ca.mobileconfig", "/ca.pem", "/nope"] {
         let headers = [
             "-H",
-            "Cookie: s=cookie-s3cret",
+            &format!("Cookie: s={COOKIE}"),
             "-H",
-            "Authorization: Bearer auth-s3cret",
+            &format!("Authorization: Bearer {BEARER}"),
         ];
         pages.push(curl(
             &[&headers[..], &[&format!("http://{admin}{path}")]].concat(),
         ));
-        let via = [&headers[..], &["-x", &proxy, "-U", "alice:pw-s3cret-XYZ"]].concat();
+        let via = [&headers[..], &["-x", &proxy, "-U", &user]].concat();
         pages.push(curl(
             &[&via[..], &[&format!("http://ward.setup{path}")]].concat(),
         ));
@@ -397,7 +393,7 @@ fn no_page_shows_a_secret() {
     for page in &pages {
         assert!(page.out.success(), "{page:#?}");
         for s in secrets {
-            assert!(!page.body.contains(s), "{s} shown: {page:#?}");
+            assert!(!page.body.contains(s.as_str()), "{s} shown: {page:#?}");
         }
     }
     assert!(

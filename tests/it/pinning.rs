@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::inspect::inspecting_policy;
 use crate::support::origin::INDEX_BODY;
+use crate::support::secrets::{PASSWORD, PASSWORD_BOB};
 use crate::support::ward::{field, is_access, message, ward_cli};
 use crate::support::{Ward, curl, have, origins, wait_until};
 
@@ -20,7 +21,9 @@ fn start(ca_dir: &std::path::Path) -> (Ward, SocketAddr) {
         .set("pinning_passthrough", "{failures: 2, window: 1m, ttl: 1h}")
         .set(
             "users",
-            r#"[{name: alice, password: a}, {name: bob, password: b}]"#,
+            &format!(
+                "[{{name: alice, password: \"{PASSWORD}\"}}, {{name: bob, password: \"{PASSWORD_BOB}\"}}]"
+            ),
         )
         .set("admin", "\"127.0.0.1:0\"")
         .set("ca_dir", &format!("\"{}\"", ca_dir.display()));
@@ -32,7 +35,12 @@ fn start(ca_dir: &std::path::Path) -> (Ward, SocketAddr) {
 /// curl as `user`, trusting only the origin's CA: exit 60 when ward forges, 200 when tunnelled.
 fn as_user(ward: &Ward, user: &str) -> crate::support::tools::Curl {
     let o = origins();
-    let creds = format!("{user}:{}", &user[..1]);
+    let password = if user == "alice" {
+        PASSWORD
+    } else {
+        PASSWORD_BOB
+    };
+    let creds = format!("{user}:{password}");
     curl(&[
         "-x",
         &ward.http_url(),

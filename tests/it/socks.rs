@@ -5,6 +5,7 @@ use std::io::Write;
 
 use crate::support::net::{self, SocksAddr, socks5_auth, socks5_greet};
 use crate::support::origin::INDEX_BODY;
+use crate::support::secrets::{PASSWORD, WRONG_PASSWORD, alice_inline};
 use crate::support::ward::field;
 use crate::support::{Policy, Ward, curl, curl_index_via, have, origins};
 
@@ -64,14 +65,14 @@ fn socks5_authentication() {
         return;
     }
     let o = origins();
-    let ward = Ward::start(&Policy::new().set("users", r#"[{name: alice, password: "pw"}]"#));
+    let ward = Ward::start(&Policy::new().set("users", &alice_inline()));
     let url = o.https("origin.test", "/");
 
-    let ok = format!("socks5h://alice:pw@{}", ward.addr);
+    let ok = format!("socks5h://alice:{PASSWORD}@{}", ward.addr);
     let r = curl(&["-x", &ok, "--cacert", o.ca(), &url]);
     assert_eq!(r.expect_ok(200).body, INDEX_BODY);
 
-    let bad = format!("socks5h://alice:Wr0ng-S3cret@{}", ward.addr);
+    let bad = format!("socks5h://alice:{WRONG_PASSWORD}@{}", ward.addr);
     let r = curl(&["-x", &bad, "--cacert", o.ca(), &url]);
     assert!(
         !r.out.success() && r.http_code == 0,
@@ -93,7 +94,7 @@ fn socks5_authentication() {
         "user/password chosen"
     );
     assert_eq!(
-        socks5_auth(&mut s, "alice", "Wr0ng-S3cret"),
+        socks5_auth(&mut s, "alice", WRONG_PASSWORD),
         0x01,
         "RFC 1929 failure status"
     );
@@ -104,14 +105,18 @@ fn socks5_authentication() {
 
     let mut s = net::connect(ward.addr);
     assert_eq!(socks5_greet(&mut s, &[0x02]), 0x02);
-    assert_eq!(socks5_auth(&mut s, "mallory", "pw"), 0x01, "unknown user");
+    assert_eq!(
+        socks5_auth(&mut s, "mallory", PASSWORD),
+        0x01,
+        "unknown user"
+    );
 
     let target = SocksAddr::Domain("origin.test", o.tls.port());
-    let s = net::socks5_open(ward.addr, &target, Some(("alice", "pw")))
+    let s = net::socks5_open(ward.addr, &target, Some(("alice", PASSWORD)))
         .unwrap_or_else(|code| panic!("socks5 CONNECT with credentials: reply {code:#x}"));
     o.assert_index_over(s, "origin.test");
     assert!(
-        !ward.stderr_text().contains("Wr0ng-S3cret"),
+        !ward.stderr_text().contains(WRONG_PASSWORD),
         "passwords never logged: {}",
         ward.stderr_text()
     );

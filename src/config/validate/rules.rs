@@ -8,14 +8,14 @@ use super::super::raw::{RawRule, S};
 use super::super::values::{parse_action, parse_bool, parse_net};
 use super::{Checker, MAX_RULES, join};
 use crate::policy::{HostPattern, PathPattern, PortRange, RuleInfo, parse_method};
-use crate::request::Credentials;
 use crate::tls::Ja4;
+use crate::users::Users;
 
 impl Checker<'_> {
     pub(super) fn rules(
         &mut self,
         list: S<Vec<S<RawRule>>>,
-        users: &[Credentials],
+        users: &Users,
         upstreams: &Upstreams,
     ) -> Vec<RuleInfo> {
         if list.value.len() > MAX_RULES {
@@ -44,7 +44,7 @@ impl Checker<'_> {
         &mut self,
         raw: &S<RawRule>,
         prefix: &str,
-        users: &[Credentials],
+        users: &Users,
         names: &mut HashMap<String, u64>,
     ) -> Option<RuleInfo> {
         let r = &raw.value;
@@ -69,7 +69,7 @@ impl Checker<'_> {
             let msg = "missing: allow, deny or inspect";
             self.issue(raw.referenced, &join(prefix, "action"), msg);
         }
-        let user_known = |s: &str| match users.iter().any(|u| u.user == s) {
+        let user_known = |s: &str| match users.get(s).is_some() {
             true => Ok(s.to_owned()),
             false => Err(format!("{s:?} is not one of the configured `users`")),
         };

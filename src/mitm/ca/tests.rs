@@ -1,6 +1,7 @@
 //! Unit tests of the CA on disk: creation, reload, refusal of a broken CA.
 
 use super::*;
+use std::os::unix::fs::PermissionsExt;
 
 /// basicConstraints (2.5.29.19), critical, `SEQUENCE { BOOLEAN TRUE, INTEGER 0 }`.
 const BASIC_CONSTRAINTS_CA_PATHLEN_0: &[u8] = &[
@@ -26,10 +27,10 @@ fn init_writes_private_key_and_reload_matches() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let again = Ca::load(&certs).unwrap();
+    let again = Ca::load(&certs, KeyAccess::Private).unwrap();
     assert_eq!(again.fingerprint_sha256(), ca.fingerprint_sha256());
     assert_eq!(again.subject, ca.subject);
-    let created = Ca::load_or_create(&certs).unwrap();
+    let created = Ca::load_or_create(&certs, KeyAccess::Private).unwrap();
     assert_eq!(created.fingerprint_sha256(), ca.fingerprint_sha256());
     assert!(matches!(
         Ca::init(&certs, false),
@@ -45,7 +46,7 @@ fn init_writes_private_key_and_reload_matches() {
 #[test]
 fn ca_certificate_is_a_constrained_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::load_or_create(dir.path()).unwrap();
+    let ca = Ca::load_or_create(dir.path(), KeyAccess::Private).unwrap();
     let der = ca.cert_der().as_ref();
     assert!(contains(der, BASIC_CONSTRAINTS_CA_PATHLEN_0));
     assert!(contains(der, KEY_USAGE_CERT_AND_CRL_SIGN));
@@ -62,12 +63,14 @@ fn half_present_or_mismatched_ca_is_refused() {
     let other = tempfile::tempdir().unwrap();
     Ca::init(other.path(), false).unwrap();
     fs::copy(other.path().join(KEY_FILE), dir.path().join(KEY_FILE)).unwrap();
-    let err = Ca::load(dir.path()).unwrap_err().to_string();
+    let err = Ca::load(dir.path(), KeyAccess::Private)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("does not match"), "{err}");
     assert!(!err.contains("PRIVATE KEY"));
     fs::remove_file(dir.path().join(CERT_FILE)).unwrap();
     assert!(matches!(
-        Ca::load_or_create(dir.path()),
+        Ca::load_or_create(dir.path(), KeyAccess::Private),
         Err(MitmError::BadCa { .. })
     ));
 }
@@ -90,4 +93,41 @@ fn show_text_names_path_fingerprint_and_trust_steps() {
         assert!(text.contains(needle), "missing {needle}");
     }
     assert!(!text.contains("PRIVATE"));
+}
+
+#[test]
+fn a_key_others_can_read_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    Ca::init(dir.path(), false).unwrap();
+    let key = dir.path().join(KEY_FILE);
+    assert!(check_key(dir.path(), KeyAccess::Private).unwrap().is_none());
+    let root_owned = fs::metadata(&key).unwrap().uid() == 0;
+    for mode in [0o644, 0o604, 0o640, 0o660] {
+        fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
+        // Group read of a root-owned key is allowed (PostgreSQL's rule); the tests may run
+        // as root, where 0640 passes.
+        if mode == 0o640 && root_owned {
+            continue;
+        }
+        let err = Ca::load(dir.path(), KeyAccess::Private)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
+        assert!(err.contains("chmod 600") && err.contains(KEY_FILE), "{err}");
+        assert!(!err.contains("PRIVATE KEY"), "{err}");
+        assert!(check_key(dir.path(), KeyAccess::Private).is_err());
+        let warned = check_key(dir.path(), KeyAccess::AllowInsecure)
+            .unwrap()
+            .unwrap();
+        assert!(warned.contains("chmod 600"), "{warned}");
+        Ca::load(dir.path(), KeyAccess::AllowInsecure).unwrap();
+    }
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o400)).unwrap();
+    Ca::load(dir.path(), KeyAccess::Private).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    assert!(
+        check_key(empty.path(), KeyAccess::Private)
+            .unwrap()
+            .is_none()
+    );
 }

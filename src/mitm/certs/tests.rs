@@ -1,6 +1,7 @@
 //! Unit tests of the leaf forge and its cache, verified with webpki as a client would.
 
 use super::*;
+use crate::mitm::ca::KeyAccess;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{ServerName, UnixTime};
@@ -76,7 +77,7 @@ fn leaf_key_identifiers_name_the_ca_also_after_a_reload() {
     };
     check(&cache, "a.test");
     // The CA as a restarted proxy reads it from disk.
-    let reloaded = Arc::new(Ca::load(dir.path()).unwrap());
+    let reloaded = Arc::new(Ca::load(dir.path(), KeyAccess::Private).unwrap());
     assert_eq!(
         key_identifiers(reloaded.cert_der()).0.as_ref(),
         Some(&ca_ski)

@@ -7,6 +7,7 @@ pub mod haproxy;
 pub mod net;
 pub mod origin;
 pub mod policy;
+pub mod secrets;
 pub mod tinyproxy;
 pub mod tools;
 pub mod ward;

@@ -1,6 +1,8 @@
 //! The ward process fixture: writes a policy into a temp folder, runs the real binary with JSON
 //! logs, learns its port from the "listening" record, keeps collecting stderr in a background
-//! thread so tests can assert on log records, and stops it on drop (SIGTERM, then SIGKILL).
+//! thread so tests can assert on log records, and stops it on drop (SIGTERM, then SIGKILL),
+//! then fails the test if its stdout or stderr holds one of the tests' secrets
+//! ([`super::secrets`]).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::policy::Policy;
+use super::secrets;
 
 /// How long ward may take to start listening (a cold start on a busy 2-core machine).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -45,6 +48,8 @@ pub struct Ward {
     _dir: tempfile::TempDir,
     policy_path: PathBuf,
     logs: Arc<LogSink>,
+    /// stdout, which ward should leave empty; scanned for secrets like the logs.
+    stdout: Arc<LogSink>,
     pub addr: SocketAddr,
     exit: Option<ExitStatus>,
 }
@@ -83,7 +88,7 @@ impl Ward {
         let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ward");
@@ -91,11 +96,16 @@ impl Ward {
         let stderr = child.stderr.take().expect("stderr pipe");
         let sink = logs.clone();
         std::thread::spawn(move || collect(stderr, &sink));
+        let stdout_sink = Arc::new(LogSink::default());
+        let stdout = child.stdout.take().expect("stdout pipe");
+        let sink = stdout_sink.clone();
+        std::thread::spawn(move || collect(stdout, &sink));
         let mut ward = Ward {
             child,
             _dir: dir,
             policy_path,
             logs,
+            stdout: stdout_sink,
             addr: "0.0.0.0:0".parse().expect("placeholder"),
             exit: None,
         };
@@ -266,21 +276,41 @@ impl Ward {
 
 impl Drop for Ward {
     fn drop(&mut self) {
-        if self.exit.is_some() || matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
+        let exited = self.exit.is_some() || matches!(self.child.try_wait(), Ok(Some(_)));
+        if !exited {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid().to_string())
+                .status();
+            if self.wait_exit(STOP_TIMEOUT).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        if self.wait_exit(STOP_TIMEOUT).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        // The whole output, the lines written while stopping included.
+        for (sink, stream) in [(&self.logs, "stderr"), (&self.stdout, "stdout")] {
+            let text = sink.all_after_close(CLOSE_WAIT);
+            secrets::assert_none_in(&text, stream);
         }
     }
 }
 
-fn collect(stderr: std::process::ChildStderr, sink: &LogSink) {
+/// How long, after the process ended, its pipes may take to deliver their last lines.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+impl LogSink {
+    /// Every line, once the pipe has closed (or after `wait`, with what came by then).
+    fn all_after_close(&self, wait: Duration) -> String {
+        let lines = self.lines.lock().expect("log lock");
+        let (lines, _) = self
+            .grew
+            .wait_timeout_while(lines, wait, |l| !l.closed)
+            .expect("log wait");
+        lines.text.join("\n")
+    }
+}
+
+fn collect(stderr: impl std::io::Read, sink: &LogSink) {
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         sink.lines.lock().expect("log lock").text.push(line);
@@ -308,11 +338,15 @@ pub fn field(v: &Value, name: &str) -> Option<String> {
     }
 }
 
-/// Runs `ward ARGS…` to completion (check, explain, ca) with a timeout.
+/// Runs `ward ARGS…` to completion (check, explain, ca) with a timeout; fails the test if
+/// its output holds one of the tests' secrets.
 pub fn ward_cli(args: &[&str], cwd: &Path) -> super::tools::Output {
     let mut cmd = Command::new(ward_bin());
     cmd.args(args).current_dir(cwd);
-    super::tools::run(cmd, Duration::from_secs(20))
+    let out = super::tools::run(cmd, Duration::from_secs(20));
+    secrets::assert_none_in(&out.stdout, "stdout");
+    secrets::assert_none_in(&out.stderr, "stderr");
+    out
 }
 
 fn is_reload(v: &Value) -> bool {
