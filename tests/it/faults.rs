@@ -579,14 +579,20 @@ fn upstream_proxy_dying_mid_tunnel_is_a_reset_the_client_sees() {
     let (code, status, size, stderr) =
         curl_download(&["-x", &ward.http_url(), "--cacert", o.ca(), &url]);
     runtime().block_on(proxy).expect("proxy task");
-    assert_eq!(status, 200, "{stderr}");
+    // The reset is passed on as a reset, and a reset discards what the client had not read
+    // yet: on a busy machine curl may meet it before the response head (a send or receive
+    // failure, nothing received). Either way it sees the failure, never a clean end.
     assert!(
-        size > 0 && size <= PROXY_DIES_AFTER,
+        size <= PROXY_DIES_AFTER,
         "{size} bytes received; the proxy relayed about {PROXY_DIES_AFTER}"
     );
     assert!(
-        matches!(code, Some(18 | 56)),
+        matches!(code, Some(18 | 55 | 56)),
         "curl must see the tunnel fail, got {code:?}: {stderr}"
+    );
+    assert!(
+        status == 200 || (status == 0 && size == 0),
+        "a head is the origin's or none: {status}, {size} bytes: {stderr}"
     );
     let rec = ward.expect_access("of the tunnel through the dead proxy", |v| {
         field(v, "stage").as_deref() == Some("tunnel")
