@@ -14,6 +14,12 @@
 mod balancer;
 #[path = "e2e/client.rs"]
 mod client;
+#[path = "e2e/cost.rs"]
+mod cost;
+#[path = "e2e/cost_report.rs"]
+mod cost_report;
+#[path = "e2e/memory.rs"]
+mod memory;
 #[path = "e2e/opts.rs"]
 mod opts;
 #[path = "e2e/origin.rs"]
@@ -38,6 +44,8 @@ mod soak_load;
 mod soak_report;
 #[path = "e2e/subjects.rs"]
 mod subjects;
+#[path = "e2e/variants.rs"]
+mod variants;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -22,9 +22,13 @@ Environment: E2E_QUICK=1, E2E_REPS=N, E2E_ONLY=A,B, E2E_NO_MEMORY=1, WARD_BIN=PA
   E2E_SOAK=1; the soak's size: E2E_SOAK_SECS=N (default 600), E2E_SOAK_TUNNELS=N (9900),
   E2E_SOAK_INTERCEPTS=N (1000; half HTTP/1.1, half HTTP/2), E2E_SOAK_REOPENS=N (2: later rounds of the
   same connections, 20 s each);
-  for narrowing a measurement: E2E_CASES=Raw1,Raw8,Tls1,Tls8,Rate (speed scenarios),
-  E2E_SUBJECTS='ward,ward socks5,ward inspect' (rows by name), E2E_RATE_MS=N (window),
-  E2E_RATE_CONC=N (new-connection concurrency)";
+  for narrowing a measurement: E2E_CASES=Raw1,Raw8,Tls1,Tls8,Rate,Cost (speed scenarios; Cost: the
+  cost model's scaling, new connections at 10x the concurrency and through a config with 10x the
+  rules), E2E_SUBJECTS='ward,ward (1 worker),ward socks5,ward inspect' (rows by name),
+  E2E_RATE_MS=N (window), E2E_RATE_CONC=N (new-connection concurrency), E2E_COST_MS=N (each window
+  of Cost; default 1000, quick 400)
+Every case also reads the proxy's CPU time from /proc: the report's cost model gives CPU per new
+connection and per GiB for each row, and what that projects to on 16 cores.";
 
 pub struct Options {
     pub quick: bool,
@@ -39,6 +43,8 @@ pub struct Options {
     pub tput_length: Duration,
     pub rate_length: Duration,
     pub rate_concurrency: usize,
+    /// Each window of the cost model's scaling case (connections ×10, rules ×10).
+    pub cost_length: Duration,
     pub idle_counts: Vec<usize>,
     /// How long building up the idle connections of one measurement may take.
     pub idle_cap: Duration,
@@ -78,6 +84,11 @@ const SOAK_MAX_REOPENS: usize = 10;
 const SOAK_MAX_SECS: u64 = 18 * 60;
 /// Concurrency of the new-connection scenario: a busy browser-like client population.
 const RATE_CONCURRENCY: usize = 16;
+/// Each window of the scaling case: half the new-connection window, so that its ~16 windows
+/// per repetition (9 rows × connections ×10, 7 × rules ×10) add about 2 minutes to a full run;
+/// still ~100 ticks of the 10 ms CPU clock for ward's CPU per connection.
+const COST_MS: u64 = 1000;
+const COST_MS_QUICK: u64 = 400;
 
 /// A comma-separated list, trimmed, empty items dropped.
 fn list(s: &str) -> Vec<String> {
@@ -171,6 +182,10 @@ impl Options {
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis)
                 .unwrap_or(Duration::from_millis(if quick { 800 } else { 2000 })),
+            cost_length: Duration::from_millis(number_env(
+                "E2E_COST_MS",
+                if quick { COST_MS_QUICK } else { COST_MS },
+            )?),
             rate_concurrency: std::env::var("E2E_RATE_CONC")
                 .ok()
                 .and_then(|v| v.parse().ok())

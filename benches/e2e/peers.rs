@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 use crate::pki::{INSPECT_NAME, ORIGIN_NAME, Pki};
 use crate::process::{ChildGuard, free_port, log_tail, wait_listening};
+use crate::variants::{self, Variant};
 
 pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// ward writes its CA at start; give it this long to appear after the port opens.
@@ -176,7 +177,12 @@ pub(crate) fn render(template: &str, vars: &[(&str, String)]) -> String {
     })
 }
 
-pub fn start(kind: PeerKind, program: &Path, env: &PeerEnv<'_>) -> Result<Running> {
+pub fn start(
+    kind: PeerKind,
+    variant: Variant,
+    program: &Path,
+    env: &PeerEnv<'_>,
+) -> Result<Running> {
     match kind {
         PeerKind::WardBehindLb => return crate::balancer::start(program, env, 1),
         PeerKind::WardPairBehindLb => return crate::balancer::start(program, env, 2),
@@ -189,7 +195,7 @@ pub fn start(kind: PeerKind, program: &Path, env: &PeerEnv<'_>) -> Result<Runnin
     fs::write(d.join("bench-ca.pem"), &env.pki.bench_ca_pem)?;
     let port = free_port()?;
     let admin_port = free_port()?;
-    let vars = [
+    let mut vars = vec![
         ("PORT", port.to_string()),
         ("ADMIN_PORT", admin_port.to_string()),
         ("DIR", d.display().to_string()),
@@ -197,8 +203,12 @@ pub fn start(kind: PeerKind, program: &Path, env: &PeerEnv<'_>) -> Result<Runnin
         ("MAX_FDS", env.nofile.to_string()),
         ("MAX_CLIENTS", (env.nofile / 2).to_string()),
     ];
+    vars.extend(variants::template_vars(kind, variant));
     let log = d.join(format!("{}.log", kind.name()));
     let mut cmd = command(kind, program, d, &vars, env)?;
+    if variant == Variant::OneWorker {
+        cmd.env(variants::WORKERS_ENV, "1");
+    }
     cmd.stdin(Stdio::null())
         .stdout(fs::File::create(d.join("stdout.log"))?)
         .stderr(fs::File::create(&log)?);

@@ -94,21 +94,74 @@ pub struct Mem {
 }
 
 pub fn group_memory(leader: u32) -> Mem {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Mem::default();
-    };
     let mut total = Mem::default();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if process_group_of(pid) == Some(leader) {
-            total.rss_kib += kib_field(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0);
-            total.pss_kib += kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:").unwrap_or(0);
-        }
+    for pid in group_members(leader) {
+        total.rss_kib += kib_field(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0);
+        total.pss_kib += kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:").unwrap_or(0);
     }
     total
+}
+
+/// Every live process of the group led by `leader` (Squid's helpers, Dante's workers).
+fn group_members(leader: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| process_group_of(pid) == Some(leader))
+        .collect()
+}
+
+/// What a process group has spent on the CPU so far, read in one pass over its members.
+#[derive(Clone, Copy, Default)]
+pub struct GroupCpu {
+    /// utime + stime of every process (all threads, exited ones included) plus cutime +
+    /// cstime, the time of the children each has reaped, so a helper that exits inside a
+    /// window is not lost; in clock ticks (10 ms here), each field truncated.
+    pub ticks: u64,
+    /// On-CPU time of every live thread (/proc/PID/task/TID/schedstat): exact to the
+    /// nanosecond, but blind to threads and processes that have exited.
+    pub runtime_ns: u64,
+    /// Context switches (voluntary + involuntary) of every live thread.
+    pub switches: u64,
+    pub processes: u64,
+}
+
+/// The CPU of the group led by `leader`; None if the leader is gone.
+pub fn group_cpu(leader: u32) -> Option<GroupCpu> {
+    let members = group_members(leader);
+    if !members.contains(&leader) {
+        return None;
+    }
+    let mut total = GroupCpu::default();
+    for pid in members {
+        let Some(f) = stat_fields(pid) else { continue };
+        total.ticks += [11, 12, 13, 14]
+            .iter()
+            .filter_map(|&i| f.get(i))
+            .sum::<u64>();
+        total.processes += 1;
+        let Ok(threads) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in threads.flatten() {
+            let schedstat = fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            total.runtime_ns += schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            total.switches += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    Some(total)
 }
 
 /// VmRSS of one process, from /proc/PID/status.
@@ -133,22 +186,6 @@ fn stat_fields(pid: u32) -> Option<Vec<u64>> {
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let f = stat_fields(pid)?;
     Some(f.get(11)? + f.get(12)?)
-}
-
-/// Context switches (voluntary + involuntary) summed over a process's threads.
-pub fn ctx_switches(pid: u32) -> Option<u64> {
-    let mut total = 0;
-    for t in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
-        let text = fs::read_to_string(t.path().join("status")).unwrap_or_default();
-        for l in text.lines().filter(|l| l.contains("ctxt_switches:")) {
-            total += l
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    Some(total)
 }
 
 pub fn ticks_per_sec() -> f64 {

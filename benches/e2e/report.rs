@@ -16,6 +16,17 @@ pub enum Metric {
     ConnPerSec,
     P50Ms,
     P99Ms,
+    /// The proxy's CPU µs per new connection, at the scenario's concurrency.
+    CpuConn,
+    /// The same at 10× the concurrency (the cost model's "connections ×10").
+    CpuConnX10,
+    /// The same at the scenario's concurrency through the proxy's rules-×10 variant.
+    CpuConnRulesX10,
+    /// The proxy's CPU s per GiB received in each throughput case.
+    CpuRaw1,
+    CpuRaw8,
+    CpuTls1,
+    CpuTls8,
 }
 
 pub struct MemRow {
@@ -58,13 +69,6 @@ impl Results {
             .push((rep, value));
     }
 
-    /// The connections/s just measured for `subject` (measurement aid for the progress line).
-    pub fn last_rate(&self, subject: &str) -> Option<&f64> {
-        self.values(subject, Metric::ConnPerSec)
-            .last()
-            .map(|(_, v)| v)
-    }
-
     pub fn add_rate_errors(&mut self, subject: &'static str, errors: u64) {
         *self.rate_errors.entry(subject).or_default() += errors;
     }
@@ -76,7 +80,7 @@ impl Results {
             .map_or(&[], |(_, v)| v.as_slice())
     }
 
-    fn stats(&self, subject: &str, metric: Metric) -> Option<Stats> {
+    pub(crate) fn stats(&self, subject: &str, metric: Metric) -> Option<Stats> {
         let values: Vec<f64> = self
             .values(subject, metric)
             .iter()
@@ -93,7 +97,16 @@ impl Results {
 
     /// The same against any reference row (ward alone for the rows behind HAProxy).
     fn paired_ratio_to(&self, subject: &str, reference: &str, metric: Metric) -> Option<f64> {
-        let direct = self.values(reference, metric);
+        self.paired_ratio_of((subject, metric), (reference, metric))
+    }
+
+    /// Median over repetitions of one figure over another measured in the same repetition.
+    pub(crate) fn paired_ratio_of(
+        &self,
+        (subject, metric): (&str, Metric),
+        (reference, reference_metric): (&str, Metric),
+    ) -> Option<f64> {
+        let direct = self.values(reference, reference_metric);
         let ratios: Vec<f64> = self
             .values(subject, metric)
             .iter()
@@ -106,8 +119,8 @@ impl Results {
     }
 }
 
-struct Stats {
-    median: f64,
+pub(crate) struct Stats {
+    pub median: f64,
     min: f64,
     max: f64,
 }
@@ -134,7 +147,7 @@ impl Stats {
 }
 
 /// A figure with enough digits to compare, not more.
-fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     if x >= 100.0 {
         format!("{x:.0}")
     } else if x >= 10.0 {
@@ -156,6 +169,7 @@ pub fn render(meta: &Meta, r: &Results) -> String {
     }
     throughput_table(&mut out, r);
     rate_table(&mut out, r);
+    crate::cost_report::cost_tables(&mut out, r);
     memory_table(&mut out, r);
     download_table(&mut out, r);
     if !r.notes.is_empty() {
@@ -171,11 +185,6 @@ fn cell(r: &Results, subject: &str, metric: Metric) -> String {
     let Some(s) = r.stats(subject, metric) else {
         return "–".to_owned();
     };
-    let spread = if s.min < s.max {
-        format!(" ({}–{})", num(s.min), num(s.max))
-    } else {
-        String::new()
-    };
     let ratio = match r.paired_ratio(subject, metric) {
         Some(x) if subject != "direct" => format!(" ×{x:.2}"),
         _ => String::new(),
@@ -183,7 +192,18 @@ fn cell(r: &Results, subject: &str, metric: Metric) -> String {
     let to_ward = lb_reference(subject)
         .and_then(|w| Some((w, r.paired_ratio_to(subject, w, metric)?)))
         .map_or(String::new(), |(w, x)| format!(" (×{x:.2} of {w})"));
-    format!("{}{spread}{ratio}{to_ward}", num(s.median))
+    format!("{s}{ratio}{to_ward}")
+}
+
+impl std::fmt::Display for Stats {
+    /// The median, and (min–max) when the repetitions differ.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&num(self.median))?;
+        if self.min < self.max {
+            write!(f, " ({}–{})", num(self.min), num(self.max))?;
+        }
+        Ok(())
+    }
 }
 
 /// The row a `--lb` row is also compared with: the same ward, reached without HAProxy.

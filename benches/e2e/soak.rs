@@ -23,6 +23,7 @@ use crate::pki::Pki;
 use crate::soak_load::{self, Client, Echo, Kind, Latencies, Tally};
 use crate::soak_report::{Figures, KindFigures};
 use crate::subjects::SUBJECTS;
+use crate::variants::Variant;
 
 /// Concurrent set-ups during the ramp (TCP connect, CONNECT, and TLS for interceptions).
 pub const SETUP_CONCURRENCY: usize = 64;
@@ -64,7 +65,7 @@ pub async fn run(i: Inputs<'_>) -> Result<Figures> {
         pki: i.pki,
         nofile: i.nofile,
     };
-    let mut running = peers::start(PeerKind::Ward, i.ward, &env)?;
+    let mut running = peers::start(PeerKind::Ward, Variant::Stock, i.ward, &env)?;
     let admin = running
         .admin_port
         .context("ward started without its admin")?;

@@ -7,6 +7,7 @@ use crate::client::{Front, Route};
 use crate::origin::Origin;
 use crate::peers::{PeerKind, Running};
 use crate::pki::{ALPN_H1, ALPN_H2, INSPECT_NAME, ORIGIN_NAME, Pki, client_config};
+use crate::variants::Variant;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -18,6 +19,8 @@ pub enum Via {
 pub struct Subject {
     pub name: &'static str,
     pub peer: Option<PeerKind>,
+    /// How that proxy is set up (ward with one worker, or as the bench config says).
+    pub variant: Variant,
     pub via: Via,
     /// The proxy is told our `hosts` (ward's `hosts`, Squid's `hosts_file`) and is asked for
     /// the name; the others resolve with the system and are asked for 127.0.0.1.
@@ -27,6 +30,8 @@ pub struct Subject {
     pub rate_only: bool,
     /// Also measured in the idle-memory scenario.
     pub memory: bool,
+    /// Also measured in the cost model's scaling case (rules ×10, connections ×10).
+    pub scaling: bool,
 }
 
 const fn subject(
@@ -42,8 +47,10 @@ const fn subject(
         via,
         by_name,
         intercept,
+        variant: Variant::Stock,
         rate_only: false,
         memory: true,
+        scaling: peer.is_some(),
     }
 }
 
@@ -53,6 +60,19 @@ pub const SUBJECTS: &[Subject] = &[
         ..subject("direct", None, Via::Direct, true, false)
     },
     subject("ward", Some(PeerKind::Ward), Via::Connect, true, false),
+    // What the second core buys: the same ward on one runtime worker.
+    Subject {
+        variant: Variant::OneWorker,
+        memory: false,
+        scaling: false,
+        ..subject(
+            "ward (1 worker)",
+            Some(PeerKind::Ward),
+            Via::Connect,
+            true,
+            false,
+        )
+    },
     Subject {
         memory: false,
         ..subject(
@@ -73,6 +93,7 @@ pub const SUBJECTS: &[Subject] = &[
     Subject {
         rate_only: true,
         memory: false,
+        scaling: false,
         ..subject(
             "ward, logs on",
             Some(PeerKind::WardLogs),
@@ -84,6 +105,7 @@ pub const SUBJECTS: &[Subject] = &[
     Subject {
         rate_only: true,
         memory: false,
+        scaling: false,
         ..subject(
             "ward inspect, logs on",
             Some(PeerKind::WardLogs),
@@ -131,6 +153,7 @@ pub const SUBJECTS: &[Subject] = &[
     // The `--lb` rows: the client connects to HAProxy, which hands the bytes to a replica.
     Subject {
         memory: false,
+        scaling: false,
         ..subject(
             "haproxy → ward",
             Some(PeerKind::WardBehindLb),
@@ -141,6 +164,7 @@ pub const SUBJECTS: &[Subject] = &[
     },
     Subject {
         memory: false,
+        scaling: false,
         ..subject(
             "haproxy → 2 wards",
             Some(PeerKind::WardPairBehindLb),
@@ -151,6 +175,7 @@ pub const SUBJECTS: &[Subject] = &[
     },
     Subject {
         memory: false,
+        scaling: false,
         ..subject(
             "haproxy → ward inspect",
             Some(PeerKind::WardBehindLb),
@@ -161,6 +186,7 @@ pub const SUBJECTS: &[Subject] = &[
     },
     Subject {
         memory: false,
+        scaling: false,
         ..subject(
             "haproxy → 2 wards inspect",
             Some(PeerKind::WardPairBehindLb),
