@@ -4,8 +4,8 @@
 //! target/bench-report.md. Installs nothing, reaches nothing beyond 127.0.0.1, and kills every
 //! process it started when it ends (also on panic and Ctrl-C).
 //!
-//! `cargo bench --bench e2e` (about 15 minutes on 2 cores), `cargo bench --bench e2e -- --quick`
-//! (about 3), `-- --lb` (ward behind HAProxy), `-- --soak` (issue 15's soak, to
+//! `cargo bench --bench e2e` (about 14 minutes on 2 cores), `cargo bench --bench e2e -- --quick`
+//! (about 4), `-- --lb` (ward behind HAProxy), `-- --soak` (issue 15's soak, to
 //! target/soak-report.md), `-- --help` for the rest.
 // These time real processes and real sockets, where tokio's pausable clock has no say.
 #![allow(clippy::disallowed_types)]
@@ -259,6 +259,12 @@ fn meta(
          file); Squid runs with access_log none; the others at their error level"
             .to_owned(),
         format!("RLIMIT_NOFILE of the bench and of every proxy (inherited): {nofile}"),
+        format!(
+            "workers: ward's runtime runs one worker thread per core ({} here); the \"ward (1 worker)\" row runs \
+             the same ward with {}=1",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            variants::WORKERS_ENV
+        ),
     ];
     if let Some(&most) = opts.idle_counts.iter().max()
         && most > idle_limit(nofile)

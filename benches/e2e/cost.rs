@@ -1,19 +1,17 @@
 //! What a proxy costs in CPU, from the kernel's own accounting: snapshots of the CPU time and
 //! context switches of its process groups (/proc), and the new-connection scenario with the
-//! proxy's CPU per connection over it. Reads /proc and runs clients; judges nothing.
+//! proxy's CPU per connection over it. Reads /proc and CPU-time clocks, runs clients; judges
+//! nothing.
 
 use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::client::Route;
-use crate::process::{GroupCpu, group_cpu, ticks_per_sec};
+use crate::process::{GroupCpu, group_cpu};
 use crate::scenarios::{Rate, connect_rate};
 
 const GIB: f64 = (1u64 << 30) as f64;
-/// How far a process's tick count may be from its threads' exact run time: four fields
-/// (utime, stime, cutime, cstime), each truncated to a whole tick at both ends of a window.
-const ROUNDING_TICKS: f64 = 4.0;
 
 /// The CPU time and context switches of a proxy so far: summed over every process of the
 /// group of each of `pids` (the proxy with its helpers and workers; HAProxy and its replicas
@@ -31,10 +29,8 @@ impl ProxyCost {
         let groups: Option<Vec<GroupCpu>> = pids.iter().map(|&p| group_cpu(p)).collect();
         let cpu = groups.map(|g| {
             g.into_iter().fold(GroupCpu::default(), |a, b| GroupCpu {
-                ticks: a.ticks + b.ticks,
-                runtime_ns: a.runtime_ns + b.runtime_ns,
+                ns: a.ns + b.ns,
                 switches: a.switches + b.switches,
-                processes: a.processes + b.processes,
             })
         });
         ProxyCost { cpu }
@@ -48,21 +44,10 @@ impl ProxyCost {
             .unwrap_or_default()
     }
 
-    /// CPU seconds spent since `before`: the threads' nanosecond run time where it agrees
-    /// with the kernel's tick count within that count's rounding (no thread or helper came
-    /// or went unseen), else the tick count (tinyproxy's thread per connection, a reaped
-    /// helper).
+    /// CPU seconds spent since `before`.
     pub fn cpu_secs_since(&self, before: &ProxyCost) -> Option<f64> {
         let (b, a) = (before.cpu?, self.cpu?);
-        let tick = 1.0 / ticks_per_sec();
-        let coarse = a.ticks.saturating_sub(b.ticks) as f64 * tick;
-        let fine = (a.runtime_ns as f64 - b.runtime_ns as f64) / 1e9;
-        let rounding = ROUNDING_TICKS * a.processes.max(b.processes) as f64 * tick;
-        Some(if (fine - coarse).abs() <= rounding {
-            fine
-        } else {
-            coarse
-        })
+        Some(a.ns.saturating_sub(b.ns) as f64 / 1e9)
     }
 
     /// CPU seconds since `before` per GiB of `bytes`.

@@ -46,10 +46,9 @@ Median (min–max) over repetitions. Rules ×{RULES_SCALE}: the same new-connect
 second instance of the proxy whose config holds {RULES_SCALE}× its bench rules (the added ones match the \
 bench's destinations but not its client, so every decision checks and rejects them); connections \
 ×{CONNS_SCALE}: {CONNS_SCALE}× as many clients at a time; ×N: median over repetitions of the ratio to the \
-row's CPU per connection in the same repetition. CPU time: the threads' run time in ns \
-(/proc/PID/task/TID/schedstat) where it agrees with utime + stime + cutime + cstime of /proc/PID/stat within \
-that count's 10 ms rounding; else the tick count, which also sees exited threads and reaped helpers \
-(tinyproxy's thread per connection).\n\n"
+row's CPU per connection in the same repetition. CPU time: each process's CPU-time clock \
+(`clock_getcpuclockid`; in ns, every thread, exited ones included: what /proc/PID/stat counts in 10 ms ticks) \
+plus the time of the children it reaped (cutime + cstime, in ticks).\n\n"
     );
     out.push_str(
         "| subject | CPU per new connection (µs) | rules ×10 (µs) | connections ×10 (µs) | \

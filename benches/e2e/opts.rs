@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 pub const USAGE: &str = "\
 cargo bench --bench e2e [-- OPTIONS]
-  --quick          short run (~3 min): 2 repetitions, short windows, 1,000 idle tunnels, 2 GiB download
+  --quick          short run (~4 min): 2 repetitions, short windows, 1,000 idle tunnels, 2 GiB download
   --reps N         repetitions of the speed scenarios (default 5; quick 2)
   --only A,B       only these proxies (ward, ward-logs, squid, tinyproxy, dante,
                    mitmproxy-tunnel, mitmproxy-intercept); direct always runs

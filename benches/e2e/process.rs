@@ -117,16 +117,12 @@ fn group_members(leader: u32) -> Vec<u32> {
 /// What a process group has spent on the CPU so far, read in one pass over its members.
 #[derive(Clone, Copy, Default)]
 pub struct GroupCpu {
-    /// utime + stime of every process (all threads, exited ones included) plus cutime +
-    /// cstime, the time of the children each has reaped, so a helper that exits inside a
-    /// window is not lost; in clock ticks (10 ms here), each field truncated.
-    pub ticks: u64,
-    /// On-CPU time of every live thread (/proc/PID/task/TID/schedstat): exact to the
-    /// nanosecond, but blind to threads and processes that have exited.
-    pub runtime_ns: u64,
+    /// Every process's own CPU time (all threads, exited ones included) from its CPU-time
+    /// clock, exact; plus cutime + cstime, the time of the children each has reaped (a helper
+    /// that exits inside a window), which /proc/PID/stat gives in clock ticks only.
+    pub ns: u64,
     /// Context switches (voluntary + involuntary) of every live thread.
     pub switches: u64,
-    pub processes: u64,
 }
 
 /// The CPU of the group led by `leader`; None if the leader is gone.
@@ -135,24 +131,20 @@ pub fn group_cpu(leader: u32) -> Option<GroupCpu> {
     if !members.contains(&leader) {
         return None;
     }
+    let tick_ns = 1e9 / ticks_per_sec();
+    let ticks_ns = |f: &[u64], fields: [usize; 2]| {
+        (fields.iter().filter_map(|&i| f.get(i)).sum::<u64>() as f64 * tick_ns) as u64
+    };
     let mut total = GroupCpu::default();
     for pid in members {
         let Some(f) = stat_fields(pid) else { continue };
-        total.ticks += [11, 12, 13, 14]
-            .iter()
-            .filter_map(|&i| f.get(i))
-            .sum::<u64>();
-        total.processes += 1;
+        // utime, stime (the clock's figure in ticks, should the clock fail), cutime, cstime.
+        let own = process_cpu_ns(pid).unwrap_or_else(|| ticks_ns(&f, [11, 12]));
+        total.ns += own + ticks_ns(&f, [13, 14]);
         let Ok(threads) = fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
         for t in threads.flatten() {
-            let schedstat = fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-            total.runtime_ns += schedstat
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
             let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
             total.switches += status
                 .lines()
@@ -162,6 +154,25 @@ pub fn group_cpu(leader: u32) -> Option<GroupCpu> {
         }
     }
     Some(total)
+}
+
+/// A process's CPU time in ns, every thread's, exited ones included: the kernel's exact
+/// figure behind the 10 ms ticks of /proc/PID/stat, read through the process's CPU-time clock.
+fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut clock: libc::clockid_t = 0;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both calls only write the values passed by reference.
+    let read = unsafe {
+        libc::clock_getcpuclockid(pid, &mut clock) == 0 && libc::clock_gettime(clock, &mut now) == 0
+    };
+    if !read {
+        return None;
+    }
+    Some(u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?)
 }
 
 /// VmRSS of one process, from /proc/PID/status.

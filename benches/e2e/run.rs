@@ -57,8 +57,8 @@ impl Case {
 
 /// One row in one repetition: how the client reaches the origin through it, whose CPU is its
 /// cost, and for the scaling case the same row through the proxy's rules-×10 variant.
-struct Target<'s> {
-    s: &'s Subject,
+struct Target {
+    s: &'static Subject,
     route: Route,
     /// The proxy's processes (each leads its group); empty for direct.
     pids: Vec<u32>,
@@ -134,11 +134,7 @@ impl Bench<'_> {
         out
     }
 
-    fn targets<'s>(
-        &self,
-        running: &[(Instance, Running)],
-        results: &mut Results,
-    ) -> Vec<Target<'s>> {
+    fn targets(&self, running: &[(Instance, Running)], results: &mut Results) -> Vec<Target> {
         let find =
             |instance: Instance| running.iter().find(|(i, _)| *i == instance).map(|(_, r)| r);
         let mut out = Vec::new();
@@ -218,7 +214,7 @@ impl Bench<'_> {
     async fn measure(
         &self,
         case: Case,
-        t: &Target<'_>,
+        t: &Target,
         rep: usize,
         results: &mut Results,
     ) -> Result<String> {
@@ -277,7 +273,7 @@ impl Bench<'_> {
 
     /// The cost model's scaling: the proxy's CPU per new connection with 10× the clients at a
     /// time, and through its rules-×10 variant at the usual concurrency.
-    async fn scaling(&self, t: &Target<'_>, rep: usize, results: &mut Results) -> Result<String> {
+    async fn scaling(&self, t: &Target, rep: usize, results: &mut Results) -> Result<String> {
         let o = self.opts;
         let mut runs = vec![(
             Metric::CpuConnX10,
