@@ -28,6 +28,8 @@ const MAX_RATE_SAMPLES: usize = 2_000_000;
 /// Concurrent handshakes while building up idle connections.
 const SETUP_CONCURRENCY: usize = 64;
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// A CPU snapshot of the throughput window may come this fraction of the window late.
+const PROBE_SLACK_DIVISOR: u32 = 10;
 
 /// What the client received in a throughput window, and what the proxy spent on it.
 pub struct Throughput {
@@ -53,11 +55,14 @@ pub async fn throughput(
     let start = Instant::now() + warmup;
     let end = start + length;
     let pids = pids.to_vec();
-    let probe = tokio::spawn(async move {
-        tokio::time::sleep_until(start).await;
-        let before = ProxyCost::sample(&pids).await;
-        tokio::time::sleep_until(end).await;
-        (before, ProxyCost::sample(&pids).await)
+    // On a thread of its own: the runtime's workers, busy decrypting eight streams on a loaded
+    // machine, were seen to fire a timer 50-60 ms late.
+    let probe = tokio::task::spawn_blocking(move || {
+        let at = |t: Instant| {
+            std::thread::sleep(t.saturating_duration_since(Instant::now()));
+            (Instant::now(), ProxyCost::now(&pids))
+        };
+        (at(start), at(end))
     });
     let counted = Arc::new(AtomicU64::new(0));
     let mut set = JoinSet::new();
@@ -88,10 +93,22 @@ pub async fn throughput(
         joined??;
     }
     let bytes = counted.load(Ordering::Relaxed);
-    let (before, after) = probe.await?;
+    let ((at_start, before), (at_end, after)) = probe.await?;
+    // A snapshot taken late (this process starved on a loaded machine) would pair CPU and
+    // bytes of different spans: no figure rather than a wrong one.
+    let late = (at_start - start).max(at_end - end);
+    let on_time = late <= length / PROBE_SLACK_DIVISOR;
+    if !on_time {
+        eprintln!(
+            "    CPU snapshot {} ms late: no CPU figure",
+            late.as_millis()
+        );
+    }
     Ok(Throughput {
         mib_per_s: bytes as f64 / length.as_secs_f64() / (1024.0 * 1024.0),
-        cpu_s_per_gib: after.secs_per_gib_since(&before, bytes),
+        cpu_s_per_gib: on_time
+            .then(|| after.secs_per_gib_since(&before, bytes))
+            .flatten(),
     })
 }
 
