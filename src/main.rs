@@ -15,6 +15,12 @@ use ward::policy::{Facts, HelloFact, RequestFact};
 use ward::target::{Host, Target};
 use ward::tls::Ja4;
 
+// glibc malloc let the RSS of a proxy holding a thousand interceptions creep (~250 KiB/min,
+// not slowing within 7 minutes) while its live heap stayed flat: the arenas kept the holes
+// that requests of many sizes left. jemalloc held the same load flat (BENCHMARKS.md, Soak).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ward",
