@@ -140,6 +140,16 @@ fn summary(out: &mut String, f: &Figures) {
     let slope = slope(&steady);
     let mean = steady.iter().map(|p| p.1).sum::<f64>() / steady.len().max(1) as f64;
     let minutes = (f.hold_end - f.steady_start) / 60.0;
+    // The second half of the hold on its own: a working set that settles once (hyper's
+    // HTTP/2 client queue takes its second 32-slot block at a connection's 33rd request, ~100 s
+    // in at one request per 3 s) raises the whole slope, but a leak keeps rising here too.
+    let half_start = (f.ramp_end + f.hold_end) / 2.0;
+    let late: Vec<(f64, f64)> = steady
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t * 60.0 >= half_start)
+        .collect();
+    let late_slope = slope(&late);
     let errors: u64 = f.errors.values().map(|(n, _)| n).sum();
     let (gmin, gmax) = (
         f.gauge_during.iter().map(|g| g.1).min(),
@@ -163,6 +173,7 @@ fn summary(out: &mut String, f: &Figures) {
         out,
         "\n## Summary\n\n| figure | value | goal |\n|---|---|---|\n\
          | RSS slope, least squares over the steady part ({:.0}–{:.0} s, {} samples) | {} KiB/min ({} KiB over those {minutes:.1} min; mean RSS {} MiB) | flat |\n\
+         | RSS slope over the second half of the hold ({:.0}–{:.0} s) | {} KiB/min | flat |\n\
          | failed connections (client side, all kinds) | {errors} | 0 |\n\
          | ward's `ward_errors_total`, change over the run | {ward_errors} | 0 |\n\
          | `ward_open_connections`: before / during the hold (min–max) / after the clients went | {} / {}–{} / {back} | back to the baseline |\n\
@@ -174,6 +185,9 @@ fn summary(out: &mut String, f: &Figures) {
         slope.map_or("?".to_owned(), |s| format!("{s:+.1}")),
         slope.map_or("?".to_owned(), |s| format!("{:+.0}", s * minutes)),
         mib(mean as u64),
+        half_start,
+        f.hold_end,
+        late_slope.map_or("?".to_owned(), |s| format!("{s:+.1}")),
         show(f.gauge_before),
         show(gmin),
         show(gmax),
