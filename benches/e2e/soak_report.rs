@@ -149,7 +149,7 @@ fn summary(out: &mut String, f: &Figures) {
         .copied()
         .filter(|(t, _)| *t * 60.0 >= half_start)
         .collect();
-    let late_slope = slope(&late);
+    let late_slope = self::slope(&late);
     let errors: u64 = f.errors.values().map(|(n, _)| n).sum();
     let (gmin, gmax) = (
         f.gauge_during.iter().map(|g| g.1).min(),
