@@ -135,3 +135,49 @@ fn socks5_carries_plain_bytes_both_ways() {
         "pingEOF after 4 bytes\n"
     );
 }
+
+/// A client that sends its greeting, credentials and request in one write (optimistic SOCKS5,
+/// as some clients do to save round trips) gets each answer at once: ward parses what it has
+/// buffered before it reads again, and never waits for bytes the client will not send before
+/// it is answered.
+#[test]
+fn socks5_pipelined_greeting_auth_and_request_answer_at_once() {
+    let o = origins();
+    for creds in [false, true] {
+        let policy = match creds {
+            true => Policy::new().set("users", &alice_inline()),
+            false => Policy::new(),
+        };
+        let ward = Ward::start(&policy);
+        let mut s = net::connect(ward.addr);
+        let method: u8 = if creds { 0x02 } else { 0x00 };
+        let mut all = vec![0x05, 1, method];
+        if creds {
+            all.extend_from_slice(&[0x01, 5]);
+            all.extend_from_slice(b"alice");
+            all.push(PASSWORD.len() as u8);
+            all.extend_from_slice(PASSWORD.as_bytes());
+        }
+        all.extend_from_slice(&net::socks5_request(0x01, &SocksAddr::Ip(o.echo.addr)));
+        let started = std::time::Instant::now();
+        s.write_all(&all).expect("write everything at once");
+        let mut choice = [0u8; 2];
+        std::io::Read::read_exact(&mut s, &mut choice).expect("method choice");
+        assert_eq!(choice, [0x05, method]);
+        if creds {
+            let mut status = [0u8; 2];
+            std::io::Read::read_exact(&mut s, &mut status).expect("auth status");
+            assert_eq!(status, [0x01, 0x00]);
+        }
+        assert_eq!(net::read_socks5_reply(&mut s), 0x00, "CONNECT reply");
+        // Answered on the bytes it had: a wait for more would last the handshake timeout.
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(3), "answered after {took:?}");
+        s.write_all(b"ping").expect("write");
+        net::shutdown_write(&s);
+        assert_eq!(
+            net::lossy(&net::read_all(&mut s)),
+            "pingEOF after 4 bytes\n"
+        );
+    }
+}
