@@ -172,7 +172,10 @@ fn socks5_pipelined_greeting_auth_and_request_answer_at_once() {
         assert_eq!(net::read_socks5_reply(&mut s), 0x00, "CONNECT reply");
         // Answered on the bytes it had: a wait for more would last the handshake timeout.
         let took = started.elapsed();
-        assert!(took < std::time::Duration::from_secs(3), "answered after {took:?}");
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "answered after {took:?}"
+        );
         s.write_all(b"ping").expect("write");
         net::shutdown_write(&s);
         assert_eq!(
