@@ -47,7 +47,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, entry: Arc<Entry>, ctx:
     let mut rec = AccessRecord::new(client, ctx.metrics.clone());
     // Everything up to the relay runs in one boxed future that ends before it: an open
     // connection's task then holds the relay's state and the record, not the request, the
-    // hello and every set-up step's future (4.0 KiB per task with them inline, 1.6 without).
+    // hello and every set-up step's future (4,336 bytes with them inline, 1,896 without).
     let next = Box::pin(setup(stream, client, local, deadline, &ctx, &mut rec)).await;
     let ended = match next {
         Next::Relay(parts) => relay(parts, &ctx, &mut rec).await,
