@@ -54,6 +54,16 @@ const fn subject(
     }
 }
 
+/// A `--lb` row: HAProxy in front of one or two replicas, judged on speed alone (no memory
+/// line, no scaling columns).
+const fn behind_lb(name: &'static str, peer: PeerKind, intercept: bool) -> Subject {
+    Subject {
+        memory: false,
+        scaling: false,
+        ..subject(name, Some(peer), Via::Connect, true, intercept)
+    }
+}
+
 pub const SUBJECTS: &[Subject] = &[
     Subject {
         memory: false,
@@ -151,50 +161,14 @@ pub const SUBJECTS: &[Subject] = &[
         true,
     ),
     // The `--lb` rows: the client connects to HAProxy, which hands the bytes to a replica.
-    Subject {
-        memory: false,
-        scaling: false,
-        ..subject(
-            "haproxy → ward",
-            Some(PeerKind::WardBehindLb),
-            Via::Connect,
-            true,
-            false,
-        )
-    },
-    Subject {
-        memory: false,
-        scaling: false,
-        ..subject(
-            "haproxy → 2 wards",
-            Some(PeerKind::WardPairBehindLb),
-            Via::Connect,
-            true,
-            false,
-        )
-    },
-    Subject {
-        memory: false,
-        scaling: false,
-        ..subject(
-            "haproxy → ward inspect",
-            Some(PeerKind::WardBehindLb),
-            Via::Connect,
-            true,
-            true,
-        )
-    },
-    Subject {
-        memory: false,
-        scaling: false,
-        ..subject(
-            "haproxy → 2 wards inspect",
-            Some(PeerKind::WardPairBehindLb),
-            Via::Connect,
-            true,
-            true,
-        )
-    },
+    behind_lb("haproxy → ward", PeerKind::WardBehindLb, false),
+    behind_lb("haproxy → 2 wards", PeerKind::WardPairBehindLb, false),
+    behind_lb("haproxy → ward inspect", PeerKind::WardBehindLb, true),
+    behind_lb(
+        "haproxy → 2 wards inspect",
+        PeerKind::WardPairBehindLb,
+        true,
+    ),
 ];
 
 /// The rows of the `--lb` comparison; the other rows of ward (SOCKS5, logs) stay out of it.
